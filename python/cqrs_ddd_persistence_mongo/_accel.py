@@ -1,0 +1,75 @@
+"""THE backend switch: binds each hot-path function to the Rust module or its pure twin.
+
+``CQRS_DDD_MONGO_PURE=1`` forces the pure backend. A missing or broken native module
+falls back to pure with one warning that says why. No other module knows which
+backend is bound; they call the names below.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+from typing import Any, Callable
+
+from ._pure import keys as _pure_keys
+
+# name -> pure twin. Every native function has exactly one entry here.
+_TWINS: dict[str, Callable[..., Any]] = {
+    # keys
+    "validate_keys": _pure_keys.validate_keys,
+    # mapping (issue 3)
+    # filters (issue 4)
+    # bulk (issue 6)
+}
+
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+def _pure_forced() -> bool:
+    return os.environ.get("CQRS_DDD_MONGO_PURE", "").strip().lower() in _TRUTHY
+
+
+def _load_native() -> tuple[ModuleType | None, str | None]:
+    """Return (module, None) or (None, reason)."""
+    try:
+        from . import _native  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, f"the native module could not be imported ({exc})"
+    missing = sorted(name for name in _TWINS if not hasattr(_native, name))
+    if missing:
+        return None, f"the native module is out of date (missing {', '.join(missing)}); rebuild it"
+    return _native, None
+
+
+def _select() -> tuple[str, dict[str, Callable[..., Any]]]:
+    if _pure_forced():
+        return "pure", dict(_TWINS)
+    native, reason = _load_native()
+    if native is None:
+        warnings.warn(
+            f"cqrs_ddd_persistence_mongo: using the pure-Python backend because {reason}. "
+            "Results are identical, only slower; reinstall with Rust available "
+            "(pip install --force-reinstall cqrs-ddd-persistence-mongo) to get the native one.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "pure", dict(_TWINS)
+    return "native", {name: getattr(native, name) for name in _TWINS}
+
+
+BACKEND, _BOUND = _select()
+
+
+def pure_twin(name: str) -> Callable[..., Any]:
+    """The pure implementation of ``name`` (for parity tests and benchmarks)."""
+    return _TWINS[name]
+
+
+def native_function(name: str) -> Callable[..., Any] | None:
+    """The native implementation of ``name``, or None when the module is unavailable."""
+    native, _ = _load_native()
+    return None if native is None else getattr(native, name)
+
+
+validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]

@@ -1,0 +1,1 @@
+"""Pure-Python twins of the native module: same names, results, errors and messages."""

@@ -1,0 +1,81 @@
+"""Document key validation (twin of ``rust/keys.rs``).
+
+MongoDB field names may not start with ``$``, contain ``.`` or NUL, and documents may
+not nest deeper than 100 levels. Paths are reported as ``items[3].price``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..exceptions import InvalidDocument
+
+MAX_DEPTH = 100
+
+
+def child_path(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def index_path(parent: str, index: int) -> str:
+    return f"{parent}[{index}]"
+
+
+def display_path(path: str) -> str:
+    return path or "<root>"
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a MongoDB field name, or None."""
+    if key.startswith("$"):
+        return "field names may not start with '$'"
+    if "." in key:
+        return "field names may not contain '.'"
+    if "\0" in key:
+        return "field names may not contain NUL"
+    return None
+
+
+def bad_key_error(path: str, problem: str) -> InvalidDocument:
+    return InvalidDocument(
+        f"invalid field name at '{path}': {problem}; rename the field or store the name as a value"
+    )
+
+
+def too_deep_error(path: str) -> InvalidDocument:
+    return InvalidDocument(
+        f"document at '{display_path(path)}' nests deeper than {MAX_DEPTH} levels "
+        "(MongoDB's limit); flatten it or check for a cycle"
+    )
+
+
+def checked_key(key: Any, parent: str) -> str:
+    """Validate one key; return the child path."""
+    if not isinstance(key, str):
+        raise InvalidDocument(
+            f"field name {key!r} at '{display_path(parent)}' is not a string; "
+            "MongoDB field names must be str"
+        )
+    path = child_path(parent, key)
+    problem = key_problem(key)
+    if problem is not None:
+        raise bad_key_error(path, problem)
+    return path
+
+
+def _walk(value: Any, path: str, depth: int) -> None:
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            raise too_deep_error(path)
+        for key, child in value.items():
+            _walk(child, checked_key(key, path), depth + 1)
+    elif isinstance(value, (list, tuple)):
+        if depth >= MAX_DEPTH:
+            raise too_deep_error(path)
+        for index, child in enumerate(value):
+            _walk(child, index_path(path, index), depth + 1)
+
+
+def validate_keys(doc: Any) -> None:
+    """Raise ``InvalidDocument`` naming the first offending path in ``doc``."""
+    _walk(doc, "", 0)

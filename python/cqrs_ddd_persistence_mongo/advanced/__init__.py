@@ -1,0 +1,5 @@
+"""Advanced stores: projections, snapshots, positions, sagas, background jobs."""
+
+# --- projection store (issue 6) ---
+
+# --- snapshots, positions, sagas, jobs (issue 6) ---

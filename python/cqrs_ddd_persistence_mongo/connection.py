@@ -1,0 +1,253 @@
+"""MongoConnectionManager and the one adapter that absorbs driver differences.
+
+Three clients work: PyMongo's ``AsyncMongoClient`` (the default the manager builds),
+Motor's ``AsyncIOMotorClient`` and mongomock-motor's ``AsyncMongoMockClient`` (passed as
+``client=``). How a session starts, how a transaction starts and ends, and how a cursor
+becomes a list differ between them; :class:`DriverAdapter` is the only place that knows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
+
+from .exceptions import MongoConnectionError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class DriverAdapter:
+    """Driver differences in one place.
+
+    * PyMongo async: ``start_session()`` is a plain call, ``start_transaction()`` a coroutine.
+    * Motor: ``start_session()`` is a coroutine, ``start_transaction()`` a plain call.
+    * mongomock-motor: no sessions or transactions at all.
+    """
+
+    def __init__(self, client: Any) -> None:
+        modules = {cls.__module__.split(".")[0] for cls in type(client).__mro__}
+        if "mongomock_motor" in modules or "mongomock" in modules:
+            self.kind = "mongomock"
+        elif "motor" in modules:
+            self.kind = "motor"
+        else:
+            self.kind = "pymongo"
+
+    @property
+    def supports_sessions(self) -> bool:
+        return self.kind != "mongomock"
+
+    async def start_session(self, client: Any) -> Any:
+        return await _maybe_await(client.start_session())
+
+    async def start_transaction(self, session: Any) -> None:
+        await _maybe_await(session.start_transaction())
+
+    async def commit_transaction(self, session: Any) -> None:
+        await _maybe_await(session.commit_transaction())
+
+    async def abort_transaction(self, session: Any) -> None:
+        await _maybe_await(session.abort_transaction())
+
+    async def end_session(self, session: Any) -> None:
+        await _maybe_await(session.end_session())
+
+    @staticmethod
+    def in_transaction(session: Any) -> bool:
+        return bool(session is not None and getattr(session, "in_transaction", False))
+
+    @staticmethod
+    async def to_list(cursor: Any, length: int | None = None) -> list[Any]:
+        """Drain a cursor; every driver accepts ``length`` positionally."""
+        return list(await cursor.to_list(length))
+
+
+def adapter_for(client: Any) -> DriverAdapter:
+    return DriverAdapter(client)
+
+
+class MongoConnectionManager:
+    """Owns one client (connection pool) and hands out databases.
+
+    Built clients use ``tz_aware=True`` and ``uuidRepresentation="standard"`` so datetimes
+    come back aware (UTC) and UUIDs round-trip. ``connect()`` pings the server and raises
+    :class:`MongoConnectionError` within ``server_selection_timeout_ms`` when it cannot.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        database: str | None = None,
+        client: Any = None,
+        *,
+        max_pool_size: int = 100,
+        min_pool_size: int = 0,
+        max_idle_time_ms: int | None = None,
+        connect_timeout_ms: int = 10_000,
+        socket_timeout_ms: int | None = None,
+        server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+        driver: str = "pymongo",
+        **client_options: Any,
+    ) -> None:
+        if client is None and not url:
+            raise MongoConnectionError(
+                "MongoConnectionManager needs url='mongodb://...' or an existing client=..."
+            )
+        if driver not in ("pymongo", "motor"):
+            raise MongoConnectionError(f"driver must be 'pymongo' or 'motor', not {driver!r}")
+        self.url = url
+        self.database_name = database
+        self._client = client
+        self._owns_client = client is None
+        self._driver = driver
+        self._options: dict[str, Any] = {
+            "maxPoolSize": max_pool_size,
+            "minPoolSize": min_pool_size,
+            "connectTimeoutMS": connect_timeout_ms,
+            "serverSelectionTimeoutMS": server_selection_timeout_ms,
+            "tz_aware": True,
+            "uuidRepresentation": "standard",
+            **client_options,
+        }
+        if max_idle_time_ms is not None:
+            self._options["maxIdleTimeMS"] = max_idle_time_ms
+        if socket_timeout_ms:  # 0/None mean "no timeout", the driver default
+            self._options["socketTimeoutMS"] = socket_timeout_ms
+        self._connected = False
+        self._hello: dict[str, Any] | None = None
+        self.adapter: DriverAdapter | None = adapter_for(client) if client is not None else None
+
+    # --- lifecycle ------------------------------------------------------------
+    def _build_client(self) -> Any:
+        try:
+            if self._driver == "motor":
+                from motor.motor_asyncio import AsyncIOMotorClient
+
+                return AsyncIOMotorClient(self.url, **self._options)
+            from pymongo import AsyncMongoClient
+
+            return AsyncMongoClient(self.url, **self._options)
+        except (InvalidURI, ConfigurationError, ValueError, TypeError) as exc:
+            raise MongoConnectionError(
+                f"invalid MongoDB URL or option ({exc}); expected 'mongodb://host:port/?replicaSet=...'"
+            ) from exc
+
+    async def connect(self) -> MongoConnectionManager:
+        """Build the client (unless one was given) and check that the server answers."""
+        if self._connected:
+            return self
+        if self._client is None:
+            self._client = self._build_client()
+            self.adapter = adapter_for(self._client)
+        try:
+            await self._client.admin.command("ping")
+        except PyMongoError as exc:
+            if self._owns_client:
+                await self._close_client()
+            raise MongoConnectionError(
+                f"cannot reach MongoDB at {self._redacted_url()}: {exc}. "
+                "Check that the server runs and the URL, credentials and network are right."
+            ) from exc
+        self._connected = True
+        return self
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _maybe_await(client.close())
+
+    async def disconnect(self) -> None:
+        """Close the client if this manager built it; a client passed in is left to its owner."""
+        if self._owns_client:
+            await self._close_client()
+        self._connected = False
+        self._hello = None
+
+    close = disconnect
+
+    async def __aenter__(self) -> MongoConnectionManager:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    # --- access ---------------------------------------------------------------
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise MongoConnectionError("not connected: call 'await connection.connect()' first")
+        return self._client
+
+    def db(self, name: str | None = None) -> Any:
+        """The database ``name``, else the manager's default database."""
+        name = name or self.database_name or self._default_database_from_url()
+        if not name:
+            raise MongoConnectionError(
+                "no database name: pass database=... to MongoConnectionManager or db(name)"
+            )
+        return self.client[name]
+
+    def driver(self) -> DriverAdapter:
+        if self.adapter is None:
+            raise MongoConnectionError("not connected: call 'await connection.connect()' first")
+        return self.adapter
+
+    def _default_database_from_url(self) -> str | None:
+        if not self.url:
+            return None
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            return parse_uri(self.url).get("database")
+        except (InvalidURI, ConfigurationError, ValueError):
+            return None
+
+    def _redacted_url(self) -> str:
+        url = self.url or "<client>"
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return url
+
+    # --- server facts -----------------------------------------------------------
+    async def health_check(self) -> bool:
+        """True when the server answers a ping now."""
+        if self._client is None:
+            return False
+        try:
+            await self._client.admin.command("ping")
+            return True
+        except PyMongoError as exc:
+            logger.warning("MongoDB health check failed: %s", exc)
+            return False
+
+    async def server_hello(self) -> dict[str, Any]:
+        """The server's ``hello`` reply, fetched once per connection and cached."""
+        if self._hello is None:
+            try:
+                self._hello = dict(await self.client.admin.command("hello"))
+            except NotImplementedError:  # mongomock
+                self._hello = {}
+            except PyMongoError as exc:
+                raise MongoConnectionError(f"'hello' failed on {self._redacted_url()}: {exc}") from exc
+        return self._hello
+
+    async def supports_transactions(self) -> bool:
+        """True on a replica set member or a mongos (cached per connection)."""
+        if not self.driver().supports_sessions:
+            return False
+        hello = await self.server_hello()
+        return bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"

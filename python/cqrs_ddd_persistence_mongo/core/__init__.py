@@ -1,0 +1,7 @@
+"""Core persistence: repository, unit of work, event store, outbox, model mapper."""
+
+# --- unit of work and repository (issue 3) ---
+
+# --- search (issue 4) ---
+
+# --- event store and outbox (issue 5) ---

@@ -1,0 +1,25 @@
+"""Domain primitives the stores speak. Imports nothing else of this package.
+
+Stores accept any object with the same attributes (duck typing), so code built on the
+original ``cqrs_ddd_core`` / ``cqrs_ddd_advanced_core`` primitives keeps working.
+"""
+
+from .aggregate import AggregateRoot
+from .events import DomainEvent, StoredEvent, utc_now
+from .jobs import BaseBackgroundJob, BackgroundJob, JobStatus
+from .outbox import OutboxMessage, OutboxStatus
+from .sagas import SagaState, SagaStatus
+
+__all__ = [
+    "AggregateRoot",
+    "BackgroundJob",
+    "BaseBackgroundJob",
+    "DomainEvent",
+    "JobStatus",
+    "OutboxMessage",
+    "OutboxStatus",
+    "SagaState",
+    "SagaStatus",
+    "StoredEvent",
+    "utc_now",
+]

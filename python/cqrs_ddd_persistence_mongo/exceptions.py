@@ -1,0 +1,119 @@
+"""One exception hierarchy for the whole library, rooted at ``MongoPersistenceError``.
+
+Every error says what went wrong and what to do about it. The seeds' names are kept,
+as classes or aliases, so code written against them keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MongoPersistenceError(Exception):
+    """Base class of every error this library raises."""
+
+
+# --- connection -------------------------------------------------------------------
+class MongoConnectionError(MongoPersistenceError):
+    """The server cannot be reached, the URL is invalid, or the manager is not connected."""
+
+
+ConnectionFailed = MongoConnectionError
+
+
+# --- documents and queries ----------------------------------------------------------
+class InvalidDocument(MongoPersistenceError, ValueError):
+    """A value cannot be stored as a MongoDB document; the message names the path."""
+
+
+class MongoQueryError(MongoPersistenceError):
+    """A query failed on the server or was rejected before it was sent."""
+
+
+class InvalidSpecification(MongoQueryError, ValueError):
+    """A specification is malformed, unsafe, or uses an operator MongoDB cannot express exactly."""
+
+
+class UnsafeQueryError(InvalidSpecification):
+    """A caller-supplied filter or pipeline uses a server-side code operator ($where, $function, ...)."""
+
+
+# --- concurrency --------------------------------------------------------------------
+class VersionMismatchError(MongoPersistenceError):
+    """An optimistic-concurrency check failed: someone else wrote first. Reload and retry."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        entity_id: Any = None,
+        expected: Any = None,
+        actual: Any = None,
+        collection: str | None = None,
+    ) -> None:
+        self.entity_id = entity_id
+        self.expected = expected
+        self.actual = actual
+        self.collection = collection
+        if message is None:
+            where = f" in '{collection}'" if collection else ""
+            message = (
+                f"version conflict for {entity_id!r}{where}: expected version {expected!r}, "
+                f"found {actual!r}; reload the entity and retry"
+            )
+        super().__init__(message)
+
+
+OptimisticConcurrencyError = VersionMismatchError
+ConcurrencyConflict = VersionMismatchError
+
+
+class DuplicateEntityError(VersionMismatchError):
+    """A new entity was inserted with an id that already exists (a concurrent insert won)."""
+
+
+# --- units of work ------------------------------------------------------------------
+class MongoUnitOfWorkError(MongoPersistenceError):
+    """A unit of work was used wrongly or its transaction failed."""
+
+
+class TransactionsNotSupported(MongoUnitOfWorkError):
+    """The deployment is a standalone server: transactions need a replica set or mongos."""
+
+
+# --- stores -------------------------------------------------------------------------
+class EventStoreError(MongoPersistenceError):
+    """The event store could not read or append events."""
+
+
+class OutboxError(MongoPersistenceError):
+    """The outbox could not save, claim or update messages."""
+
+
+class ProjectionError(MongoPersistenceError):
+    """A projection store or projection run failed."""
+
+
+class EntityNotFound(MongoPersistenceError, LookupError):
+    """An entity that must exist does not."""
+
+
+__all__ = [
+    "ConcurrencyConflict",
+    "ConnectionFailed",
+    "DuplicateEntityError",
+    "EntityNotFound",
+    "EventStoreError",
+    "InvalidDocument",
+    "InvalidSpecification",
+    "MongoConnectionError",
+    "MongoPersistenceError",
+    "MongoQueryError",
+    "MongoUnitOfWorkError",
+    "OptimisticConcurrencyError",
+    "OutboxError",
+    "ProjectionError",
+    "TransactionsNotSupported",
+    "UnsafeQueryError",
+    "VersionMismatchError",
+]

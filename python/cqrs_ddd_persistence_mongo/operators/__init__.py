@@ -1,0 +1,1 @@
+"""Per-family operator compilers (compile_standard, compile_string, ...)."""

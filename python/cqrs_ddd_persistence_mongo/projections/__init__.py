@@ -1,0 +1,1 @@
+"""Projection engine: follow the event store and (re)build read models."""

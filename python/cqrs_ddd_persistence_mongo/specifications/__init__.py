@@ -1,0 +1,1 @@
+"""Specifications: a tree of conditions that compiles to MongoDB filters. Imports nothing of ours."""

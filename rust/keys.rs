@@ -1,0 +1,122 @@
+//! Document key validation: MongoDB field names may not start with `$`, contain `.`
+//! or NUL, and documents may not nest deeper than MongoDB's 100 levels.
+//! Twin: `python/cqrs_ddd_persistence_mongo/_pure/keys.py` (same messages).
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::errors::invalid_document;
+
+pub const MAX_DEPTH: usize = 100;
+
+/// The path of a child under `parent`: `a.b` for keys, `a[3]` for indexes.
+pub fn child_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        let mut s = String::with_capacity(parent.len() + 1 + key.len());
+        s.push_str(parent);
+        s.push('.');
+        s.push_str(key);
+        s
+    }
+}
+
+pub fn index_path(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+pub fn display_path(path: &str) -> &str {
+    if path.is_empty() {
+        "<root>"
+    } else {
+        path
+    }
+}
+
+/// Why `key` cannot be a MongoDB field name, if it cannot.
+pub fn key_problem(key: &str) -> Option<&'static str> {
+    if key.starts_with('$') {
+        Some("field names may not start with '$'")
+    } else if key.contains('.') {
+        Some("field names may not contain '.'")
+    } else if key.contains('\0') {
+        Some("field names may not contain NUL")
+    } else {
+        None
+    }
+}
+
+pub fn bad_key_error(py: Python<'_>, path: &str, problem: &str) -> PyErr {
+    invalid_document(
+        py,
+        format!("invalid field name at '{path}': {problem}; rename the field or store the name as a value"),
+    )
+}
+
+pub fn too_deep_error(py: Python<'_>, path: &str) -> PyErr {
+    invalid_document(
+        py,
+        format!(
+            "document at '{}' nests deeper than {MAX_DEPTH} levels (MongoDB's limit); flatten it or check for a cycle",
+            display_path(path)
+        ),
+    )
+}
+
+/// Checks one key and returns it as `&str`-backed owned text.
+pub fn checked_key(py: Python<'_>, key: &Bound<'_, PyAny>, parent: &str) -> PyResult<String> {
+    let Ok(s) = key.downcast::<PyString>() else {
+        let shown = key.repr()?.to_string();
+        return Err(invalid_document(
+            py,
+            format!(
+                "field name {shown} at '{}' is not a string; MongoDB field names must be str",
+                display_path(parent)
+            ),
+        ));
+    };
+    let text = s.to_str()?;
+    let path = child_path(parent, text);
+    if let Some(problem) = key_problem(text) {
+        return Err(bad_key_error(py, &path, problem));
+    }
+    Ok(path)
+}
+
+fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<()> {
+    if let Ok(dict) = value.downcast::<PyDict>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep_error(py, path));
+        }
+        for (k, v) in dict.iter() {
+            let child = checked_key(py, &k, path)?;
+            walk(py, &v, &child, depth + 1)?;
+        }
+    } else if let Ok(list) = value.downcast::<PyList>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep_error(py, path));
+        }
+        for (i, v) in list.iter().enumerate() {
+            walk(py, &v, &index_path(path, i), depth + 1)?;
+        }
+    } else if let Ok(tuple) = value.downcast::<PyTuple>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep_error(py, path));
+        }
+        for (i, v) in tuple.iter().enumerate() {
+            walk(py, &v, &index_path(path, i), depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Raise `InvalidDocument` naming the first offending path in `doc`.
+#[pyfunction]
+pub fn validate_keys(py: Python<'_>, doc: &Bound<'_, PyAny>) -> PyResult<()> {
+    walk(py, doc, "", 0)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(validate_keys, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Registration of the native module. Each hot path lives in its own file and
+//! registers its functions here; nothing else belongs in this file.
+use pyo3::prelude::*;
+
+mod errors;
+mod keys;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    keys::register(m)?;
+    Ok(())
+}

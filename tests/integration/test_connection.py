@@ -1,0 +1,125 @@
+"""MongoConnectionManager with all three clients, bad URLs, unreachable servers and
+transactions through the driver adapter on the real-wire server."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import datetime, timezone
+from uuid import uuid4
+
+import pytest
+
+from cqrs_ddd_persistence_mongo import MongoConnectionError, MongoConnectionManager
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_pymongo_async_is_the_default_client(mongo_url: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    async with MongoConnectionManager(url=mongo_url, database="conn_default") as conn:
+        assert isinstance(conn.client, AsyncMongoClient)
+        assert conn.driver().kind == "pymongo"
+        assert await conn.health_check()
+
+
+async def test_motor_client_passed_in(mongo_url: str) -> None:
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    client = AsyncIOMotorClient(mongo_url, tz_aware=True, uuidRepresentation="standard")
+    conn = MongoConnectionManager(client=client, database="conn_motor")
+    await conn.connect()
+    assert conn.driver().kind == "motor"
+    await conn.db().things.insert_one({"_id": 1})
+    assert await conn.db().things.find_one({"_id": 1}) == {"_id": 1}
+    await conn.client.drop_database("conn_motor")
+    await conn.disconnect()
+    # a client passed in belongs to its owner: still usable after disconnect
+    assert (await client.admin.command("ping"))["ok"] == 1
+    client.close()
+
+
+async def test_mongomock_client(mock_connection: MongoConnectionManager) -> None:
+    assert mock_connection.driver().kind == "mongomock"
+    assert not await mock_connection.supports_transactions()
+    await mock_connection.db().x.insert_one({"_id": "a", "n": 1})
+    assert await mock_connection.db().x.find_one({"_id": "a"}) == {"_id": "a", "n": 1}
+    assert await mock_connection.health_check()
+
+
+async def test_datetimes_and_uuids_round_trip(real_connection: MongoConnectionManager) -> None:
+    when = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+    key = uuid4()
+    await real_connection.db().x.insert_one({"_id": key, "at": when})
+    doc = await real_connection.db().x.find_one({"_id": key})
+    assert doc == {"_id": key, "at": when}
+    assert doc["at"].tzinfo is not None
+
+
+async def test_bad_url_is_a_connection_error() -> None:
+    with pytest.raises(MongoConnectionError, match="invalid MongoDB URL"):
+        await MongoConnectionManager(url="postgres://nope", database="x").connect()
+
+
+def test_missing_url_and_client() -> None:
+    with pytest.raises(MongoConnectionError, match="needs url="):
+        MongoConnectionManager(database="x")
+
+
+async def test_unreachable_server_fails_fast() -> None:
+    conn = MongoConnectionManager(
+        url=f"mongodb://127.0.0.1:{_free_port()}/", database="x", server_selection_timeout_ms=500
+    )
+    started = time.monotonic()
+    with pytest.raises(MongoConnectionError, match="cannot reach MongoDB"):
+        await conn.connect()
+    assert time.monotonic() - started < 5
+    assert not await conn.health_check()
+
+
+async def test_not_connected_is_explained() -> None:
+    conn = MongoConnectionManager(url="mongodb://127.0.0.1:1/", database="x")
+    with pytest.raises(MongoConnectionError, match="call 'await connection.connect\\(\\)'"):
+        conn.db()
+
+
+async def test_database_from_url(mongo_url: str) -> None:
+    url = mongo_url.rstrip("/") + "/from_url"
+    async with MongoConnectionManager(url=url) as conn:
+        assert conn.db().name == "from_url"
+        assert conn.db("other").name == "other"
+
+
+async def test_replica_set_detected_once(real_connection: MongoConnectionManager) -> None:
+    assert await real_connection.supports_transactions()
+    first = await real_connection.server_hello()
+    assert await real_connection.server_hello() is first  # cached
+
+
+@pytest.mark.parametrize("outcome", ["commit", "abort"])
+async def test_transactions_through_the_adapter(real_connection: MongoConnectionManager, outcome: str) -> None:
+    adapter = real_connection.driver()
+    db = real_connection.db()
+    await db.create_collection("a")
+    await db.create_collection("b")
+    session = await adapter.start_session(real_connection.client)
+    try:
+        await adapter.start_transaction(session)
+        assert adapter.in_transaction(session)
+        await db.a.insert_one({"_id": 1}, session=session)
+        await db.b.insert_one({"_id": 1}, session=session)
+        if outcome == "commit":
+            await adapter.commit_transaction(session)
+        else:
+            await adapter.abort_transaction(session)
+    finally:
+        await adapter.end_session(session)
+    expected = 1 if outcome == "commit" else 0
+    assert await db.a.count_documents({}) == expected
+    assert await db.b.count_documents({}) == expected
+    assert await adapter.to_list(db.a.find({}), None) == ([{"_id": 1}] if expected else [])

@@ -89,12 +89,12 @@ class MongoConnectionManager:
         database: str | None = None,
         client: Any = None,
         *,
-        max_pool_size: int = 100,
-        min_pool_size: int = 0,
+        max_pool_size: int | None = None,
+        min_pool_size: int | None = None,
         max_idle_time_ms: int | None = None,
-        connect_timeout_ms: int = 10_000,
+        connect_timeout_ms: int | None = None,
         socket_timeout_ms: int | None = None,
-        server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+        server_selection_timeout_ms: int | None = None,
         driver: str = "pymongo",
         **client_options: Any,
     ) -> None:
@@ -109,22 +109,40 @@ class MongoConnectionManager:
         self._client = client
         self._owns_client = client is None
         self._driver = driver
-        self._options: dict[str, Any] = {
+        explicit = {
             "maxPoolSize": max_pool_size,
             "minPoolSize": min_pool_size,
+            "maxIdleTimeMS": max_idle_time_ms,
             "connectTimeoutMS": connect_timeout_ms,
+            # 0 means "no timeout", which the driver spells None
+            "socketTimeoutMS": socket_timeout_ms or None,
             "serverSelectionTimeoutMS": server_selection_timeout_ms,
+        }
+        self._options: dict[str, Any] = {
             "tz_aware": True,
             "uuidRepresentation": "standard",
+            **{k: v for k, v in explicit.items() if v is not None},
             **client_options,
         }
-        if max_idle_time_ms is not None:
-            self._options["maxIdleTimeMS"] = max_idle_time_ms
-        if socket_timeout_ms:  # 0/None mean "no timeout", the driver default
-            self._options["socketTimeoutMS"] = socket_timeout_ms
+        # Our defaults apply only where neither the caller nor the URL chose a value.
+        for key, value in self._DEFAULTS.items():
+            if key not in self._options and key.lower() not in self._url_options():
+                self._options[key] = value
         self._connected = False
         self._hello: dict[str, Any] | None = None
         self.adapter: DriverAdapter | None = adapter_for(client) if client is not None else None
+
+    _DEFAULTS: dict[str, Any] = {
+        "serverSelectionTimeoutMS": DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+        "connectTimeoutMS": 10_000,
+    }
+
+    def _url_options(self) -> set[str]:
+        """Lower-cased names of the options given in the URL's query string."""
+        if not self.url or "?" not in self.url:
+            return set()
+        query = self.url.split("?", 1)[1]
+        return {part.split("=", 1)[0].lower() for part in query.replace(";", "&").split("&") if part}
 
     # --- lifecycle ------------------------------------------------------------
     def _build_client(self) -> Any:

@@ -123,3 +123,18 @@ async def test_transactions_through_the_adapter(real_connection: MongoConnection
     assert await db.a.count_documents({}) == expected
     assert await db.b.count_documents({}) == expected
     assert await adapter.to_list(db.a.find({}), None) == ([{"_id": 1}] if expected else [])
+
+
+def test_url_options_are_honoured_and_explicit_arguments_win() -> None:
+    from_url = MongoConnectionManager(url="mongodb://h:1/?serverSelectionTimeoutMS=300", database="x")
+    assert "serverSelectionTimeoutMS" not in from_url._options  # the URL's value applies
+    explicit = MongoConnectionManager(
+        url="mongodb://h:1/?serverSelectionTimeoutMS=300", database="x", server_selection_timeout_ms=50
+    )
+    assert explicit._options["serverSelectionTimeoutMS"] == 50
+    default = MongoConnectionManager(url="mongodb://h:1/", database="x", socket_timeout_ms=0, max_pool_size=7)
+    assert default._options["serverSelectionTimeoutMS"] == 10_000
+    assert default._options["maxPoolSize"] == 7
+    assert "socketTimeoutMS" not in default._options  # 0 = no timeout = driver default
+    assert default._options["tz_aware"] is True
+    assert default._options["uuidRepresentation"] == "standard"

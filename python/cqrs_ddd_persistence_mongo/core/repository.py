@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
+import bson
 from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from .. import _accel
 from ..connection import MongoConnectionManager
 from ..exceptions import (
     DuplicateEntityError,
@@ -94,8 +96,12 @@ class MongoRepository(Generic[T, ID]):
         return self._connection.db(self.database_name)[self.collection_name]
 
     def _key(self, entity_id: Any) -> Any:
-        """An id value as stored in ``_id``."""
-        return self._mapper.to_doc_id(entity_id) if hasattr(self._mapper, "to_doc_id") else entity_id
+        """An id value as stored in ``_id`` (same type rules as the mapper: UUID, Decimal, ...)."""
+        if type(entity_id) in (str, int):  # the common case needs no conversion
+            return entity_id
+        if entity_id is None:
+            raise MongoQueryError(f"an id is required to look up {self.model_cls.__name__}, got None")
+        return _accel.map_to_doc({"_id_": entity_id}, "_id_", None, False)["_id"]
 
     # --- writes -------------------------------------------------------------------
     async def add(self, entity: T, uow: Any = None) -> None:
@@ -120,6 +126,9 @@ class MongoRepository(Generic[T, ID]):
         session = session_of(uow)
         doc = self._mapper_to_doc(entity)
         collection = self.collection()
+        if "_id" not in doc:  # id None: the driver assigns an ObjectId, the entity gets it
+            await self._insert_with_generated_id(entity, doc, session, uow)
+            return
         if not self.versioned:
             await self._guarded(collection.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session))
             return
@@ -141,9 +150,23 @@ class MongoRepository(Generic[T, ID]):
             raise self._duplicate(doc_id, exc.details) from exc
         except OperationFailure as exc:
             if exc.code == WRITE_CONFLICT:
-                raise self._write_conflict(doc_id, expected) from exc
+                raise await self._write_conflict(doc_id, expected) from exc
             raise MongoQueryError(f"saving {doc_id!r} in '{self.collection_name}' failed: {exc}") from exc
         self._set_version(entity, new, uow)
+
+    async def _insert_with_generated_id(self, entity: Any, doc: dict[str, Any], session: Any, uow: Any) -> None:
+        expected = self._version_of(entity) if self.versioned else 0
+        if expected:
+            raise MongoPersistenceError(
+                f"{type(entity).__name__} has version {expected} but no {self.id_field!r}: "
+                "a saved aggregate must keep its id"
+            )
+        if self.versioned:
+            doc["_version"] = 1
+        await self._guarded(self.collection().insert_one(doc, session=session))  # adds doc["_id"]
+        setattr(entity, self.id_field, doc["_id"])
+        if self.versioned:
+            self._set_version(entity, 1, uow)
 
     async def add_many(self, entities: Iterable[T], uow: Any = None) -> None:
         """Save many aggregates with one ``bulk_write`` (same rules per entity as :meth:`add`).
@@ -198,22 +221,25 @@ class MongoRepository(Generic[T, ID]):
         except OperationFailure as exc:
             self._doom(uow, "a batch save conflicted")
             if exc.code == WRITE_CONFLICT:
-                raise self._write_conflict([d["_id"] for d in docs], None) from exc
+                raise await self._write_conflict([d["_id"] for d in docs], None) from exc
             raise MongoQueryError(f"saving a batch in '{self.collection_name}' failed: {exc}") from exc
         except TypeError as exc:  # mongomock's bulk_write cannot take pymongo 4.20's ReplaceOne
             raise MongoPersistenceError(
                 f"this client cannot bulk-replace documents ({exc}); save loaded entities one by one with add()"
             ) from exc
-        stale_replaces = matched < replaces
-        if stale_replaces and transactional:
+        if not failed and matched == replaces:
+            for entity, version in zip(items, expected):
+                self._set_version(entity, version + 1, uow)
+            return
+        # Some saves conflicted. Which ones: a document equal to what we sent is ours.
+        written = await self._written(docs, collection, session) - failed
+        if transactional:
             self._doom(uow, "a batch save conflicted")
-            await self._raise_stale(docs, expected, session, failed)
-        for index, (entity, version) in enumerate(zip(items, expected)):
-            if index in failed or (version and stale_replaces):
-                continue
-            self._set_version(entity, version + 1, uow)
-        if failed or stale_replaces:
-            await self._raise_stale(docs, expected, session, failed)
+        else:
+            for index in written:
+                self._set_version(items[index], expected[index] + 1, uow)
+        conflicts = [i for i in range(len(docs)) if i not in written]
+        await self._raise_conflicts(docs, expected, conflicts, collection, session)
 
     async def delete(self, entity_id: ID, uow: Any = None, *, expected_version: int | None = None) -> bool:
         """Delete by id; True when a document was deleted.
@@ -231,7 +257,7 @@ class MongoRepository(Generic[T, ID]):
             result = await self.collection().delete_one(query, session=session)
         except OperationFailure as exc:
             if exc.code == WRITE_CONFLICT:
-                raise self._write_conflict(key, expected_version) from exc
+                raise await self._write_conflict(key, expected_version) from exc
             raise MongoQueryError(f"deleting {key!r} from '{self.collection_name}' failed: {exc}") from exc
         if result.deleted_count:
             return True
@@ -300,7 +326,7 @@ class MongoRepository(Generic[T, ID]):
             found: dict[Any, dict[str, Any]] = {}
             async for docs in iterate_cursor_batches(cursor, step):
                 for doc in docs:
-                    found[_hashable(doc["_id"])] = doc
+                    found[_hashable(self._key(doc["_id"]))] = doc
             ordered = [found[k] for k in map(_hashable, chunk) if k in found]
             if ordered:
                 yield ordered
@@ -350,29 +376,48 @@ class MongoRepository(Generic[T, ID]):
         doc = await self.collection().find_one({"_id": key}, {"_version": 1}, session=session)
         return None if doc is None else doc.get("_version", 0)
 
-    async def _raise_stale(
-        self, docs: list[dict[str, Any]], expected: list[int], session: Any, failed: set[int]
-    ) -> None:
-        """Name the entities of a batch whose save conflicted and raise."""
-        keys = [d["_id"] for d in docs]
+    async def _stored_docs(self, keys: list[Any], collection: Any, session: Any, projection: Any = None) -> dict[Any, Any]:
         stored: dict[Any, Any] = {}
-        cursor = self.collection().find({"_id": {"$in": keys}}, {"_version": 1}, session=session)
-        async for batch in iterate_cursor_batches(cursor, self.batch_size):
-            for doc in batch:
-                stored[_hashable(doc["_id"])] = doc.get("_version", 0)
-        conflicts = []
-        for index, (key, version) in enumerate(zip(keys, expected)):
-            actual = stored.get(_hashable(key))
-            if index in failed or (version and actual != version + 1):
-                conflicts.append((key, version, actual))
-        if not conflicts:  # every stored version moved on: someone else wrote them
-            conflicts = [(k, v, stored.get(_hashable(k))) for k, v in zip(keys, expected) if v]
-        key, version, actual = conflicts[0]
-        listing = ", ".join(f"{k!r} (expected {v}, found {a})" for k, v, a in conflicts[:10])
-        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
-        cls = DuplicateEntityError if version == 0 and len(conflicts) == 1 else VersionMismatchError
+        for start in range(0, len(keys), self.ids_per_query):
+            chunk = keys[start : start + self.ids_per_query]
+            cursor = collection.find({"_id": {"$in": chunk}}, projection, session=session)
+            async for batch in iterate_cursor_batches(cursor, self.batch_size):
+                for doc in batch:
+                    stored[_hashable(self._key(doc["_id"]))] = doc
+        return stored
+
+    async def _written(self, docs: list[dict[str, Any]], collection: Any, session: Any) -> set[int]:
+        """Indexes of ``docs`` whose stored document is exactly what was sent.
+
+        Compared after a BSON round trip with the collection's codec options, so types the
+        server normalises (tuples, datetime precision) compare equal. A concurrent writer
+        that stored the very same content counts as ours, which is harmless.
+        """
+        options = collection.codec_options
+        stored = await self._stored_docs([d["_id"] for d in docs], collection, session)
+        written = set()
+        for index, doc in enumerate(docs):
+            found = stored.get(_hashable(self._key(doc["_id"])))
+            if found is not None and found == bson.decode(bson.encode(doc), codec_options=options):
+                written.add(index)
+        return written
+
+    async def _raise_conflicts(
+        self, docs: list[dict[str, Any]], expected: list[int], conflicts: list[int], collection: Any, session: Any
+    ) -> None:
+        """Raise one error naming every conflicting entity of a batch (first one in the fields)."""
+        keys = [docs[i]["_id"] for i in conflicts]
+        stored = await self._stored_docs(keys, collection, session, {"_version": 1})
+        rows = []
+        for index, key in zip(conflicts, keys):
+            found = stored.get(_hashable(self._key(key)))
+            rows.append((key, expected[index], None if found is None else found.get("_version", 0)))
+        key, version, actual = rows[0]
+        listing = ", ".join(f"{k!r} (expected {v}, found {a})" for k, v, a in rows[:10])
+        more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+        cls = DuplicateEntityError if all(v == 0 for _, v, _ in rows) else VersionMismatchError
         raise cls(
-            f"{len(conflicts)} of {len(docs)} saves in '{self.collection_name}' conflicted: "
+            f"{len(rows)} of {len(docs)} saves in '{self.collection_name}' conflicted: "
             f"{listing}{more}; reload these entities and retry",
             entity_id=key,
             expected=version,
@@ -397,15 +442,29 @@ class MongoRepository(Generic[T, ID]):
             collection=self.collection_name,
         )
 
-    def _write_conflict(self, key: Any, expected: Any) -> VersionMismatchError:
+    async def _write_conflict(self, key: Any, expected: Any) -> VersionMismatchError:
+        """The error for a server WriteConflict inside a transaction.
+
+        The server aborts the transaction when another transaction wrote the document
+        after this one started (committed or not). The committed version, read outside
+        the transaction, tells the caller which.
+        """
+        actual: Any = "an uncommitted concurrent write"
+        if not isinstance(key, list):
+            try:
+                committed = await self._stored_version(key, None)
+            except OperationFailure:
+                committed = expected
+            if committed != expected:
+                actual = committed
         cls = DuplicateEntityError if expected == 0 else VersionMismatchError
         return cls(
             f"version conflict for {key!r} in '{self.collection_name}': expected version "
-            f"{expected!r}, but a concurrent transaction is writing it; the transaction was "
-            "aborted; retry the unit of work (uow.run retries automatically)",
+            f"{expected!r}, found {actual!r} (written by a concurrent transaction); this "
+            "transaction was aborted: retry the unit of work (uow.run retries automatically)",
             entity_id=key,
             expected=expected,
-            actual="uncommitted concurrent write",
+            actual=actual,
             collection=self.collection_name,
         )
 

@@ -76,6 +76,7 @@ class MongoRepository(Generic[T, ID]):
         self.model_cls = model_cls
         self.id_field = id_field
         self._mapper = mapper if mapper is not None else MongoDBModelMapper(model_cls, id_field=id_field)
+        self._cached_collection: tuple[Any, Any] | None = None
 
     # --- mapping hooks ----------------------------------------------------------
     def _mapper_to_doc(self, entity: T) -> dict[str, Any]:
@@ -92,8 +93,12 @@ class MongoRepository(Generic[T, ID]):
         return bool(self._mapper.versioned)
 
     def collection(self) -> Any:
-        """The driver collection (resolved per call, so a reconnect is picked up)."""
-        return self._connection.db(self.database_name)[self.collection_name]
+        """The driver collection (re-resolved when the connection's client changes)."""
+        client = self._connection.client
+        cached = self._cached_collection
+        if cached is None or cached[0] is not client:
+            cached = self._cached_collection = (client, self._connection.db(self.database_name)[self.collection_name])
+        return cached[1]
 
     def _key(self, entity_id: Any) -> Any:
         """An id value as stored in ``_id`` (same type rules as the mapper: UUID, Decimal, ...)."""
@@ -176,9 +181,11 @@ class MongoRepository(Generic[T, ID]):
         version changes, and the unit of work is marked rollback-only so the partial
         batch can never be committed. Outside a transaction the batch is not atomic:
         every entity without a conflict is written (unordered bulk), conflicts are
-        reported together afterwards; versions are updated only where the write is
-        certain (reload the others before saving them again). Not idempotent for
-        versioned models; idempotent (upserts) for unversioned ones.
+        reported together afterwards (one error naming each); the versions of the
+        written entities are updated (a stored document equal to the one sent counts as
+        written), the conflicting ones keep theirs: reload them before saving again.
+        A crash halfway leaves part of the batch written, each document whole.
+        Not idempotent for versioned models; idempotent (upserts) for unversioned ones.
         """
         items = list(entities)
         if not items:
@@ -455,7 +462,7 @@ class MongoRepository(Generic[T, ID]):
                 committed = await self._stored_version(key, None)
             except OperationFailure:
                 committed = expected
-            if committed != expected:
+            if committed != expected and not (committed is None and expected == 0):
                 actual = committed
         cls = DuplicateEntityError if expected == 0 else VersionMismatchError
         return cls(

@@ -170,3 +170,25 @@ async def test_warning_logged_once_per_connection(
         async with MongoUnitOfWork(connection=mock_connection, require_replica_set=False):
             pass
     assert sum("WITHOUT transactions" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_finished_unit_of_work_is_refused(
+    mock_connection: MongoConnectionManager, orders: MongoRepository[Order, str]
+) -> None:
+    from cqrs_ddd_persistence_mongo import MongoUnitOfWorkError
+
+    async with MongoUnitOfWork(connection=mock_connection, require_replica_set=False) as uow:
+        await orders.add(Order(id="o1"), uow=uow)
+    with pytest.raises(MongoUnitOfWorkError, match="not active"):
+        await orders.add(Order(id="o2"), uow=uow)
+    with pytest.raises(MongoUnitOfWorkError, match="not active"):
+        await orders.get("o1", uow=uow)
+    assert await orders.get("o2") is None
+
+
+async def test_list_all_accepts_the_seed_keyword(orders: MongoRepository[Order, str]) -> None:
+    await orders.add(Order(id="o1"))
+    assert [o.id for o in await orders.list_all(entity_ids=["o1"])] == ["o1"]
+    assert [o.id for o in await orders.list_all(ids=["o1"])] == ["o1"]
+    with pytest.raises(MongoQueryError, match="not both"):
+        orders.list_all(ids=["o1"], entity_ids=["o1"])

@@ -23,6 +23,7 @@ from ..exceptions import (
     DuplicateEntityError,
     MongoPersistenceError,
     MongoQueryError,
+    MongoUnitOfWorkError,
     VersionMismatchError,
 )
 from ._session import session_of
@@ -128,7 +129,7 @@ class MongoRepository(Generic[T, ID]):
 
         Unversioned model: ``replace_one(upsert=True)``: atomic, idempotent, last writer wins.
         """
-        session = session_of(uow)
+        session = _session(uow)
         doc = self._mapper_to_doc(entity)
         collection = self.collection()
         if "_id" not in doc:  # id None: the driver assigns an ObjectId, the entity gets it
@@ -188,9 +189,9 @@ class MongoRepository(Generic[T, ID]):
         Not idempotent for versioned models; idempotent (upserts) for unversioned ones.
         """
         items = list(entities)
+        session = _session(uow)
         if not items:
             return
-        session = session_of(uow)
         collection = self.collection()
         docs = [self._mapper_to_doc(entity) for entity in items]
         if not self.versioned:
@@ -259,7 +260,7 @@ class MongoRepository(Generic[T, ID]):
         query: dict[str, Any] = {"_id": key}
         if expected_version is not None:
             query["_version"] = expected_version
-        session = session_of(uow)
+        session = _session(uow)
         try:
             result = await self.collection().delete_one(query, session=session)
         except OperationFailure as exc:
@@ -279,18 +280,23 @@ class MongoRepository(Generic[T, ID]):
     # --- reads ----------------------------------------------------------------------
     async def get(self, entity_id: ID, uow: Any = None) -> T | None:
         """The aggregate with this id, or None; its ``version`` is the stored ``_version``."""
-        doc = await self._guarded(self.collection().find_one({"_id": self._key(entity_id)}, session=session_of(uow)))
+        doc = await self._guarded(self.collection().find_one({"_id": self._key(entity_id)}, session=_session(uow)))
         return None if doc is None else self._mapper_from_doc(doc)
 
     async def exists(self, entity_id: ID, uow: Any = None) -> bool:
         """True when a document with this id exists (reads only ``_id``)."""
         doc = await self._guarded(
-            self.collection().find_one({"_id": self._key(entity_id)}, {"_id": 1}, session=session_of(uow))
+            self.collection().find_one({"_id": self._key(entity_id)}, {"_id": 1}, session=_session(uow))
         )
         return doc is not None
 
     def list_all(
-        self, entity_ids: Sequence[ID] | None = None, uow: Any = None, *, batch_size: int | None = None
+        self,
+        ids: Sequence[ID] | None = None,
+        uow: Any = None,
+        *,
+        batch_size: int | None = None,
+        entity_ids: Sequence[ID] | None = None,
     ) -> EntityStream[T]:
         """Entities by ids, or all of them, as an :class:`EntityStream`.
 
@@ -302,10 +308,16 @@ class MongoRepository(Generic[T, ID]):
           holds at most ``max_list_all`` entities, else raises ``ResultTooLarge`` (stream
           instead, or ``await repo.list_all().to_list(limit=n)`` for the first ``n``).
           A list is never silently truncated.
+
+        ``entity_ids=`` is accepted as the seed's name for ``ids``.
         """
-        session = session_of(uow)
+        if entity_ids is not None:
+            if ids is not None:
+                raise MongoQueryError("pass ids or entity_ids, not both")
+            ids = entity_ids
+        session = _session(uow)
         size = batch_size or self.batch_size
-        if entity_ids is None:
+        if ids is None:
             return EntityStream(
                 lambda n: self._scan(n, session),
                 self._mapper_from_doc,
@@ -313,7 +325,7 @@ class MongoRepository(Generic[T, ID]):
                 max_items=self.max_list_all,
                 what=f"documents in '{self.collection_name}'",
             )
-        keys = self._unique_keys(entity_ids)
+        keys = self._unique_keys(ids)
         return EntityStream(
             lambda n: self._by_ids(keys, n, session),
             self._mapper_from_doc,
@@ -489,6 +501,17 @@ class MongoRepository(Generic[T, ID]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model_cls.__name__} in '{self.collection_name}'>"
+
+
+def _session(uow: Any) -> Any:
+    """``session_of(uow)``, refusing a unit of work that is not (or no longer) active:
+    work passed to a finished unit of work would silently run outside any transaction."""
+    if uow is not None and getattr(uow, "is_active", True) is False:
+        raise MongoUnitOfWorkError(
+            "this unit of work is not active (its 'async with' block has ended or not begun); "
+            "use the repository inside 'async with MongoUnitOfWork(...) as uow:'"
+        )
+    return session_of(uow)
 
 
 def _hashable(value: Any) -> Any:

@@ -372,8 +372,10 @@ class MongoUnitOfWork:
         aborted (rollback hooks restore in-memory aggregate versions), and ``fn`` runs
         again after a jittered exponential backoff, for at most ``time_limit`` seconds.
         ``fn`` must therefore be safe to repeat: load what it changes inside the block.
-        Any other exception aborts and propagates. Works on an entered unit of work or
-        on a fresh one (then ``run`` enters and leaves it itself).
+        Any other exception aborts and propagates. Works on a fresh unit of work (then
+        ``run`` enters and leaves it itself) or on an entered one; in the latter case
+        commit first anything done before ``run``, since a retry aborts it with the
+        failed attempt and only ``fn`` is repeated.
         """
         if not self._active:
             async with self:

@@ -122,6 +122,13 @@ class MongoUnitOfWork:
             raise MongoUnitOfWorkError(
                 "MongoUnitOfWork needs connection=MongoConnectionManager(...) or an open session=..."
             )
+        if connection is not None and session is not None and getattr(session, "client", None) is not None:
+            if connection.is_connected and session.client is not connection.client:
+                raise MongoUnitOfWorkError(
+                    "the session was started by another client than the connection's: start it "
+                    "with 'await connection.driver().start_session(connection.client)' or pass "
+                    "only session=..."
+                )
         self._connection = connection if connection is not None else _connection_for_session(session)
         self._given_session = session
         self.require_replica_set = require_replica_set

@@ -192,3 +192,13 @@ async def test_list_all_accepts_the_seed_keyword(orders: MongoRepository[Order, 
     assert [o.id for o in await orders.list_all(ids=["o1"])] == ["o1"]
     with pytest.raises(MongoQueryError, match="not both"):
         orders.list_all(ids=["o1"], entity_ids=["o1"])
+
+
+async def test_add_many_with_generated_ids(mock_connection: MongoConnectionManager) -> None:
+    notes: MongoRepository[Note, Any] = MongoRepository(mock_connection, "notes", Note)
+    batch = [Note(text="a"), Note(text="b")]
+    await notes.add_many(batch)
+    assert all(isinstance(n.id, ObjectId) and n.version == 1 for n in batch)
+    assert [n.text for n in await notes.list_all([batch[1].id, batch[0].id])] == ["b", "a"]
+    with pytest.raises(MongoPersistenceError, match="must keep its id"):
+        await notes.add_many([Note(text="c", version=3)])

@@ -163,16 +163,24 @@ class MongoRepository(Generic[T, ID]):
     async def _insert_with_generated_id(self, entity: Any, doc: dict[str, Any], session: Any, uow: Any) -> None:
         expected = self._version_of(entity) if self.versioned else 0
         if expected:
-            raise MongoPersistenceError(
-                f"{type(entity).__name__} has version {expected} but no {self.id_field!r}: "
-                "a saved aggregate must keep its id"
-            )
+            raise self._lost_id(entity, expected)
         if self.versioned:
             doc["_version"] = 1
         await self._guarded(self.collection().insert_one(doc, session=session))  # adds doc["_id"]
-        setattr(entity, self.id_field, doc["_id"])
+        self._adopt_ids([entity], [doc], [0])
         if self.versioned:
             self._set_version(entity, 1, uow)
+
+    def _lost_id(self, entity: Any, version: int) -> MongoPersistenceError:
+        return MongoPersistenceError(
+            f"{type(entity).__name__} has version {version} but no {self.id_field!r}: "
+            "a saved aggregate must keep its id"
+        )
+
+    def _adopt_ids(self, items: list[Any], docs: list[dict[str, Any]], indexes: Iterable[int]) -> None:
+        """Give entities saved without an id the ObjectId the driver generated."""
+        for index in indexes:
+            setattr(items[index], self.id_field, docs[index]["_id"])
 
     async def add_many(self, entities: Iterable[T], uow: Any = None) -> None:
         """Save many aggregates with one ``bulk_write`` (same rules per entity as :meth:`add`).
@@ -194,11 +202,18 @@ class MongoRepository(Generic[T, ID]):
             return
         collection = self.collection()
         docs = [self._mapper_to_doc(entity) for entity in items]
+        generated = [i for i, d in enumerate(docs) if "_id" not in d]  # the driver assigns these
         if not self.versioned:
-            ops: list[Any] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+            ops: list[Any] = [
+                ReplaceOne({"_id": d["_id"]}, d, upsert=True) if "_id" in d else InsertOne(d) for d in docs
+            ]
             await self._guarded(collection.bulk_write(ops, ordered=session is not None, session=session))
+            self._adopt_ids(items, docs, generated)
             return
         expected = [self._version_of(e) for e in items]
+        for index in generated:
+            if expected[index]:
+                raise self._lost_id(items[index], expected[index])
         ops = []
         for doc, version in zip(docs, expected):
             doc["_version"] = version + 1
@@ -236,6 +251,7 @@ class MongoRepository(Generic[T, ID]):
                 f"this client cannot bulk-replace documents ({exc}); save loaded entities one by one with add()"
             ) from exc
         if not failed and matched == replaces:
+            self._adopt_ids(items, docs, generated)
             for entity, version in zip(items, expected):
                 self._set_version(entity, version + 1, uow)
             return
@@ -244,6 +260,7 @@ class MongoRepository(Generic[T, ID]):
         if transactional:
             self._doom(uow, "a batch save conflicted")
         else:
+            self._adopt_ids(items, docs, [i for i in generated if i in written])
             for index in written:
                 self._set_version(items[index], expected[index] + 1, uow)
         conflicts = [i for i in range(len(docs)) if i not in written]
@@ -468,14 +485,23 @@ class MongoRepository(Generic[T, ID]):
         after this one started (committed or not). The committed version, read outside
         the transaction, tells the caller which.
         """
+        if isinstance(key, list):
+            return VersionMismatchError(
+                f"write conflict in '{self.collection_name}': a concurrent transaction wrote "
+                f"documents of this batch of {len(key)}; this transaction was aborted: retry "
+                "the unit of work (uow.run retries automatically)",
+                entity_id=key[0] if key else None,
+                expected=expected,
+                actual="a concurrent write",
+                collection=self.collection_name,
+            )
         actual: Any = "an uncommitted concurrent write"
-        if not isinstance(key, list):
-            try:
-                committed = await self._stored_version(key, None)
-            except OperationFailure:
-                committed = expected
-            if committed != expected and not (committed is None and expected == 0):
-                actual = committed
+        try:
+            committed = await self._stored_version(key, None)
+        except OperationFailure:
+            committed = expected
+        if committed != expected and not (committed is None and expected == 0):
+            actual = committed
         cls = DuplicateEntityError if expected == 0 else VersionMismatchError
         return cls(
             f"version conflict for {key!r} in '{self.collection_name}': expected version "

@@ -159,6 +159,13 @@ def test_error_labels_are_found_through_causes() -> None:
         assert has_error_label(wrapped, "TransientTransactionError")
         assert not has_error_label(wrapped, "UnknownTransactionCommitResult")
     assert not has_error_label(ValueError("plain"), "TransientTransactionError")
+    try:
+        try:
+            raise transient
+        except OperationFailure:
+            raise ValueError("a business error raised while handling it")  # noqa: B904
+    except ValueError as implicit:
+        assert not has_error_label(implicit, "TransientTransactionError")
     assert not has_error_label(None, "TransientTransactionError")
 
 

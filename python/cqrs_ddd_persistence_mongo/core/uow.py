@@ -52,6 +52,8 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
 
     Library errors translated from driver errors (``raise ... from exc``) keep the
     label reachable, so :meth:`MongoUnitOfWork.run` retries them like the driver would.
+    Only explicit causes are followed: an error merely raised *while handling* a
+    transient one (implicit context) is the caller's own and is not retried.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -59,7 +61,7 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
         check = getattr(exc, "has_error_label", None)
         if isinstance(exc, PyMongoError) and check is not None and check(label):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return False
 
 

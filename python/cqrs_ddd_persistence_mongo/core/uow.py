@@ -158,6 +158,7 @@ class MongoUnitOfWork:
 
     @property
     def is_active(self) -> bool:
+        """True between entering and leaving the ``async with`` block."""
         return self._active
 
     def _adapter(self) -> DriverAdapter:
@@ -196,6 +197,7 @@ class MongoUnitOfWork:
                 await adapter.start_transaction(self._session)
             except BaseException:
                 await self._end_own_session()
+                self._session, self._transactional = None, False
                 raise
         self._active = True
         self._rollback_only = None

@@ -104,9 +104,10 @@ class MongoUnitOfWork:
 
     On a standalone server ``require_replica_set=True`` (the default) raises
     :class:`TransactionsNotSupported` on entry, before anything is written.
-    ``require_replica_set=False`` (tests, mongomock, local development) runs without a
-    transaction and logs a warning once per connection: every write is then applied
-    immediately and ``rollback()`` cannot undo it.
+    There, ``require_replica_set=False`` (tests, mongomock, local development) runs without
+    a transaction and logs a warning once per connection: every write is then applied
+    immediately and ``rollback()`` cannot undo it. Where transactions are supported they
+    are always used, whatever ``require_replica_set`` says.
 
     ``uow.session`` is the driver session every store passes as ``session=`` (``None``
     when not transactional). Commit hooks (:meth:`on_commit`) run only after a

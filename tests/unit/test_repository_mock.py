@@ -207,6 +207,8 @@ async def test_list_all_accepts_the_seed_keyword(orders: MongoRepository[Order, 
     assert [o.id for o in await orders.list_all(ids=["o1"])] == ["o1"]
     with pytest.raises(MongoQueryError, match="not both"):
         orders.list_all(ids=["o1"], entity_ids=["o1"])
+    with pytest.raises(MongoQueryError, match="a list of ids"):
+        orders.list_all("o1")
 
 
 async def test_add_many_with_generated_ids(mock_connection: MongoConnectionManager) -> None:

@@ -12,6 +12,7 @@ import warnings
 from types import ModuleType
 from typing import Any, Callable
 
+from ._pure import filters as _pure_filters
 from ._pure import keys as _pure_keys
 
 # name -> pure twin. Every native function has exactly one entry here.
@@ -20,6 +21,9 @@ _TWINS: dict[str, Callable[..., Any]] = {
     "validate_keys": _pure_keys.validate_keys,
     # mapping (issue 3)
     # filters (issue 4)
+    "compile_filter": _pure_filters.compile_filter,
+    "compile_sort": _pure_filters.compile_sort,
+    "compile_projection": _pure_filters.compile_projection,
     # bulk (issue 6)
 }
 
@@ -73,3 +77,8 @@ def native_function(name: str) -> Callable[..., Any] | None:
 
 
 validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
+
+# filters (issue 4)
+compile_filter: Callable[..., dict[str, Any]] = _BOUND["compile_filter"]
+compile_sort: Callable[[Any], list[tuple[str, int]]] = _BOUND["compile_sort"]
+compile_projection: Callable[[Any], dict[str, int] | None] = _BOUND["compile_projection"]

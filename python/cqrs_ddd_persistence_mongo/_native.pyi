@@ -3,7 +3,7 @@
 Every function here has a pure twin of the same signature in ``_pure/``.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 # --- keys ---------------------------------------------------------------------
 def validate_keys(doc: Any) -> None: ...
@@ -11,5 +11,8 @@ def validate_keys(doc: Any) -> None: ...
 # --- mapping (issue 3) --------------------------------------------------------
 
 # --- filters (issue 4) --------------------------------------------------------
+def compile_filter(spec: Any, custom: dict[str, Callable[[str, Any], Any]] | None = None) -> dict[str, Any]: ...
+def compile_sort(order_by: Any) -> list[tuple[str, int]]: ...
+def compile_projection(fields: Any) -> dict[str, int] | None: ...
 
 # --- bulk (issue 6) -----------------------------------------------------------

@@ -3,5 +3,6 @@
 # --- unit of work and repository (issue 3) ---
 
 # --- search (issue 4) ---
+from .search import SearchResult, search_collection  # noqa: E402,F401
 
 # --- event store and outbox (issue 5) ---

@@ -1,0 +1,148 @@
+"""SearchResult: a lazy, server-side search over one collection.
+
+Filter, ordering, pagination and field selection are compiled when the search is created
+(bad specifications fail at the call) and applied by the server when it runs. Read-only:
+no write guarantees to state; reads see the data as of the cursor's batches (no snapshot
+across batches outside a transaction session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
+
+from ..connection import DriverAdapter
+from ..exceptions import InvalidSpecification
+from ..query_builder import MongoQueryBuilder, find_operator
+from ..specifications import OperatorRegistry, QueryOptions, Specification
+
+DEFAULT_BATCH_SIZE = 100
+_NEAR = frozenset({"$near", "$nearSphere"})
+
+
+def _identity(doc: dict[str, Any]) -> Any:
+    return doc
+
+
+class SearchResult:
+    """``await result`` -> list, ``result.stream(batch_size=...)`` -> async iterator holding one
+    batch, ``await result.first()`` -> one item or None, ``await result.count()`` -> server count.
+
+    With selected fields (a projection) items are the raw documents: a partial document
+    usually cannot be decoded into the model.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        filter: dict[str, Any],
+        *,
+        sort: list[tuple[str, int]] | None = None,
+        projection: dict[str, int] | None = None,
+        skip: int = 0,
+        limit: int | None = None,
+        session: Any = None,
+        decode: Callable[[dict[str, Any]], Any] | None = None,
+        adapter: DriverAdapter | None = None,
+    ) -> None:
+        self.collection = collection
+        self.filter = filter
+        self.sort = sort or []
+        self.projection = projection
+        self.skip = skip
+        self.limit = limit
+        self.session = session
+        self._decode = _identity if projection is not None or decode is None else decode
+        self._adapter: Any = adapter or DriverAdapter
+
+    def _cursor(self, *, limit: int | None = None, batch_size: int | None = None) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self.sort:
+            kwargs["sort"] = self.sort
+        if self.skip:
+            kwargs["skip"] = self.skip
+        effective = limit if limit is not None else self.limit
+        if effective:
+            kwargs["limit"] = effective
+        if batch_size:
+            kwargs["batch_size"] = batch_size
+        if self.session is not None:
+            kwargs["session"] = self.session
+        return self.collection.find(self.filter, self.projection, **kwargs)
+
+    async def to_list(self) -> list[Any]:
+        cursor = self._cursor()
+        docs = await self._adapter.to_list(cursor)
+        return [self._decode(doc) for doc in docs]
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.to_list().__await__()
+
+    async def stream(self, batch_size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[Any]:
+        """Yield items as the server sends them; at most one batch is held in memory."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidSpecification(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        cursor = self._cursor(batch_size=batch_size)
+        try:
+            async for doc in cursor:
+                yield self._decode(doc)
+        finally:
+            close = getattr(cursor, "close", None)
+            if close is not None:
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+
+    async def first(self) -> Any:
+        """The first item in the search's order (one document fetched), or None."""
+        cursor = self._cursor(limit=1)
+        docs = await self._adapter.to_list(cursor, 1)
+        return self._decode(docs[0]) if docs else None
+
+    async def count(self) -> int:
+        """Number of matching documents, counted by the server; ignores limit/offset (a total)."""
+        if find_operator(self.filter, _NEAR):
+            raise InvalidSpecification(
+                "count() cannot run with 'near' (MongoDB forbids $near in counts); use dwithin to count"
+            )
+        kwargs: dict[str, Any] = {}
+        if self.session is not None:
+            kwargs["session"] = self.session
+        return int(await self.collection.count_documents(self.filter, **kwargs))
+
+
+def search_collection(
+    collection: Any,
+    criteria: Specification | dict[str, Any] | QueryOptions | None = None,
+    options: QueryOptions | None = None,
+    *,
+    session: Any = None,
+    decode: Callable[[dict[str, Any]], Any] | None = None,
+    adapter: DriverAdapter | None = None,
+    registry: OperatorRegistry | None = None,
+) -> SearchResult:
+    """Build the :class:`SearchResult` of ``criteria`` (a Specification, a spec dict or
+    QueryOptions) and ``options``; a specification in both is combined with AND."""
+    if isinstance(criteria, QueryOptions):
+        if options is not None:
+            raise InvalidSpecification("pass QueryOptions once: as criteria or as options, not both")
+        criteria, options = None, criteria
+    options = options or QueryOptions()
+    registry = registry or options.registry
+    if isinstance(criteria, dict):
+        criteria = Specification.from_dict(criteria, registry=registry)
+    spec = criteria
+    if options.specification is not None:
+        spec = options.specification if spec is None else spec & options.specification
+    builder = MongoQueryBuilder(registry)
+    return SearchResult(
+        collection,
+        builder.build_match(spec),
+        sort=builder.build_sort(list(options.order_by)),
+        projection=builder.build_project(options.fields),
+        skip=options.offset,
+        limit=options.limit,
+        session=session,
+        decode=decode,
+        adapter=adapter,
+    )

@@ -639,12 +639,18 @@ fn compile_leaf<'py>(
         "in" | "not_in" | "all" => {
             let items = need_list(py, op, &val, path)?;
             no_regex_elements(py, op, &items, path)?;
-            if op == "all" && items.iter().any(|i| i.is_instance_of::<PyDict>()) {
+            if items.iter().any(|i| i.is_instance_of::<PyDict>()) {
+                // documents inside $in/$nin/$all would be read as operators: one $eq per value.
                 let mut parts = Vec::with_capacity(items.len());
                 for item in items {
                     parts.push(field_cond(py, &field, intern!(py, "$eq"), item)?);
                 }
-                return wrap(py, intern!(py, "$and"), parts);
+                let key = match op {
+                    "all" => intern!(py, "$and"),
+                    "in" => intern!(py, "$or"),
+                    _ => intern!(py, "$nor"),
+                };
+                return wrap(py, key, parts);
             }
             let key = match op {
                 "in" => intern!(py, "$in"),

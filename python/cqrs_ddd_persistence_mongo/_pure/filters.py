@@ -270,8 +270,11 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
     if op in ("in", "not_in", "all"):
         items = _need_list(op, val, path)
         _no_regex_elements(op, items, path)
-        if op == "all" and any(isinstance(item, dict) for item in items):
-            return {"$and": [{field: {"$eq": item}} for item in items]}
+        if any(isinstance(item, dict) for item in items):
+            # documents inside $in/$nin/$all would be read as operators ($elemMatch, "cannot
+            # nest $ under $in"): spell the same test with one $eq per value instead.
+            parts = [{field: {"$eq": item}} for item in items]
+            return {"$and": parts} if op == "all" else {"$or": parts} if op == "in" else {"$nor": parts}
         return {field: {{"in": "$in", "not_in": "$nin", "all": "$all"}[op]: items}}
     if op in ("between", "not_between"):
         bounds = _need_list(op, val, path)

@@ -645,11 +645,13 @@ fn compile_leaf<'py>(
                 for item in items {
                     parts.push(field_cond(py, &field, intern!(py, "$eq"), item)?);
                 }
-                let key = match op {
-                    "all" => intern!(py, "$and"),
-                    "in" => intern!(py, "$or"),
-                    _ => intern!(py, "$nor"),
-                };
+                if op == "not_in" {
+                    return wrap(py, intern!(py, "$nor"), parts);
+                }
+                if parts.len() == 1 {
+                    return Ok(parts.pop().unwrap());
+                }
+                let key = if op == "all" { intern!(py, "$and") } else { intern!(py, "$or") };
                 return wrap(py, key, parts);
             }
             let key = match op {

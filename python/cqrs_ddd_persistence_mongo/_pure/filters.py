@@ -274,7 +274,9 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
             # documents inside $in/$nin/$all would be read as operators ($elemMatch, "cannot
             # nest $ under $in"): spell the same test with one $eq per value instead.
             parts = [{field: {"$eq": item}} for item in items]
-            return {"$and": parts} if op == "all" else {"$or": parts} if op == "in" else {"$nor": parts}
+            if op == "not_in":
+                return {"$nor": parts}
+            return parts[0] if len(parts) == 1 else {"$and" if op == "all" else "$or": parts}
         return {field: {{"in": "$in", "not_in": "$nin", "all": "$all"}[op]: items}}
     if op in ("between", "not_between"):
         bounds = _need_list(op, val, path)

@@ -99,7 +99,22 @@ fn field_path_problem(py: Python<'_>, attr: &Bound<'_, PyAny>) -> PyResult<Optio
     Ok(str_path_problem(py, text))
 }
 
+/// Fast check of the rules below in one pass over the bytes (the common, valid case).
+fn path_ok(text: &str) -> bool {
+    let mut segment_start = true;
+    for &c in text.as_bytes() {
+        if (segment_start && (c == b'.' || c == b'$')) || c == 0 {
+            return false;
+        }
+        segment_start = c == b'.';
+    }
+    !segment_start
+}
+
 fn str_path_problem(py: Python<'_>, text: &str) -> Option<String> {
+    if path_ok(text) {
+        return None;
+    }
     for segment in text.split('.') {
         let problem = if segment.is_empty() { Some("empty segment") } else { key_problem(segment) };
         if let Some(p) = problem {
@@ -109,11 +124,11 @@ fn str_path_problem(py: Python<'_>, text: &str) -> Option<String> {
     None
 }
 
-fn checked_path(py: Python<'_>, attr: &Bound<'_, PyAny>, path: &Path<'_>) -> PyResult<String> {
+fn checked_path(py: Python<'_>, attr: &Bound<'_, PyAny>, path: &Path<'_>) -> PyResult<()> {
     if let Some(problem) = field_path_problem(py, attr)? {
         return Err(spec_error(py, path, problem));
     }
-    Ok(attr.downcast::<PyString>()?.to_str()?.to_owned())
+    Ok(())
 }
 
 // --- text helpers -------------------------------------------------------------------------
@@ -172,7 +187,12 @@ fn regex_dict<'py>(py: Python<'py>, pattern: &str, options: &str) -> PyResult<Bo
     Ok(d)
 }
 
-fn field_cond<'py>(py: Python<'py>, field: &str, op: &Bound<'py, PyString>, val: impl IntoPyObject<'py>) -> PyResult<Bound<'py, PyDict>> {
+fn field_cond<'py>(
+    py: Python<'py>,
+    field: impl IntoPyObject<'py>,
+    op: &Bound<'py, PyString>,
+    val: impl IntoPyObject<'py>,
+) -> PyResult<Bound<'py, PyDict>> {
     let inner = PyDict::new(py);
     inner.set_item(op, val)?;
     let outer = PyDict::new(py);
@@ -211,12 +231,15 @@ fn need_list<'py>(py: Python<'py>, op: &str, val: &Bound<'py, PyAny>, path: &Pat
 }
 
 fn no_regex_elements(py: Python<'_>, op: &str, items: &[Bound<'_, PyAny>], path: &Path<'_>) -> PyResult<()> {
-    if items.is_empty() {
+    if items.iter().all(|i| i.is_instance_of::<PyString>() || i.is_instance_of::<PyInt>() || i.is_instance_of::<PyFloat>() || i.is_none()) {
         return Ok(());
     }
     let pattern = cached(py, &RE_PATTERN, "re", "Pattern")?;
     let regex = cached(py, &BSON_REGEX, "bson.regex", "Regex")?;
     for item in items {
+        if item.is_instance_of::<PyString>() || item.is_instance_of::<PyInt>() || item.is_instance_of::<PyFloat>() || item.is_none() {
+            continue;
+        }
         if item.is_instance(&pattern)? || item.is_instance(&regex)? {
             return Err(spec_error(
                 py,
@@ -266,13 +289,16 @@ fn key_in(key: &Bound<'_, PyAny>, allowed: &[&str]) -> PyResult<bool> {
     }
 }
 
-fn geometry<'py>(
+type Geometry<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
+
+/// Validate a GeoJSON geometry; returns (type, coordinates, crs).
+fn check_geometry<'py>(
     py: Python<'py>,
     op: &str,
     val: &Bound<'py, PyAny>,
     path: &Path<'_>,
     allowed: &[&str],
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Geometry<'py>> {
     let Ok(d) = val.downcast::<PyDict>() else {
         return Err(spec_error(
             py,
@@ -326,10 +352,22 @@ fn geometry<'py>(
         };
         return Err(spec_error(py, path, format!("GeoJSON 'coordinates' must be a list, got {shown}")));
     }
+    Ok((kind.unwrap(), coordinates.unwrap(), d.get_item(intern!(py, "crs"))?))
+}
+
+/// A clean copy of a validated GeoJSON geometry (only its known keys).
+fn geometry<'py>(
+    py: Python<'py>,
+    op: &str,
+    val: &Bound<'py, PyAny>,
+    path: &Path<'_>,
+    allowed: &[&str],
+) -> PyResult<Bound<'py, PyDict>> {
+    let (kind, coordinates, crs) = check_geometry(py, op, val, path, allowed)?;
     let out = PyDict::new(py);
     out.set_item(intern!(py, "type"), kind)?;
     out.set_item(intern!(py, "coordinates"), coordinates)?;
-    if let Some(crs) = d.get_item(intern!(py, "crs"))? {
+    if let Some(crs) = crs {
         out.set_item(intern!(py, "crs"), crs)?;
     }
     Ok(out)
@@ -508,7 +546,7 @@ fn nested_only_top(py: Python<'_>, op: &str, path: &Path<'_>) -> PyErr {
 // --- leaves ------------------------------------------------------------------------------------
 fn compile_string<'py>(
     py: Python<'py>,
-    field: &str,
+    field: &Bound<'py, PyAny>,
     op: &str,
     kind: &str,
     options: &str,
@@ -572,7 +610,9 @@ fn compile_leaf<'py>(
     let Some(attr) = node.get_item(intern!(py, "attr"))? else {
         return Err(spec_error(py, path, "a condition needs 'attr' (the field path)".to_owned()));
     };
-    let field = checked_path(py, &attr, path)?;
+    checked_path(py, &attr, path)?;
+    let fkey = &attr;
+    let field: &str = attr.downcast::<PyString>()?.to_str()?;
     let val_opt = node.get_item(intern!(py, "val"))?;
     let op = alias(raw_op);
     match op {
@@ -580,10 +620,10 @@ fn compile_leaf<'py>(
             let positive = flag(py, op, &val_opt, path)? == (op == "is_null" || op == "is_empty");
             if op == "is_null" || op == "is_not_null" {
                 let key = if positive { intern!(py, "$eq") } else { intern!(py, "$ne") };
-                return field_cond(py, &field, key, py.None());
+                return field_cond(py, fkey, key, py.None());
             }
             let key = if positive { intern!(py, "$in") } else { intern!(py, "$nin") };
-            return field_cond(py, &field, key, empty_values(py)?);
+            return field_cond(py, fkey, key, empty_values(py)?);
         }
         _ => {}
     }
@@ -598,7 +638,7 @@ fn compile_leaf<'py>(
                     Some(v) => v.clone(),
                     None => py.None().into_bound(py),
                 };
-                let result = f.call1((field.as_str(), val))?;
+                let result = f.call1((fkey, val))?;
                 return match result.downcast_into::<PyDict>() {
                     Ok(d) => Ok(d),
                     Err(e) => {
@@ -618,8 +658,8 @@ fn compile_leaf<'py>(
         return Err(spec_error(py, path, format!("operator '{op}' needs a 'val'")));
     };
     match op {
-        "eq" => field_cond(py, &field, intern!(py, "$eq"), val),
-        "ne" => field_cond(py, &field, intern!(py, "$ne"), val),
+        "eq" => field_cond(py, fkey, intern!(py, "$eq"), val),
+        "ne" => field_cond(py, fkey, intern!(py, "$ne"), val),
         "gt" | "gte" | "lt" | "lte" => {
             if val.is_none() {
                 return Err(spec_error(
@@ -634,7 +674,7 @@ fn compile_leaf<'py>(
                 "lt" => intern!(py, "$lt"),
                 _ => intern!(py, "$lte"),
             };
-            field_cond(py, &field, key, val)
+            field_cond(py, fkey, key, val)
         }
         "in" | "not_in" | "all" => {
             let items = need_list(py, op, &val, path)?;
@@ -643,7 +683,7 @@ fn compile_leaf<'py>(
                 // documents inside $in/$nin/$all would be read as operators: one $eq per value.
                 let mut parts = Vec::with_capacity(items.len());
                 for item in items {
-                    parts.push(field_cond(py, &field, intern!(py, "$eq"), item)?);
+                    parts.push(field_cond(py, fkey, intern!(py, "$eq"), item)?);
                 }
                 if op == "not_in" {
                     return wrap(py, intern!(py, "$nor"), parts);
@@ -659,7 +699,7 @@ fn compile_leaf<'py>(
                 "not_in" => intern!(py, "$nin"),
                 _ => intern!(py, "$all"),
             };
-            field_cond(py, &field, key, PyList::new(py, items)?)
+            field_cond(py, fkey, key, PyList::new(py, items)?)
         }
         "between" | "not_between" => {
             let bounds = need_list(py, op, &val, path)?;
@@ -674,7 +714,7 @@ fn compile_leaf<'py>(
             inner.set_item(intern!(py, "$gte"), &bounds[0])?;
             inner.set_item(intern!(py, "$lte"), &bounds[1])?;
             let cond = PyDict::new(py);
-            cond.set_item(field.as_str(), inner)?;
+            cond.set_item(fkey, inner)?;
             if op == "between" {
                 Ok(cond)
             } else {
@@ -683,7 +723,7 @@ fn compile_leaf<'py>(
         }
         "json_contains" => {
             let mut parts = Vec::new();
-            json_contains(py, &field, &val, path, &mut parts)?;
+            json_contains(py, field, &val, path, &mut parts)?;
             if parts.len() == 1 {
                 Ok(parts.pop().unwrap())
             } else {
@@ -701,13 +741,13 @@ fn compile_leaf<'py>(
             if let Some(problem) = str_path_problem(py, key) {
                 return Err(spec_error(py, path, format!("operator '{op}': {problem}")));
             }
-            exists_cond(py, &field, key)
+            exists_cond(py, field, key)
         }
         "json_has_any" | "json_has_all" => {
             let keys = key_list(py, op, &val, path)?;
             let mut parts = Vec::with_capacity(keys.len());
             for key in &keys {
-                parts.push(exists_cond(py, &field, key)?);
+                parts.push(exists_cond(py, field, key)?);
             }
             if parts.len() == 1 {
                 return Ok(parts.pop().unwrap());
@@ -720,7 +760,7 @@ fn compile_leaf<'py>(
             if !ok {
                 return Err(spec_error(py, path, format!("operator 'size' expects an integer >= 0, got {}", repr(&val))));
             }
-            field_cond(py, &field, intern!(py, "$size"), val)
+            field_cond(py, fkey, intern!(py, "$size"), val)
         }
         "within" | "intersects" | "disjoint" => {
             let allowed = if op == "within" { GEO_AREAS } else { GEO_ALL };
@@ -728,9 +768,9 @@ fn compile_leaf<'py>(
             let inner = PyDict::new(py);
             inner.set_item(intern!(py, "$geometry"), geom)?;
             if op == "within" {
-                return field_cond(py, &field, intern!(py, "$geoWithin"), inner);
+                return field_cond(py, fkey, intern!(py, "$geoWithin"), inner);
             }
-            let cond = field_cond(py, &field, intern!(py, "$geoIntersects"), inner)?;
+            let cond = field_cond(py, fkey, intern!(py, "$geoIntersects"), inner)?;
             if op == "intersects" {
                 Ok(cond)
             } else {
@@ -740,16 +780,15 @@ fn compile_leaf<'py>(
         "dwithin" | "distance_lt" => {
             let p = payload(py, op, &val, path, &["geometry", "distance"])?;
             let g = p.get_item(intern!(py, "geometry"))?.unwrap();
-            let point = geometry(py, op, &g, path, GEO_POINT)?;
+            let (_, coords, _) = check_geometry(py, op, &g, path, GEO_POINT)?;
             let Some(distance) = p.get_item(intern!(py, "distance"))? else {
                 return Err(spec_error(py, path, format!("operator '{op}' needs a 'distance' in meters")));
             };
             let meters = need_number(py, op, "distance", &distance, path)?;
-            let coords = point.get_item(intern!(py, "coordinates"))?.unwrap();
             let sphere = PyList::new(py, [coords, PyFloat::new(py, meters / EARTH_RADIUS_M).into_any()])?;
             let inner = PyDict::new(py);
             inner.set_item(intern!(py, "$centerSphere"), sphere)?;
-            field_cond(py, &field, intern!(py, "$geoWithin"), inner)
+            field_cond(py, fkey, intern!(py, "$geoWithin"), inner)
         }
         "near" => {
             if !top {
@@ -765,7 +804,7 @@ fn compile_leaf<'py>(
             if let Some(m) = p.get_item(intern!(py, "min_distance"))? {
                 near.set_item(intern!(py, "$minDistance"), need_number(py, op, "min_distance", &m, path)?)?;
             }
-            field_cond(py, &field, intern!(py, "$near"), near)
+            field_cond(py, fkey, intern!(py, "$near"), near)
         }
         "fts" | "fts_phrase" => {
             if !top {
@@ -804,7 +843,7 @@ fn compile_leaf<'py>(
         _ => {
             let (kind, options) = string_op(op).ok_or_else(|| unknown(py, op, path))?;
             let text = need_str(py, op, &val, path)?;
-            compile_string(py, &field, op, kind, options, text, path)
+            compile_string(py, fkey, op, kind, options, text, path)
         }
     }
 }

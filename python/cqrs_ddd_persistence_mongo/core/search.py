@@ -8,7 +8,7 @@ across batches outside a transaction session).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from typing import Any
 
 from ..connection import DriverAdapter
@@ -111,6 +111,37 @@ class SearchResult:
         return int(await self.collection.count_documents(self.filter, **kwargs))
 
 
+def _renamed(path: Any, names: Mapping[str, str]) -> Any:
+    if not isinstance(path, str):
+        return path
+    head, sep, rest = path.partition(".")
+    new = names.get(head)
+    return path if new is None else new + sep + rest
+
+
+def rename_tree(tree: Any, names: Mapping[str, str]) -> Any:
+    """``tree`` with the first segment of every field path renamed (model field -> document
+    field, e.g. ``id`` -> ``_id``); malformed parts are left for the compiler to report."""
+    if not isinstance(tree, dict):
+        return tree
+    conditions = tree.get("conditions")
+    if isinstance(conditions, (list, tuple)):
+        return {**tree, "conditions": [rename_tree(c, names) for c in conditions]}
+    if "attr" in tree:
+        return {**tree, "attr": _renamed(tree["attr"], names)}
+    return tree
+
+
+def _renamed_order(item: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(item, str):
+        text = item.strip()
+        sign = text[:1] if text[:1] in ("-", "+") else ""
+        return sign + _renamed(text[len(sign):], names)
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        return (_renamed(item[0], names), item[1])
+    return item
+
+
 def search_collection(
     collection: Any,
     criteria: Specification | dict[str, Any] | QueryOptions | None = None,
@@ -120,9 +151,13 @@ def search_collection(
     decode: Callable[[dict[str, Any]], Any] | None = None,
     adapter: DriverAdapter | None = None,
     registry: OperatorRegistry | None = None,
+    field_names: Mapping[str, str] | None = None,
 ) -> SearchResult:
     """Build the :class:`SearchResult` of ``criteria`` (a Specification, a spec dict or
-    QueryOptions) and ``options``; a specification in both is combined with AND."""
+    QueryOptions) and ``options``; a specification in both is combined with AND.
+
+    ``field_names`` renames model fields to document fields in conditions, ordering and
+    selected fields (a repository passes ``{"id": "_id", ...}``)."""
     if isinstance(criteria, QueryOptions):
         if options is not None:
             raise InvalidSpecification("pass QueryOptions once: as criteria or as options, not both")
@@ -135,11 +170,18 @@ def search_collection(
     if options.specification is not None:
         spec = options.specification if spec is None else spec & options.specification
     builder = MongoQueryBuilder(registry)
+    order_by: list[Any] = list(options.order_by)
+    fields: Any = options.fields
+    tree: Any = spec
+    if field_names:
+        tree = rename_tree(spec.tree if isinstance(spec, Specification) else spec, field_names)
+        order_by = [_renamed_order(item, field_names) for item in order_by]
+        fields = None if fields is None else [_renamed(f, field_names) for f in fields]
     return SearchResult(
         collection,
-        builder.build_match(spec),
-        sort=builder.build_sort(list(options.order_by)),
-        projection=builder.build_project(options.fields),
+        builder.build_match(tree),
+        sort=builder.build_sort(order_by),
+        projection=builder.build_project(fields),
         skip=options.offset,
         limit=options.limit,
         session=session,

@@ -45,9 +45,10 @@ def test_compile_filter_native_beats_pure(benchmark: Any, require_native: None) 
     benchmark(native, SPEC)
     # interleaved rounds: both sides see the same machine load (2 shared cores)
     t_native = t_pure = float("inf")
-    for _ in range(9):
-        t_native = min(t_native, best_time(lambda: native(SPEC), number=3000, repeat=1))
-        t_pure = min(t_pure, best_time(lambda: pure(SPEC), number=500, repeat=1))
+    # short rounds (~1 ms) are rarely interrupted by the scheduler; keep the best of many
+    for _ in range(80):
+        t_native = min(t_native, best_time(lambda: native(SPEC), number=300, repeat=1))
+        t_pure = min(t_pure, best_time(lambda: pure(SPEC), number=50, repeat=1))
     # a cache keyed by the specification would have to deep-copy its result (callers may
     # mutate filters); that copy is the cost of a cache hit.
     cached = native(SPEC)

@@ -124,12 +124,6 @@ fn str_path_problem(py: Python<'_>, text: &str) -> Option<String> {
     None
 }
 
-fn checked_path(py: Python<'_>, attr: &Bound<'_, PyAny>, path: &Path<'_>) -> PyResult<()> {
-    if let Some(problem) = field_path_problem(py, attr)? {
-        return Err(spec_error(py, path, problem));
-    }
-    Ok(())
-}
 
 // --- text helpers -------------------------------------------------------------------------
 fn push_escaped(out: &mut String, c: char) {
@@ -428,7 +422,7 @@ fn json_contains<'py>(
         if let Some(p) = problem {
             return Err(spec_error(py, path, format!("invalid key {} in 'json_contains': {p}", repr(&key))));
         }
-        let sub = format!("{field}.{k}");
+        let sub = dotted(field, k);
         if item.is_instance_of::<PyDict>() {
             json_contains(py, &sub, &item, path, out)?;
         } else if let Some(items) = as_items(&item) {
@@ -462,8 +456,16 @@ fn key_list<'py>(py: Python<'py>, op: &str, val: &Bound<'py, PyAny>, path: &Path
     Ok(out)
 }
 
+fn dotted(field: &str, key: &str) -> String {
+    let mut s = String::with_capacity(field.len() + 1 + key.len());
+    s.push_str(field);
+    s.push('.');
+    s.push_str(key);
+    s
+}
+
 fn exists_cond<'py>(py: Python<'py>, field: &str, key: &str) -> PyResult<Bound<'py, PyDict>> {
-    field_cond(py, &format!("{field}.{key}"), intern!(py, "$exists"), true)
+    field_cond(py, dotted(field, key), intern!(py, "$exists"), true)
 }
 
 // --- operator tables ---------------------------------------------------------------------------
@@ -610,9 +612,14 @@ fn compile_leaf<'py>(
     let Some(attr) = node.get_item(intern!(py, "attr"))? else {
         return Err(spec_error(py, path, "a condition needs 'attr' (the field path)".to_owned()));
     };
-    checked_path(py, &attr, path)?;
+    let Ok(attr_str) = attr.downcast::<PyString>() else {
+        return Err(spec_error(py, path, format!("field path must be a string, got {}", type_name(&attr))));
+    };
+    let field: &str = attr_str.to_str()?;
+    if let Some(problem) = str_path_problem(py, field) {
+        return Err(spec_error(py, path, problem));
+    }
     let fkey = &attr;
-    let field: &str = attr.downcast::<PyString>()?.to_str()?;
     let val_opt = node.get_item(intern!(py, "val"))?;
     let op = alias(raw_op);
     match op {
@@ -849,13 +856,35 @@ fn compile_leaf<'py>(
 }
 
 // --- tree ----------------------------------------------------------------------------------------
+/// What a compiled node is, so parents can flatten without looking inside it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Neither `{}` nor a single-key `$and` / `$or` document.
+    Plain,
+    /// `{}` (matches everything).
+    Empty,
+    /// `{"$and": [...]}` / `{"$or": [...]}` built here.
+    And,
+    Or,
+    /// Not known without looking (custom operators, operators that may emit `$and`/`$or`).
+    Unknown,
+}
+
+fn leaf_kind(op: &str) -> Kind {
+    match alias(op) {
+        "json_contains" | "json_has_any" | "json_has_all" | "in" | "all" => Kind::Unknown,
+        o if is_builtin(o) => Kind::Plain,
+        _ => Kind::Unknown,
+    }
+}
+
 fn compile_node<'py>(
     py: Python<'py>,
     node: &Bound<'py, PyAny>,
     path: &Path<'_>,
     top: bool,
     custom: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<(Bound<'py, PyDict>, Kind)> {
     let Ok(node) = node.downcast::<PyDict>() else {
         return Err(spec_error(py, path, format!("a condition must be a dict, got {}", type_name(node))));
     };
@@ -867,7 +896,7 @@ fn compile_node<'py>(
     };
     let op = op_str.to_str()?;
     if op != "and" && op != "or" && op != "not" {
-        return compile_leaf(py, node, op, path, top, custom);
+        return Ok((compile_leaf(py, node, op, path, top, custom)?, leaf_kind(op)));
     }
     let Some(conditions) = node.get_item(intern!(py, "conditions"))? else {
         return Err(spec_error(py, path, format!("'{op}' needs 'conditions' (a list)")));
@@ -879,38 +908,46 @@ fn compile_node<'py>(
         if children.len() != 1 {
             return Err(spec_error(py, path, format!("'not' takes exactly one condition, got {}", children.len())));
         }
-        let inner = compile_node(py, &children[0], &path.child(0), false, custom)?;
-        return wrap(py, intern!(py, "$nor"), vec![inner]);
+        let (inner, _) = compile_node(py, &children[0], &path.child(0), false, custom)?;
+        return Ok((wrap(py, intern!(py, "$nor"), vec![inner])?, Kind::Plain));
     }
     let is_and = op == "and";
-    let key = if is_and { intern!(py, "$and") } else { intern!(py, "$or") };
-    let mut parts: Vec<Bound<'py, PyDict>> = Vec::with_capacity(children.len());
+    let (key, own) = if is_and { (intern!(py, "$and"), Kind::And) } else { (intern!(py, "$or"), Kind::Or) };
+    let mut parts: Vec<(Bound<'py, PyDict>, Kind)> = Vec::with_capacity(children.len());
     for (index, child) in children.iter().enumerate() {
-        let compiled = compile_node(py, child, &path.child(index), top && is_and, custom)?;
-        if compiled.len() == 1 {
-            if let Some(inner) = compiled.get_item(key)? {
-                for item in inner.try_iter()? {
-                    let item = item?;
-                    match item.downcast_into::<PyDict>() {
-                        Ok(d) => parts.push(d),
-                        Err(_) => return Err(PyTypeError::new_err("compiled condition is not a dict")),
-                    }
-                }
-                continue;
-            }
+        let (compiled, mut kind) = compile_node(py, child, &path.child(index), top && is_and, custom)?;
+        if kind == Kind::Unknown {
+            kind = if compiled.is_empty() {
+                Kind::Empty
+            } else if compiled.len() == 1 && compiled.contains(key)? {
+                own
+            } else {
+                Kind::Plain
+            };
         }
-        if is_and && compiled.is_empty() {
+        if kind == own {
+            let inner = compiled.get_item(key)?.ok_or_else(|| PyTypeError::new_err("compiled group lost its key"))?;
+            for item in inner.try_iter()? {
+                match item?.downcast_into::<PyDict>() {
+                    Ok(d) => parts.push((d, Kind::Unknown)),
+                    Err(_) => return Err(PyTypeError::new_err("compiled condition is not a dict")),
+                }
+            }
             continue;
         }
-        parts.push(compiled);
+        if is_and && kind == Kind::Empty {
+            continue;
+        }
+        parts.push((compiled, kind));
     }
     if parts.is_empty() {
-        return if is_and { Ok(PyDict::new(py)) } else { match_nothing(py) };
+        return if is_and { Ok((PyDict::new(py), Kind::Empty)) } else { Ok((match_nothing(py)?, Kind::Plain)) };
     }
     if parts.len() == 1 {
         return Ok(parts.pop().unwrap());
     }
-    wrap(py, key, parts)
+    let dicts: Vec<Bound<'py, PyDict>> = parts.into_iter().map(|(d, _)| d).collect();
+    Ok((wrap(py, key, dicts)?, own))
 }
 
 /// Compile a specification tree to a MongoDB filter document.
@@ -921,7 +958,7 @@ pub fn compile_filter<'py>(
     spec: &Bound<'py, PyAny>,
     custom: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    compile_node(py, spec, &Path::root(), true, custom)
+    Ok(compile_node(py, spec, &Path::root(), true, custom)?.0)
 }
 
 // --- ordering and projection ---------------------------------------------------------------------

@@ -46,13 +46,13 @@ def test_compile_filter_native_beats_pure(benchmark: Any, require_native: None) 
     # interleaved rounds: both sides see the same machine load (2 shared cores)
     t_native = t_pure = float("inf")
     # short rounds (~1 ms) are rarely interrupted by the scheduler; keep the best of many
-    for _ in range(80):
-        t_native = min(t_native, best_time(lambda: native(SPEC), number=300, repeat=1))
-        t_pure = min(t_pure, best_time(lambda: pure(SPEC), number=50, repeat=1))
+    for _ in range(200):
+        t_native = min(t_native, best_time(lambda: native(SPEC), number=200, repeat=1))
+        t_pure = min(t_pure, best_time(lambda: pure(SPEC), number=30, repeat=1))
     # a cache keyed by the specification would have to deep-copy its result (callers may
     # mutate filters); that copy is the cost of a cache hit.
     cached = native(SPEC)
-    t_cache_hit = best_time(lambda: copy.deepcopy(cached), number=1000)
+    t_cache_hit = best_time(lambda: copy.deepcopy(cached), number=30, repeat=50)
     report(
         f"compile_filter (10 leaves, 6 families): native {t_native * 1e6:.2f} us, pure {t_pure * 1e6:.2f} us "
         f"-> speed-up {t_pure / t_native:.1f}x; a cache hit (deepcopy of the result) {t_cache_hit * 1e6:.2f} us"

@@ -604,7 +604,8 @@ fn empty_values(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 fn compile_leaf<'py>(
     py: Python<'py>,
     node: &Bound<'py, PyDict>,
-    raw_op: &str,
+    op: &str,
+    builtin: bool,
     path: &Path<'_>,
     top: bool,
     custom: Option<&Bound<'py, PyAny>>,
@@ -621,7 +622,6 @@ fn compile_leaf<'py>(
     }
     let fkey = &attr;
     let val_opt = node.get_item(intern!(py, "val"))?;
-    let op = alias(raw_op);
     match op {
         "is_null" | "is_not_null" | "is_empty" | "is_not_empty" => {
             let positive = flag(py, op, &val_opt, path)? == (op == "is_null" || op == "is_empty");
@@ -637,7 +637,7 @@ fn compile_leaf<'py>(
     if let Some(hint) = no_equivalent(op) {
         return Err(spec_error(py, path, format!("operator '{op}' has no exact MongoDB equivalent: {hint}")));
     }
-    if !is_builtin(op) {
+    if !builtin {
         if let Some(c) = custom {
             if c.contains(op)? {
                 let f = c.get_item(op)?;
@@ -870,11 +870,11 @@ enum Kind {
     Unknown,
 }
 
-fn leaf_kind(op: &str) -> Kind {
-    match alias(op) {
+fn leaf_kind(op: &str, builtin: bool) -> Kind {
+    match op {
+        _ if !builtin => Kind::Unknown,
         "json_contains" | "json_has_any" | "json_has_all" | "in" | "all" => Kind::Unknown,
-        o if is_builtin(o) => Kind::Plain,
-        _ => Kind::Unknown,
+        _ => Kind::Plain,
     }
 }
 
@@ -896,7 +896,9 @@ fn compile_node<'py>(
     };
     let op = op_str.to_str()?;
     if op != "and" && op != "or" && op != "not" {
-        return Ok((compile_leaf(py, node, op, path, top, custom)?, leaf_kind(op)));
+        let canonical = alias(op);
+        let builtin = is_builtin(canonical);
+        return Ok((compile_leaf(py, node, canonical, builtin, path, top, custom)?, leaf_kind(canonical, builtin)));
     }
     let Some(conditions) = node.get_item(intern!(py, "conditions"))? else {
         return Err(spec_error(py, path, format!("'{op}' needs 'conditions' (a list)")));

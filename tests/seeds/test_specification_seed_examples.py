@@ -91,3 +91,116 @@ async def test_core_search_with_query_options_on_a_collection(real_connection: A
     assert [o["_id"] for o in orders] == list(range(29, 0, -2))
     streamed = [order["_id"] async for order in search_collection(collection, options=options).stream(batch_size=100)]
     assert streamed == [o["_id"] for o in orders]
+
+
+# --- the repository's search (mongo-core-persistence.md, mongo-persistence-overview.md) -----
+from datetime import datetime, timedelta, timezone  # noqa: E402
+from enum import Enum  # noqa: E402
+
+from cqrs_ddd_persistence_mongo.core import MongoRepository, MongoUnitOfWork  # noqa: E402
+from cqrs_ddd_persistence_mongo.domain import AggregateRoot  # noqa: E402
+
+
+class Status(str, Enum):
+    PENDING = "pending"
+    PAID = "paid"
+
+
+class Order(AggregateRoot):
+    id: str
+    customer_id: str
+    total: float
+    status: Status = Status.PENDING
+    created_at: datetime
+
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+async def _order_repo(connection: Any) -> MongoRepository[Order, str]:
+    order_repo: MongoRepository[Order, str] = MongoRepository(
+        connection=connection, collection="orders", model_cls=Order, id_field="id"
+    )
+    collection = order_repo.collection()
+    await collection.create_index([("status", 1), ("created_at", -1)])
+    async with MongoUnitOfWork(connection=connection) as uow:
+        for i in range(30):
+            await order_repo.add(
+                Order(
+                    id=f"order-{i:02}",
+                    customer_id=f"c{i % 4}",
+                    total=10.0 * i,
+                    status=Status.PENDING if i % 2 else Status.PAID,
+                    created_at=START + timedelta(hours=i),
+                ),
+                uow=uow,
+            )
+        await uow.commit()
+    return order_repo
+
+
+@pytest.mark.integration
+async def test_core_repository_search_example(real_connection: Any) -> None:
+    order_repo = await _order_repo(real_connection)
+    processed: list[str] = []
+
+    def process(order: Order) -> None:
+        processed.append(order.id)
+
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        # Build specification
+        registry = build_default_registry()
+        builder = SpecificationBuilder()
+        spec = builder.where("status", "eq", "pending").build()
+
+        # Search with QueryOptions
+        options = (
+            QueryOptions()
+            .with_specification(spec, registry=registry)
+            .with_ordering("-created_at")
+            .with_pagination(limit=20, offset=0)
+        )
+
+        result = await order_repo.search(options=options, uow=uow)
+        orders = await result  # List[Order]
+
+        # Or stream for large datasets
+        async for order in (await order_repo.search(options=options, uow=uow)).stream():
+            process(order)
+
+    assert all(isinstance(o, Order) and o.status is Status.PENDING for o in orders)
+    assert [o.id for o in orders] == [f"order-{i:02}" for i in range(29, 0, -2)]
+    assert processed == [o.id for o in orders]
+
+
+@pytest.mark.integration
+async def test_overview_and_performance_search_examples(real_connection: Any) -> None:
+    repo = await _order_repo(real_connection)
+    builder = SpecificationBuilder()
+    options = QueryOptions().with_ordering("-total").with_pagination(limit=5)
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        # overview: spec and options given separately
+        spec = builder.where("status", "eq", "active").build()
+        orders = await repo.search(spec, options, uow=uow)
+        assert await orders == []
+        spec = builder.where("status", "eq", Status.PAID).and_where("total", "gte", 100).build()
+        orders = await (await repo.search(spec, options, uow=uow))
+        assert [o.id for o in orders] == ["order-28", "order-26", "order-24", "order-22", "order-20"]
+        # performance section: await the awaited search; stream with a batch size
+        options = QueryOptions().with_specification(spec).with_ordering("created_at")
+        streamed = [o.id async for o in (await repo.search(options=options, uow=uow)).stream(batch_size=100)]
+        assert streamed == [f"order-{i:02}" for i in range(10, 30, 2)]
+        assert await (await repo.search(options=options, uow=uow)).count() == 10
+
+
+@pytest.mark.integration
+async def test_repository_search_speaks_model_field_names(real_connection: Any) -> None:
+    repo = await _order_repo(real_connection)
+    builder = SpecificationBuilder()
+    spec = builder.where("id", "in", ["order-03", "order-05", "nope"]).and_where("version", "gte", 1).build()
+    result = await repo.search(spec, QueryOptions().with_ordering("-id"))
+    assert [o.id for o in await result] == ["order-05", "order-03"]
+    first = await (await repo.search(builder.where("created_at", "gt", START + timedelta(hours=27)).build())).first()
+    assert first is not None and first.id in ("order-28", "order-29")
+    rows = await (await repo.search(options=QueryOptions().with_fields("total").with_ordering("id").with_pagination(limit=2)))
+    assert rows == [{"_id": "order-00", "total": 0.0}, {"_id": "order-01", "total": 10.0}]

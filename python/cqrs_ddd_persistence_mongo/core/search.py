@@ -119,16 +119,22 @@ def _renamed(path: Any, names: Mapping[str, str]) -> Any:
     return path if new is None else new + sep + rest
 
 
-def rename_tree(tree: Any, names: Mapping[str, str]) -> Any:
+def rename_tree(
+    tree: Any, names: Mapping[str, str], encode: Callable[[Any], Any] | None = None
+) -> Any:
     """``tree`` with the first segment of every field path renamed (model field -> document
-    field, e.g. ``id`` -> ``_id``); malformed parts are left for the compiler to report."""
+    field, e.g. ``id`` -> ``_id``) and, with ``encode``, every value passed through it (the
+    mapper's type rules: UUID, Decimal, Enum ...); malformed parts are left for the compiler."""
     if not isinstance(tree, dict):
         return tree
     conditions = tree.get("conditions")
     if isinstance(conditions, (list, tuple)):
-        return {**tree, "conditions": [rename_tree(c, names) for c in conditions]}
+        return {**tree, "conditions": [rename_tree(c, names, encode) for c in conditions]}
     if "attr" in tree:
-        return {**tree, "attr": _renamed(tree["attr"], names)}
+        leaf = {**tree, "attr": _renamed(tree["attr"], names)}
+        if encode is not None and "val" in leaf:
+            leaf["val"] = encode(leaf["val"])
+        return leaf
     return tree
 
 
@@ -152,12 +158,14 @@ def search_collection(
     adapter: DriverAdapter | None = None,
     registry: OperatorRegistry | None = None,
     field_names: Mapping[str, str] | None = None,
+    encode_value: Callable[[Any], Any] | None = None,
 ) -> SearchResult:
     """Build the :class:`SearchResult` of ``criteria`` (a Specification, a spec dict or
     QueryOptions) and ``options``; a specification in both is combined with AND.
 
     ``field_names`` renames model fields to document fields in conditions, ordering and
-    selected fields (a repository passes ``{"id": "_id", ...}``)."""
+    selected fields (a repository passes ``{"id": "_id", ...}``); ``encode_value`` converts
+    condition values to their stored form."""
     if isinstance(criteria, QueryOptions):
         if options is not None:
             raise InvalidSpecification("pass QueryOptions once: as criteria or as options, not both")
@@ -173,10 +181,11 @@ def search_collection(
     order_by: list[Any] = list(options.order_by)
     fields: Any = options.fields
     tree: Any = spec
-    if field_names:
-        tree = rename_tree(spec.tree if isinstance(spec, Specification) else spec, field_names)
-        order_by = [_renamed_order(item, field_names) for item in order_by]
-        fields = None if fields is None else [_renamed(f, field_names) for f in fields]
+    if field_names or encode_value is not None:
+        names = field_names or {}
+        tree = rename_tree(spec.tree if isinstance(spec, Specification) else spec, names, encode_value)
+        order_by = [_renamed_order(item, names) for item in order_by]
+        fields = None if fields is None else [_renamed(f, names) for f in fields]
     return SearchResult(
         collection,
         builder.build_match(tree),

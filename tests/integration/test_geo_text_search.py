@@ -99,3 +99,16 @@ async def test_text_search(pymongo_connection: Any) -> None:
     assert await _ids(collection, b.where("body", "fts_phrase", "brown fox").build()) == [1]
     # a leading '-' is text, not negation
     assert sorted(await _ids(collection, b.where("body", "fts", "brown -quick").build())) == [1, 2, 3]
+
+
+async def test_server_refusal_is_a_library_error(real_connection: Any) -> None:
+    from cqrs_ddd_persistence_mongo import MongoQueryError
+
+    cities = await _cities(real_connection)
+    open_ring = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}  # passes the shape check, invalid GeoJSON
+    result = search_collection(cities, b.where("loc", "within", open_ring).build())
+    for call in (lambda: result.to_list(), lambda: result.first(), lambda: result.count()):
+        with pytest.raises(MongoQueryError, match="the server rejected the search on 'cities'"):
+            await call()
+    with pytest.raises(MongoQueryError, match="GeoJSON"):
+        [x async for x in result.stream()]

@@ -8,11 +8,14 @@ across batches outside a transaction session).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+from pymongo.errors import OperationFailure
+
 from ..connection import DriverAdapter
-from ..exceptions import InvalidSpecification
+from ..exceptions import InvalidSpecification, MongoQueryError
 from ..query_builder import MongoQueryBuilder, find_operator
 from ..specifications import OperatorRegistry, QueryOptions, Specification
 
@@ -22,6 +25,20 @@ _NEAR = frozenset({"$near", "$nearSphere"})
 
 def _identity(doc: dict[str, Any]) -> Any:
     return doc
+
+
+@contextmanager
+def _server_errors(collection: Any) -> Iterator[None]:
+    """Turn the server's refusal of a filter into a library error that says what to check."""
+    try:
+        yield
+    except OperationFailure as exc:
+        name = getattr(collection, "name", "?")
+        raise MongoQueryError(
+            f"the server rejected the search on '{name}': {exc.details.get('errmsg') if exc.details else exc}; "
+            "check the specification (a regex the server's engine does not support, a missing "
+            "2dsphere or text index for geometry / text operators)"
+        ) from exc
 
 
 class SearchResult:
@@ -71,8 +88,8 @@ class SearchResult:
         return self.collection.find(self.filter, self.projection, **kwargs)
 
     async def to_list(self) -> list[Any]:
-        cursor = self._cursor()
-        docs = await self._adapter.to_list(cursor)
+        with _server_errors(self.collection):
+            docs = await self._adapter.to_list(self._cursor())
         return [self._decode(doc) for doc in docs]
 
     def __await__(self) -> Generator[Any, None, list[Any]]:
@@ -84,8 +101,9 @@ class SearchResult:
             raise InvalidSpecification(f"batch_size must be an integer >= 1, got {batch_size!r}")
         cursor = self._cursor(batch_size=batch_size)
         try:
-            async for doc in cursor:
-                yield self._decode(doc)
+            with _server_errors(self.collection):
+                async for doc in cursor:
+                    yield self._decode(doc)
         finally:
             close = getattr(cursor, "close", None)
             if close is not None:
@@ -95,8 +113,8 @@ class SearchResult:
 
     async def first(self) -> Any:
         """The first item in the search's order (one document fetched), or None."""
-        cursor = self._cursor(limit=1)
-        docs = await self._adapter.to_list(cursor, 1)
+        with _server_errors(self.collection):
+            docs = await self._adapter.to_list(self._cursor(limit=1), 1)
         return self._decode(docs[0]) if docs else None
 
     async def count(self) -> int:
@@ -108,7 +126,8 @@ class SearchResult:
         kwargs: dict[str, Any] = {}
         if self.session is not None:
             kwargs["session"] = self.session
-        return int(await self.collection.count_documents(self.filter, **kwargs))
+        with _server_errors(self.collection):
+            return int(await self.collection.count_documents(self.filter, **kwargs))
 
 
 def _renamed(path: Any, names: Mapping[str, str]) -> Any:

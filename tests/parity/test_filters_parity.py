@@ -19,8 +19,17 @@ from .conftest import both, outcome
 # nested one_of levels make a large strategy repr; harmless
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
-OPS = sorted(BUILTIN_OPERATORS) + sorted(ALIASES) + ["custom_op", "bad_custom", "bogus", "$where", "AND"]
-CUSTOM = {"custom_op": lambda field, val: {field: {"$exists": bool(val)}}, "bad_custom": lambda field, val: 5}
+OPS = sorted(BUILTIN_OPERATORS) + sorted(ALIASES) + [
+    "custom_op", "bad_custom", "and_custom", "or_custom", "empty_custom", "bogus", "$where", "AND",
+]
+CUSTOM = {
+    "custom_op": lambda field, val: {field: {"$exists": bool(val)}},
+    "bad_custom": lambda field, val: 5,
+    # custom results that look like groups must be flattened the same way by both backends
+    "and_custom": lambda field, val: {"$and": [{field: {"$eq": 1}}, {field: {"$ne": 2}}]},
+    "or_custom": lambda field, val: {"$or": [{field: {"$eq": 1}}]},
+    "empty_custom": lambda field, val: {},
+}
 
 POINT = {"type": "Point", "coordinates": [10.5, 20]}
 POLYGON = {"type": "Polygon", "coordinates": [[[0, 0], [30, 0], [30, 30], [0, 30], [0, 0]]]}
@@ -121,6 +130,9 @@ GEO_TEXT_LEAVES = [
     {"attr": "loc", "op": "dwithin", "val": {"geometry": POINT, "distance": 1200.5}},
     {"attr": "loc", "op": "distance_lt", "val": {"geometry": POINT, "distance": 7}},
     {"attr": "body", "op": "fts_phrase", "val": "hello  world"},
+    {"attr": "a", "op": "and_custom", "val": 1},
+    {"attr": "a", "op": "or_custom"},
+    {"attr": "a", "op": "empty_custom", "val": 0},
 ]
 
 

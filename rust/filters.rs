@@ -919,13 +919,12 @@ fn compile_node<'py>(
     for (index, child) in children.iter().enumerate() {
         let (compiled, mut kind) = compile_node(py, child, &path.child(index), top && is_and, custom)?;
         if kind == Kind::Unknown {
-            kind = if compiled.is_empty() {
-                Kind::Empty
+            // resolved only as far as this group needs; a parent of the other kind looks again
+            if compiled.is_empty() {
+                kind = Kind::Empty;
             } else if compiled.len() == 1 && compiled.contains(key)? {
-                own
-            } else {
-                Kind::Plain
-            };
+                kind = own;
+            }
         }
         if kind == own {
             let inner = compiled.get_item(key)?.ok_or_else(|| PyTypeError::new_err("compiled group lost its key"))?;

@@ -173,6 +173,25 @@ def test_every_operator_agrees(op: str, attr: Any, val: Any) -> None:
     same(native, pure, {"op": "or", "conditions": [{"attr": attr, "op": op, "val": val}]})
 
 
+GROUP_SHAPES = [
+    # a group of one returns its child: the parent must still see what the child is
+    {"op": "or", "conditions": [{"op": "and", "conditions": [{"attr": "a", "op": "json_has_any", "val": ["x", "y"]}]}, {"attr": "b", "op": "eq", "val": 1}]},
+    {"op": "and", "conditions": [{"op": "or", "conditions": [{"attr": "a", "op": "json_has_all", "val": ["x", "y"]}]}, {"attr": "b", "op": "eq", "val": 1}]},
+    {"op": "or", "conditions": [{"op": "and", "conditions": [{"attr": "a", "op": "in", "val": [{"x": 1}, 2]}]}, {"attr": "b", "op": "eq", "val": 1}]},
+    {"op": "and", "conditions": [{"op": "or", "conditions": [{"attr": "a", "op": "all", "val": [{"x": 1}, 2]}]}, {"attr": "b", "op": "eq", "val": 1}]},
+    {"op": "and", "conditions": [{"op": "or", "conditions": [{"attr": "a", "op": "json_contains", "val": {"x": 1, "y": 2}}]}]},
+    {"op": "or", "conditions": [{"op": "and", "conditions": [{"attr": "a", "op": "and_custom"}]}, {"op": "and", "conditions": [{"attr": "a", "op": "or_custom"}]}]},
+    {"op": "and", "conditions": [{"op": "or", "conditions": [{"attr": "a", "op": "empty_custom"}]}, {"op": "or", "conditions": [{"op": "and", "conditions": []}]}]},
+    {"op": "or", "conditions": [{"op": "or", "conditions": [{"op": "and", "conditions": [{"attr": "a", "op": "json_has_any", "val": ["x", "y"]}]}]}]},
+]
+
+
+def test_group_shapes_agree() -> None:
+    native, pure = both("compile_filter")
+    for tree in GROUP_SHAPES:
+        same(native, pure, tree, CUSTOM)
+
+
 def test_every_operator_with_every_special_value() -> None:
     native, pure = both("compile_filter")
     for op in OPS:

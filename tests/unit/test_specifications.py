@@ -134,3 +134,19 @@ def test_query_options() -> None:
     for bad in ({"limit": 0}, {"limit": -1}, {"offset": -1}, {"limit": True}):
         with pytest.raises(InvalidSpecification):
             QueryOptions().with_pagination(**bad)
+
+
+def test_specifications_import_nothing_of_ours_but_exceptions() -> None:
+    """House rule: specifications depend on no other module of the package."""
+    import ast
+    from pathlib import Path
+
+    import cqrs_ddd_persistence_mongo.specifications as package
+
+    for source in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert node.module == "exceptions", f"{source.name} imports ..{node.module}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and not (isinstance(node, ast.ImportFrom) and node.level):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.startswith("cqrs_ddd_persistence_mongo") for n in names), source.name

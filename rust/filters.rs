@@ -2,7 +2,7 @@
 //! Twin: `python/cqrs_ddd_persistence_mongo/_pure/filters.py` (same results and messages).
 //! Values are always wrapped in an operator (`$eq`, `$in`, ...) so they are matched as data;
 //! field paths are checked segment by segment with the key rules of `keys.rs`.
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -251,7 +251,11 @@ fn need_number(py: Python<'_>, op: &str, name: &str, val: &Bound<'_, PyAny>, pat
     if val.is_instance_of::<PyBool>() || !(val.is_instance_of::<PyInt>() || val.is_instance_of::<PyFloat>()) {
         return Err(spec_error(py, path, format!("operator '{op}' expects '{name}' to be a number, got {}", type_name(val))));
     }
-    let number: f64 = val.extract()?;
+    let number: f64 = match val.extract() {
+        Ok(n) => n,
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => f64::INFINITY, // an int beyond float range
+        Err(e) => return Err(e),
+    };
     if !number.is_finite() || number < 0.0 {
         return Err(spec_error(
             py,

@@ -42,6 +42,8 @@ SPECIAL_VALUES = [
     {"geometry": POINT, "distance": 1500},
     {"geometry": POINT, "distance": -1},
     {"geometry": POINT, "distance": True},
+    {"geometry": POINT, "distance": 10**400},
+    {"geometry": POINT, "max_distance": float("nan")},
     {"geometry": POINT},
     {"geometry": POINT, "max_distance": 10, "min_distance": 2.5},
     {"geometry": POLYGON, "max_distance": 10},

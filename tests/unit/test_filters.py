@@ -184,8 +184,9 @@ def test_geojson_is_checked() -> None:
         compile_filter(leaf("g", "within", {**POLY, "$where": "1"}))
     with pytest.raises(InvalidSpecification, match="of type Polygon or MultiPolygon"):
         compile_filter(leaf("g", "within", P))
-    with pytest.raises(InvalidSpecification, match="finite number >= 0"):
-        compile_filter(leaf("g", "dwithin", {"geometry": P, "distance": -1}))
+    for distance in (-1, float("nan"), float("inf"), 10**400):
+        with pytest.raises(InvalidSpecification, match="finite number >= 0"):
+            compile_filter(leaf("g", "dwithin", {"geometry": P, "distance": distance}))
 
 
 @pytest.mark.parametrize("op,val", [("near", {"geometry": P}), ("fts", "word")])

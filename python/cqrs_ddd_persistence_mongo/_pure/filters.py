@@ -149,7 +149,10 @@ def _no_regex_elements(op: str, items: list[Any], path: str) -> None:
 def _need_number(op: str, name: str, val: Any, path: str) -> float:
     if isinstance(val, bool) or not isinstance(val, (int, float)):
         raise _error(path, f"operator '{op}' expects '{name}' to be a number, got {_type_name(val)}")
-    number = float(val)
+    try:
+        number = float(val)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
     if not math.isfinite(number) or number < 0:
         raise _error(path, f"operator '{op}' expects '{name}' to be a finite number >= 0, got {val!r}")
     return number

@@ -5,10 +5,12 @@ use pyo3::prelude::*;
 mod errors;
 mod keys;
 mod mapping;
+mod filters;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
     mapping::register(m)?;
+    filters::register(m)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ import warnings
 from types import ModuleType
 from typing import Any, Callable
 
+from ._pure import filters as _pure_filters
 from ._pure import keys as _pure_keys
 from ._pure import mapping as _pure_mapping
 
@@ -23,6 +24,9 @@ _TWINS: dict[str, Callable[..., Any]] = {
     "map_to_doc": _pure_mapping.map_to_doc,
     "map_from_doc": _pure_mapping.map_from_doc,
     # filters (issue 4)
+    "compile_filter": _pure_filters.compile_filter,
+    "compile_sort": _pure_filters.compile_sort,
+    "compile_projection": _pure_filters.compile_projection,
     # bulk (issue 6)
 }
 
@@ -80,3 +84,8 @@ validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
 # mapping (issue 3)
 map_to_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_to_doc"]
 map_from_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_from_doc"]
+
+# filters (issue 4)
+compile_filter: Callable[..., dict[str, Any]] = _BOUND["compile_filter"]
+compile_sort: Callable[[Any], list[tuple[str, int]]] = _BOUND["compile_sort"]
+compile_projection: Callable[[Any], dict[str, int] | None] = _BOUND["compile_projection"]

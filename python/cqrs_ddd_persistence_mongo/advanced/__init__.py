@@ -3,3 +3,4 @@
 # --- projection store (issue 6) ---
 
 # --- snapshots, positions, sagas, jobs (issue 6) ---
+from .position_store import MongoProjectionPositionStore

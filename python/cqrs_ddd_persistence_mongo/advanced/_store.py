@@ -7,9 +7,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from bson.errors import InvalidDocument as BsonInvalidDocument
 from pymongo.errors import PyMongoError
 
-from ..exceptions import InvalidStoreArgument, MongoPersistenceError
+from ..exceptions import InvalidDocument, InvalidStoreArgument, MongoPersistenceError
 from ..indexes import ensure_indexes
 
 
@@ -63,6 +64,11 @@ class CollectionStore:
         """Re-raise driver errors as this store's library error, saying what failed."""
         try:
             yield
+        except BsonInvalidDocument as exc:
+            raise InvalidDocument(
+                f"{what}: a value cannot be stored as BSON ({exc}); convert it first, e.g. "
+                "with model_dump(mode='json') or the model mapper"
+            ) from exc
         except PyMongoError as exc:
             raise self.error_cls(f"{what} in '{self.collection_name}' failed: {exc}") from exc
 

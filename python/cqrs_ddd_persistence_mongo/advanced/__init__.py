@@ -5,3 +5,4 @@
 # --- snapshots, positions, sagas, jobs (issue 6) ---
 from .position_store import MongoProjectionPositionStore
 from .snapshots import MongoSnapshotStore
+from .jobs import MongoBackgroundJobRepository

@@ -143,3 +143,12 @@ __all__ = [
     "UnsafeQueryError",
     "VersionMismatchError",
 ]
+
+
+# --- repository reads (issue 3) ------------------------------------------------------
+class ResultTooLarge(MongoQueryError):
+    """Awaiting an unbounded ``list_all()`` would load more than its cap into memory:
+    stream it with ``async for`` or pass a limit."""
+
+
+__all__ += ["ResultTooLarge"]

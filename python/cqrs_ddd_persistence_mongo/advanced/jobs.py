@@ -27,10 +27,10 @@ from pymongo import ReturnDocument
 
 from ..core._session import session_of
 from ..core.model_mapper import MongoDBModelMapper
+from ..core.repository import MongoRepository
 from ..domain import BaseBackgroundJob, JobStatus, utc_now
 from ..exceptions import BackgroundJobError, InvalidStoreArgument
 from ._store import CollectionStore, require_int, require_limit, require_name
-from ._versioned import VersionedDocuments
 
 J = TypeVar("J", bound=BaseBackgroundJob)
 
@@ -100,31 +100,33 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         self.job_cls = job_cls
         self.mapper: MongoDBModelMapper[J] = MongoDBModelMapper(job_cls)
         self.stale_job_timeout_seconds = stale_job_timeout_seconds
-        self._docs = VersionedDocuments(self)
+        self._repository: MongoRepository[J, Any] = MongoRepository(
+            connection, self.collection_name, job_cls, database=database, mapper=self.mapper
+        )
         self.claim_prefetch = require_int(claim_prefetch, "claim_prefetch")
         self._candidates: dict[Any, tuple[float, deque[Any]]] = {}
 
     # --- whole-job reads and writes -------------------------------------------------
     async def add(self, job: J, *, uow: Any = None) -> J:
-        """Insert a new job or save a changed one (optimistic concurrency on ``version``).
+        """Insert a new job or save a changed one: :meth:`MongoRepository.add`.
 
         Guarantee: one atomic statement. A new job (version 0) is inserted; a second insert
         of the same id raises ``DuplicateEntityError``. A loaded job is replaced only if its
-        stored version is still ``job.version``, else ``VersionMismatchError`` (someone
-        transitioned it meanwhile: reload). On success ``job.version`` is the stored one.
+        stored version is still ``job.version``, else ``VersionMismatchError`` (a transition
+        happened meanwhile: reload). On success ``job.version`` is the stored one.
         """
         if not isinstance(job, self.job_cls):
             raise InvalidStoreArgument(f"add() expects a {self.job_cls.__name__}, got {type(job).__name__}")
-        return await self._docs.save(job, uow)
+        await self._coll()  # indexes first
+        await self._repository.add(job, uow)
+        return job
 
     save = add
 
     async def get(self, job_id: Any, *, uow: Any = None) -> J | None:
         """The job with ``job_id``, or None."""
-        collection = await self._coll()
-        with self._errors(f"reading job {job_id!r}"):
-            doc = await collection.find_one({"_id": _id_of(job_id)}, session=session_of(uow))
-        return None if doc is None else self.mapper.from_doc(doc)
+        await self._coll()
+        return await self._repository.get(_id_of(job_id), uow)
 
     # --- claiming -------------------------------------------------------------------
     async def claim_next(

@@ -6,3 +6,4 @@
 from .position_store import MongoProjectionPositionStore
 from .snapshots import MongoSnapshotStore
 from .jobs import MongoBackgroundJobRepository
+from .saga import MongoSagaRepository

@@ -181,7 +181,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         collection = await self._coll()
         session = session_of(uow)
         with self._errors("claiming a job"):
-            result = await collection.update_one({**query, "_id": job_id}, update, session=session)
+            result = await collection.update_one({"_id": job_id, **query}, update, session=session)
             if result.modified_count != 1:
                 return None
             doc = await collection.find_one({"_id": job_id}, session=session)

@@ -100,6 +100,12 @@ async def test_workers_with_their_own_repositories_claim_each_job_once(real_conn
     await _race(repos, 60)
 
 
+async def test_workers_sharing_one_repository_take_distinct_candidates(real_connection) -> None:
+    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob, claim_prefetch=8)
+    claims = await _race([repo] * 8, 80)
+    assert sum(1 for ids in claims.values() if ids) > 1
+
+
 async def test_direct_sorted_claims_without_prefetch(real_connection) -> None:
     repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob, claim_prefetch=0)
     claims = await _race([repo] * 4, 30)
@@ -108,8 +114,11 @@ async def test_direct_sorted_claims_without_prefetch(real_connection) -> None:
 
 
 async def test_eight_workers_claim_500_jobs_each_exactly_once(real_connection) -> None:
-    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob)
-    claims = await _race([repo] * 8, 500)
+    """Eight workers, each with its own repository (as in eight processes): they read the
+    same candidates and race for every job; the conditional update lets one win each."""
+    repos = [MongoBackgroundJobRepository(real_connection, EmailBatchJob) for _ in range(8)]
+    repo = repos[0]
+    claims = await _race(repos, 500)
     assert sum(1 for ids in claims.values() if ids) > 1  # the work really was shared
     stored = Counter()
     async for doc in (await repo._coll()).find({}, {"worker_id": 1, "status": 1}):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pymongo import ReturnDocument
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.advanced import (
@@ -103,8 +104,13 @@ def test_snapshot_and_position_cost_little_over_raw(benchmark: Any, loop: Any, c
     counter = iter(range(10**6))
 
     async def raw_position() -> None:
-        await raw_positions.update_one(
-            {"_id": "P"}, {"$set": {"position": next(counter), "updated_at": utc_now()}}, upsert=True
+        """The statement save_position is: one find_one_and_update upsert."""
+        await raw_positions.find_one_and_update(
+            {"_id": "P"},
+            {"$set": {"projection_name": "P", "updated_at": utc_now(), "position": next(counter)}},
+            upsert=True,
+            projection={"position": 1},
+            return_document=ReturnDocument.AFTER,
         )
 
     benchmark(lambda: loop.run_until_complete(snapshots.get_latest_snapshot("Order", "o-1")))

@@ -190,7 +190,7 @@ async def test_mark_failed_and_transitions_from_wrong_state(real_connection) -> 
 
 
 async def test_cancellation(real_connection) -> None:
-    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob)
+    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob, claim_prefetch=0)  # strict order
     await repo.add(EmailBatchJob(id="pending"))
     await repo.add(EmailBatchJob(id="running", created_at=utc_now() - timedelta(minutes=1)))
     await repo.claim_next("w1")  # oldest: "running"
@@ -244,14 +244,17 @@ async def test_find_by_status_newest_first_paged_and_counts(real_connection) -> 
 async def test_purge_completed(real_connection) -> None:
     repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob)
     await _seed(repo, _jobs(4))
+    done = set()
     for _ in range(3):
         job = await repo.claim_next("w")
         await repo.mark_completed(job.id)
+        done.add(job.id)
+    (left,) = {f"job-{i:04d}" for i in range(4)} - done
     cutoff = utc_now() + timedelta(seconds=1)
     assert await repo.purge_completed(utc_now() - timedelta(days=1)) == 0
     assert await repo.purge_completed(cutoff) == 3
     assert await repo.purge_completed(cutoff) == 0
-    assert [j.id for j in await repo.find_by_status([s for s in JobStatus], limit=10)] == ["job-0003"]
+    assert [j.id for j in await repo.find_by_status([s for s in JobStatus], limit=10)] == [left]
     with pytest.raises(InvalidStoreArgument, match="pending or running"):
         await repo.purge_completed(cutoff, statuses=[JobStatus.COMPLETED, JobStatus.RUNNING])
 

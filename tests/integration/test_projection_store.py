@@ -116,6 +116,8 @@ async def test_unsafe_filters_and_pipelines_are_rejected(real_connection: MongoC
     with pytest.raises(UnsafeQueryError):
         await store.count(C, {"a": {"$elemMatch": {"$where": "1"}}})
     with pytest.raises(UnsafeQueryError):
+        await store.find(C, {}, projection={"x": {"$function": {"body": "f", "args": [], "lang": "js"}}})
+    with pytest.raises(UnsafeQueryError):
         await store.aggregate(C, [{"$group": {"_id": 1, "x": {"$accumulator": {}}}}])
     with pytest.raises(UnsafeQueryError):
         await store.aggregate(C, [{"$match": {}}, {"$out": "copy"}])
@@ -140,7 +142,7 @@ async def test_queries_restore_the_id_field(store: MongoProjectionStore) -> None
 
 
 async def test_bulk_upsert_counts(store: MongoProjectionStore) -> None:
-    first = await store.bulk_upsert(C, [{"id": f"d{i}", "_last_position": 10, "v": 1} for i in range(20)])
+    first = await store.bulk_upsert(C, ({"id": f"d{i}", "_last_position": 10, "v": 1} for i in range(20)))
     assert (first.inserted, first.updated, first.skipped) == (20, 0, 0)
     docs = [{"id": f"d{i}", "_last_position": 10 + (i % 2) * 5, "v": 2} for i in range(20)]
     docs += [{"id": "fresh", "_last_position": 1}]

@@ -209,7 +209,9 @@ def to_insert_ones(statements: Sequence[Statement]) -> list[InsertOne]:
     return [InsertOne({"_id": filter_["_id"], **update["$set"]}) for filter_, update in statements]
 
 
-async def _write_batch(collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult) -> None:
+async def _write_batch(
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, insert_first: bool
+) -> None:
     """Insert first, then guarded upserts for the keys that exist, then one retry of E11000s.
 
     A missing key passes every guard, so inserting it is what its upsert would do; inserts
@@ -218,10 +220,12 @@ async def _write_batch(collection: Any, batch: list[Statement], session: Any, re
     answer E11000 again and, after one retry (a concurrent delete/insert of the key), are
     counted as skipped.
     """
-    counts, errors = await _bulk(collection, to_insert_ones(batch), session)
-    result.inserted += counts.get("nInserted", 0)
-    _raise_other_errors(collection, errors, result)
-    pending = [batch[e["index"]] for e in errors]
+    pending = batch
+    if insert_first:
+        counts, errors = await _bulk(collection, to_insert_ones(batch), session)
+        result.inserted += counts.get("nInserted", 0)
+        _raise_other_errors(collection, errors, result)
+        pending = [batch[e["index"]] for e in errors]
     for _ in range(2):  # the guarded upserts, then one retry of their E11000s
         if not pending:
             return
@@ -256,6 +260,7 @@ async def write_upserts(
     session: Any = None,
     in_transaction: bool = False,
     limits: BulkLimits = BulkLimits(),
+    insert_first: bool = True,
 ) -> BulkUpsertResult:
     """Send guarded upsert ``statements`` as unordered bulk writes within ``limits``.
 
@@ -266,6 +271,10 @@ async def write_upserts(
     not; re-sending the same statements is idempotent (guards skip what is already there, and
     unguarded statements rewrite the same values). A concurrent writer of the same key sees
     either the old or the new document, never two documents.
+
+    ``insert_first`` (outside transactions): try every statement as an insert first (best
+    when most keys are new or unknown); pass False when the caller knows the keys exist, to
+    skip that pass.
     """
     check_unique_keys(statements)
     sizes = statement_sizes(statements, collection.codec_options)
@@ -275,6 +284,6 @@ async def write_upserts(
         if in_transaction:
             await _write_batch_in_transaction(collection, batch, session, result)
         else:
-            await _write_batch(collection, batch, session, result)
+            await _write_batch(collection, batch, session, result, insert_first)
         result.batches += 1
     return result

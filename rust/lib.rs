@@ -2,6 +2,7 @@
 //! registers its functions here; nothing else belongs in this file.
 use pyo3::prelude::*;
 
+mod bulk;
 mod errors;
 mod keys;
 mod mapping;
@@ -12,5 +13,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
     mapping::register(m)?;
     filters::register(m)?;
+    bulk::register(m)?;
     Ok(())
 }

@@ -199,12 +199,12 @@ def _to_doc_value(value: Any, path: str, depth: int) -> Any:
         return _dict_to_doc(value, path, depth)
     if isinstance(value, (list, tuple, set, frozenset)):
         return _seq_to_doc(value, path, depth)
-    if isinstance(value, BaseModel):
-        return _dict_to_doc(value.model_dump(), path, depth)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, _PASSTHROUGH):
         return value
+    if isinstance(value, BaseModel):
+        return _dict_to_doc(value.model_dump(), path, depth)
     raise _unsupported(value, path)
 
 
@@ -300,17 +300,26 @@ def map_from_doc(
     """
     if not isinstance(doc, Mapping):
         raise InvalidDocument(f"a stored document must be a mapping, got {type(doc).__qualname__}")
-    data: dict[str, Any] = {}
-    for key, value in doc.items():
+    data = dict(doc)
+    renamed: list[tuple[str, Any]] = []
+    for key, value in list(data.items()):
+        new = _from_doc_value(value, str(key), 1)
         if key == "_id":
-            name = id_field
+            name: str | None = id_field
         elif versioned and key == "_version":
             name = "version"
         elif reverse_map is not None and key in reverse_map:
             name = reverse_map[key]
         else:
-            name = key
-        data[name] = _from_doc_value(value, str(key), 1)
+            name = None
+        if name is None:
+            if new is not value:
+                data[key] = new
+        else:  # renamed fields go last and win over a same-named field
+            del data[key]
+            renamed.append((name, new))
+    for name, value in renamed:
+        data[name] = value
     if versioned and "_version" not in doc:
         data["version"] = 0
     return data

@@ -33,6 +33,8 @@ struct Cache {
     passthrough: Py<PyTuple>,
     bytes_new: PyObject,
     utc: PyObject,
+    /// `bson.tz_util.utc`, what tz-aware clients attach: already UTC.
+    bson_utc: PyObject,
     /// `SafeUUID.unknown` when UUIDs can be built like uuid.py does (slots `int`, `is_safe`).
     uuid_safe_unknown: Option<PyObject>,
     /// Decimal128 keeps its BID words in the slots `__high` / `__low`.
@@ -102,6 +104,7 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 has("__high") && has("__low")
             },
             utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
+            bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
         })
     })
 }
@@ -166,6 +169,47 @@ fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> P
     let m = value.getattr(intern!(py, "month"))?;
     let d = value.getattr(intern!(py, "day"))?;
     c.datetime.bind(py).call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
+}
+
+/// Iterates a dict's items with `PyDict_Next` (the walk never resizes the dict it reads,
+/// so pyo3's per-item size check is not needed; items are owned references).
+struct Items<'a, 'py> {
+    dict: &'a Bound<'py, PyDict>,
+    pos: ffi::Py_ssize_t,
+}
+
+fn items<'a, 'py>(dict: &'a Bound<'py, PyDict>) -> Items<'a, 'py> {
+    Items { dict, pos: 0 }
+}
+
+impl<'py> Iterator for Items<'_, 'py> {
+    type Item = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: PyDict_Next stays within the current table even if the dict changed;
+        // the borrowed pointers are turned into owned references at once.
+        unsafe {
+            if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
+                return None;
+            }
+            let py = self.dict.py();
+            Some((Bound::from_borrowed_ptr(py, key), Bound::from_borrowed_ptr(py, value)))
+        }
+    }
+}
+
+/// The low 64 bits of a Python int (Decimal128 keeps its BID words as ints).
+fn u64_bits(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    // SAFETY: `value` is a live object; errors are reported through the error indicator.
+    let bits = unsafe { ffi::PyLong_AsUnsignedLongLongMask(value.as_ptr()) };
+    if bits == u64::MAX {
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+    }
+    Ok(bits)
 }
 
 // --- lazy paths ------------------------------------------------------------------------
@@ -363,9 +407,9 @@ fn to_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pat
 }
 
 fn from_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let high: u64 = value.getattr(intern!(py, "_Decimal128__high"))?.extract()?;
-    let low: u64 = value.getattr(intern!(py, "_Decimal128__low"))?.extract()?;
-    let mut text = Vec::with_capacity(48);
+    let high = u64_bits(py, &value.getattr(intern!(py, "_Decimal128__high"))?)?;
+    let low = u64_bits(py, &value.getattr(intern!(py, "_Decimal128__low"))?)?;
+    let mut text = Vec::with_capacity(64);
     decimal_text_of_bid(high, low, &mut text);
     // SAFETY: only ASCII digits, signs and letters were written.
     let text = unsafe { std::str::from_utf8_unchecked(&text) };
@@ -384,7 +428,7 @@ fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "tzinfo"), utc)?;
         Ok(Some(value.call_method(intern!(py, "replace"), (), Some(&kwargs))?))
-    } else if tz.is(utc) {
+    } else if tz.is(utc) || tz.is(c.bson_utc.bind(py)) {
         Ok(None)
     } else {
         Ok(Some(value.call_method1(intern!(py, "astimezone"), (utc,))?))
@@ -460,7 +504,7 @@ fn dict_to_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, path
         return Err(too_deep(py, path));
     }
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
-    for (key, child) in value.iter() {
+    for (key, child) in items(value) {
         let text = checked(py, &key, path)?;
         if let Some(new) = to_doc_value(py, c, &child, &path.key(text), depth + 1)? {
             let target = match &out {
@@ -596,7 +640,7 @@ pub fn map_to_doc<'py>(
         }
     }
     let id_text = id_field.to_str()?;
-    for (key, value) in data.iter() {
+    for (key, value) in items(data) {
         if let Ok(k) = key.downcast::<PyString>() {
             let k = k.to_str()?;
             if k == id_text || (versioned && k == "version") {
@@ -630,7 +674,7 @@ fn dict_from_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, pa
         return Err(too_deep(py, path));
     }
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
-    for (key, child) in value.iter() {
+    for (key, child) in items(value) {
         if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1)? {
             let target = match &out {
                 Some(o) => o,
@@ -698,6 +742,21 @@ fn from_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pa
     Ok(None)
 }
 
+/// `Some("_id")` / `Some("_version")` for those keys, else None (cheap length test first:
+/// most keys are neither).
+fn reserved_name<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
+    let Ok(s) = key.downcast::<PyString>() else {
+        return Ok(None);
+    };
+    // SAFETY: `s` is a live str object.
+    let len = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
+    if len != 3 && len != 8 {
+        return Ok(None);
+    }
+    let text = s.to_str()?;
+    Ok(if text == "_id" || text == "_version" { Some(text) } else { None })
+}
+
 /// The model data of a stored document, ready for `model_validate`; see the pure twin.
 #[pyfunction]
 #[pyo3(signature = (doc, id_field, reverse_map, versioned))]
@@ -725,9 +784,9 @@ pub fn map_from_doc<'py>(
     };
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
     let mut saw_version = false;
-    for (key, value) in source.iter() {
+    for (key, value) in items(&source) {
         let new = from_doc_value(py, c, &value, &root.obj(&key), 1)?;
-        let text = key.downcast::<PyString>().ok().map(|s| s.to_str()).transpose()?;
+        let text = reserved_name(&key)?;
         let name: Option<Bound<'py, PyAny>> = match text {
             Some("_id") => Some(id_field.clone().into_any()),
             Some("_version") if versioned => {

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
+from bson.tz_util import utc as _BSON_UTC
 from pydantic import BaseModel
 
 from ..exceptions import InvalidDocument
@@ -151,7 +152,7 @@ def _datetime(value: _dt.datetime) -> _dt.datetime:
     tz = value.tzinfo
     if tz is None:
         return value.replace(tzinfo=_UTC)
-    if tz is _UTC:
+    if tz is _UTC or tz is _BSON_UTC:  # what tz-aware clients attach is already UTC
         return value
     return value.astimezone(_UTC)
 

@@ -10,6 +10,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::PyTypeInfo;
 use pyo3::prelude::*;
+use pyo3::Borrowed;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
@@ -171,8 +172,10 @@ fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> P
     c.datetime.bind(py).call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
 }
 
-/// Iterates a dict's items with `PyDict_Next` (the walk never resizes the dict it reads,
-/// so pyo3's per-item size check is not needed; items are owned references).
+/// Iterates a dict's items with `PyDict_Next`, as borrowed references: callers look at
+/// plain scalars through them (no Python code runs meanwhile) and take owned references
+/// (`to_owned`) before anything that may run Python code. `PyDict_Next` itself stays
+/// within the table even if such code changed the dict.
 struct Items<'a, 'py> {
     dict: &'a Bound<'py, PyDict>,
     pos: ffi::Py_ssize_t,
@@ -182,22 +185,31 @@ fn items<'a, 'py>(dict: &'a Bound<'py, PyDict>) -> Items<'a, 'py> {
     Items { dict, pos: 0 }
 }
 
-impl<'py> Iterator for Items<'_, 'py> {
-    type Item = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+impl<'a, 'py> Iterator for Items<'a, 'py> {
+    type Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>);
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut key: *mut ffi::PyObject = std::ptr::null_mut();
         let mut value: *mut ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: PyDict_Next stays within the current table even if the dict changed;
-        // the borrowed pointers are turned into owned references at once.
+        // SAFETY: PyDict_Next returns live borrowed pointers owned by the dict; see above
+        // for how long they are used borrowed.
         unsafe {
             if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
                 return None;
             }
             let py = self.dict.py();
-            Some((Bound::from_borrowed_ptr(py, key), Bound::from_borrowed_ptr(py, value)))
+            Some((Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)))
         }
     }
+}
+
+/// Exact str, float, bool or None: stored and read as they are, and looking at them runs
+/// no Python code.
+fn plain(value: &Bound<'_, PyAny>) -> bool {
+    value.is_exact_instance_of::<PyString>()
+        || value.is_none()
+        || value.is_exact_instance_of::<PyFloat>()
+        || value.is_exact_instance_of::<PyBool>()
 }
 
 /// The low 64 bits of a Python int (Decimal128 keeps its BID words as ints).
@@ -331,8 +343,35 @@ fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
     Ok((high, coefficient as u64))
 }
 
-/// Appends the decimal digits of `n` (no allocation; u128 division only when needed).
-fn push_digits(out: &mut Vec<u8>, mut n: u128) {
+/// A small stack buffer for number text (no allocation per value).
+struct TextBuf {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl TextBuf {
+    fn new() -> Self {
+        TextBuf { bytes: [0; 96], len: 0 }
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    fn as_str(&self) -> &str {
+        // SAFETY: only ASCII digits, signs and letters are ever written.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len]) }
+    }
+}
+
+/// Appends the decimal digits of `n` (u128 division only when needed).
+fn push_digits(out: &mut TextBuf, mut n: u128) {
     let mut buf = [0u8; 40];
     let mut at = buf.len();
     while n > u128::from(u64::MAX) {
@@ -354,7 +393,7 @@ fn push_digits(out: &mut Vec<u8>, mut n: u128) {
 
 /// The text of the exact Decimal of BID words (non-canonical coefficients read as 0),
 /// written into `out`.
-fn decimal_text_of_bid(high: u64, low: u64, out: &mut Vec<u8>) {
+fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
     if high & SIGN != 0 {
         out.push(b'-');
     }
@@ -409,11 +448,9 @@ fn to_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pat
 fn from_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let high = u64_bits(py, &value.getattr(intern!(py, "_Decimal128__high"))?)?;
     let low = u64_bits(py, &value.getattr(intern!(py, "_Decimal128__low"))?)?;
-    let mut text = Vec::with_capacity(64);
+    let mut text = TextBuf::new();
     decimal_text_of_bid(high, low, &mut text);
-    // SAFETY: only ASCII digits, signs and letters were written.
-    let text = unsafe { std::str::from_utf8_unchecked(&text) };
-    c.decimal.bind(py).call1((PyString::new(py, text),))
+    c.decimal.bind(py).call1((PyString::new(py, text.as_str()),))
 }
 
 // --- shared value rules ----------------------------------------------------------------
@@ -463,7 +500,18 @@ fn map_seq<'py>(
     }
     if let Ok(list) = items.downcast_exact::<PyList>() {
         let mut out: Option<Bound<'py, PyList>> = None;
-        for (i, item) in list.iter().enumerate() {
+        // the length is read again each time: Python code run for an item may change it
+        let mut i = 0;
+        while i < list.len() {
+            // SAFETY: `i` is within the current length; the borrowed pointer is looked at
+            // before any Python code runs, and owned before anything else.
+            let borrowed = unsafe { Borrowed::from_ptr(py, ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t)) };
+            i += 1;
+            if plain(&borrowed) {
+                continue;
+            }
+            let item = borrowed.to_owned();
+            let i = i - 1;
             if let Some(new) = rule(py, c, &item, &path.index(i), depth + 1)? {
                 let target = match &out {
                     Some(o) => o,
@@ -505,6 +553,11 @@ fn dict_to_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, path
     }
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
     for (key, child) in items(value) {
+        if plain(&child) {
+            checked(py, &key, path)?;
+            continue;
+        }
+        let (key, child) = (key.to_owned(), child.to_owned());
         let text = checked(py, &key, path)?;
         if let Some(new) = to_doc_value(py, c, &child, &path.key(text), depth + 1)? {
             let target = match &out {
@@ -641,6 +694,7 @@ pub fn map_to_doc<'py>(
     }
     let id_text = id_field.to_str()?;
     for (key, value) in items(data) {
+        let (key, value) = (key.to_owned(), value.to_owned());
         if let Ok(k) = key.downcast::<PyString>() {
             let k = k.to_str()?;
             if k == id_text || (versioned && k == "version") {
@@ -675,6 +729,10 @@ fn dict_from_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, pa
     }
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
     for (key, child) in items(value) {
+        if plain(&child) || child.is_exact_instance_of::<PyInt>() {
+            continue;
+        }
+        let (key, child) = (key.to_owned(), child.to_owned());
         if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1)? {
             let target = match &out {
                 Some(o) => o,
@@ -785,6 +843,10 @@ pub fn map_from_doc<'py>(
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
     let mut saw_version = false;
     for (key, value) in items(&source) {
+        if reverse_map.is_none() && (plain(&value) || value.is_exact_instance_of::<PyInt>()) && reserved_name(&key)?.is_none() {
+            continue;
+        }
+        let (key, value) = (key.to_owned(), value.to_owned());
         let new = from_doc_value(py, c, &value, &root.obj(&key), 1)?;
         let text = reserved_name(&key)?;
         let name: Option<Bound<'py, PyAny>> = match text {

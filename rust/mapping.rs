@@ -678,38 +678,58 @@ pub fn map_to_doc<'py>(
         return Err(invalid_document(py, format!("a model's data must be a dict, got {name}; pass model_dump()")));
     };
     let root = Path::ROOT;
-    let doc = PyDict::new(py);
-    let mapped = |value: Bound<'py, PyAny>, path: &Path<'_, 'py>| -> PyResult<Bound<'py, PyAny>> {
-        Ok(to_doc_value(py, c, &value, path, 1)?.unwrap_or(value))
+    // start from a copy (one cheap clone of the table) and change only what must change
+    let doc: Bound<'py, PyDict> = if data.is_exact_instance_of::<PyDict>() {
+        data.copy()?
+    } else {
+        PyDict::type_object(py).call1((data,))?.downcast_into::<PyDict>()?
     };
-    if let Some(ident) = data.get_item(id_field)? {
-        if !ident.is_none() {
-            doc.set_item(intern!(py, "_id"), mapped(ident, &root.key("_id"))?)?;
-        }
-    }
-    if versioned {
-        if let Some(version) = data.get_item(intern!(py, "version"))? {
-            doc.set_item(intern!(py, "_version"), mapped(version, &root.key("_version"))?)?;
-        }
-    }
     let id_text = id_field.to_str()?;
+    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
     for (key, value) in items(data) {
-        let (key, value) = (key.to_owned(), value.to_owned());
-        if let Ok(k) = key.downcast::<PyString>() {
-            let k = k.to_str()?;
-            if k == id_text || (versioned && k == "version") {
-                continue;
+        let text = key.downcast::<PyString>().ok().map(|k| k.to_str()).transpose()?;
+        if text == Some(id_text) || (versioned && text == Some("version")) {
+            let (key, value) = (key.to_owned(), value.to_owned());
+            doc.del_item(&key)?;
+            if text == Some(id_text) {
+                if !value.is_none() {
+                    let new = to_doc_value(py, c, &value, &root.key("_id"), 1)?;
+                    renamed.push((intern!(py, "_id").clone().into_any(), new.unwrap_or(value)));
+                }
+            } else {
+                let new = to_doc_value(py, c, &value, &root.key("_version"), 1)?;
+                renamed.push((intern!(py, "_version").clone().into_any(), new.unwrap_or(value)));
+            }
+            continue;
+        }
+        let target = match field_map {
+            Some(map) => map.get_item(&*key)?,
+            None => None,
+        };
+        match target {
+            None => {
+                let text = checked(py, &key, &root)?;
+                if plain(&value) {
+                    continue;
+                }
+                let (key, value) = (key.to_owned(), value.to_owned());
+                if let Some(new) = to_doc_value(py, c, &value, &root.key(text), 1)? {
+                    doc.set_item(&key, new)?;
+                }
+            }
+            Some(target) => {
+                let (key, value) = (key.to_owned(), value.to_owned());
+                let text = checked(py, &target, &root)?;
+                let new = to_doc_value(py, c, &value, &root.key(text), 1)?;
+                doc.del_item(&key)?;
+                renamed.push((target.clone(), new.unwrap_or(value)));
             }
         }
-        let key = match field_map {
-            Some(map) => map.get_item(&key)?.unwrap_or(key),
-            None => key,
-        };
-        let text = checked(py, &key, &root)?;
-        let before = doc.len();
-        doc.set_item(&key, mapped(value, &root.key(text))?)?;
-        if doc.len() == before {
+    }
+    for (target, value) in renamed {
+        if doc.contains(&target)? {
             // the document is dropped: nothing half-written reaches the caller
+            let text = target.str()?.to_string();
             return Err(invalid_document(
                 py,
                 format!(
@@ -717,6 +737,7 @@ pub fn map_to_doc<'py>(
                 ),
             ));
         }
+        doc.set_item(target, value)?;
     }
     Ok(doc)
 }

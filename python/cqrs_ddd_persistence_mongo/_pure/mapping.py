@@ -226,25 +226,35 @@ def map_to_doc(
             raise InvalidDocument(
                 f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()"
             )
-    doc: dict[str, Any] = {}
-    if id_field in data:
-        ident = data[id_field]
-        if ident is not None:
-            doc["_id"] = _to_doc_value(ident, "_id", 1)
-    if versioned and "version" in data:
-        doc["_version"] = _to_doc_value(data["version"], "_version", 1)
+    doc = dict(data)  # change only what must change
+    renamed: list[tuple[str, Any]] = []
     for key, value in data.items():
         if key == id_field or (versioned and key == "version"):
+            del doc[key]
+            if key == id_field:
+                if value is not None:
+                    renamed.append(("_id", _to_doc_value(value, "_id", 1)))
+            else:
+                renamed.append(("_version", _to_doc_value(value, "_version", 1)))
             continue
         if field_map is not None and key in field_map:
-            key = field_map[key]
+            target = field_map[key]
+            path = checked_key(target, "")
+            new = _to_doc_value(value, path, 1)
+            del doc[key]
+            renamed.append((target, new))
+            continue
         path = checked_key(key, "")
-        if key in doc:
+        new = _to_doc_value(value, path, 1)
+        if new is not value:
+            doc[key] = new
+    for target, value in renamed:  # renamed fields go last
+        if target in doc:
             raise InvalidDocument(
-                f"document field '{key}' is written twice; check field_map for two fields "
+                f"document field '{target}' is written twice; check field_map for two fields "
                 "mapped to the same name or a field named like '_id'/'_version'"
             )
-        doc[key] = _to_doc_value(value, path, 1)
+        doc[target] = value
     return doc
 
 

@@ -15,7 +15,7 @@ import datetime as _dt
 import enum
 import uuid
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
@@ -157,19 +157,45 @@ def _datetime(value: _dt.datetime) -> _dt.datetime:
     return value.astimezone(_UTC)
 
 
-def _seq_to_doc(items: Any, path: str, depth: int) -> list[Any]:
+Rule = Callable[[Any, str, int], Any]
+
+
+def _map_seq(items: Any, path: str, depth: int, rule: Rule) -> list[Any]:
+    """A list: copied on the first changed item; other sequences always become a new list."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
-    return [_to_doc_value(item, index_path(path, i), depth + 1) for i, item in enumerate(items)]
+    if type(items) is list:
+        out: list[Any] | None = None
+        for i, item in enumerate(items):
+            new = rule(item, index_path(path, i), depth + 1)
+            if new is not item:
+                if out is None:
+                    out = items.copy()
+                out[i] = new
+        return items if out is None else out
+    return [rule(item, index_path(path, i), depth + 1) for i, item in enumerate(items)]
+
+
+def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check_keys: bool) -> dict[Any, Any]:
+    """A dict: copied on the first changed value; a dict subclass always becomes a plain dict."""
+    if depth >= MAX_DEPTH:
+        raise too_deep_error(path)
+    out: dict[Any, Any] | None = None if type(value) is dict else dict(value)
+    for key, child in value.items():
+        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1)
+        if new is not child:
+            if out is None:
+                out = value.copy()  # type: ignore[attr-defined]
+            out[key] = new
+    return value if out is None else out  # type: ignore[return-value]
+
+
+def _seq_to_doc(items: Any, path: str, depth: int) -> list[Any]:
+    return _map_seq(items, path, depth, _to_doc_value)
 
 
 def _dict_to_doc(value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
-    if depth >= MAX_DEPTH:
-        raise too_deep_error(path)
-    out: dict[str, Any] = {}
-    for key, child in value.items():
-        out[key] = _to_doc_value(child, checked_key(key, path), depth + 1)
-    return out
+    return _map_dict(value, path, depth, _to_doc_value, True)
 
 
 def _to_doc_value(value: Any, path: str, depth: int) -> Any:
@@ -264,13 +290,9 @@ def _from_doc_value(value: Any, path: str, depth: int) -> Any:
     if cls is str or cls is int or cls is float or cls is bool or value is None:
         return value
     if cls is dict:
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return {k: _from_doc_value(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+        return _map_dict(value, path, depth, _from_doc_value, False)
     if cls is list:
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return [_from_doc_value(v, index_path(path, i), depth + 1) for i, v in enumerate(value)]
+        return _map_seq(value, path, depth, _from_doc_value)
     if cls is Decimal128:
         return _from_decimal128(value)
     if cls is _dt.datetime:
@@ -283,13 +305,9 @@ def _from_doc_value(value: Any, path: str, depth: int) -> Any:
             return bytes(value)
         return value
     if isinstance(value, dict):
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return {k: _from_doc_value(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+        return _map_dict(value, path, depth, _from_doc_value, False)
     if isinstance(value, (list, tuple)):
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return [_from_doc_value(v, index_path(path, i), depth + 1) for i, v in enumerate(value)]
+        return _map_seq(value, path, depth, _from_doc_value)
     if isinstance(value, Decimal128):
         return _from_decimal128(value)
     if isinstance(value, _dt.datetime):

@@ -103,7 +103,7 @@ PLAIN_DOC = bson.decode(bson.encode(MAPPER.to_doc(ORDER)))
 DECODED = _accel.pure_twin("map_from_doc")(DOC, "id", None, True)  # what model_validate gets
 
 
-def interleaved(*fns: Any, number: int = 50, rounds: int = 150) -> list[float]:
+def interleaved(*fns: Any, number: int = 20, rounds: int = 400) -> list[float]:
     """Best seconds per call of each fn, measured in many short alternating rounds: load
     spikes from other processes hit every candidate alike, and short rounds give each one
     uncontended samples on a busy machine."""

@@ -553,7 +553,7 @@ fn dict_to_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, path
     }
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
     for (key, child) in items(value) {
-        if plain(&child) {
+        if plain(&child) && key.is_exact_instance_of::<PyString>() {
             checked(py, &key, path)?;
             continue;
         }
@@ -686,10 +686,21 @@ pub fn map_to_doc<'py>(
     };
     let id_text = id_field.to_str()?;
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
-    for (key, value) in items(data) {
+    for (bkey, bvalue) in items(data) {
+        // Fast path through borrowed references: an exact str key, no rename map (so no
+        // lookup that could run Python code) and a plain value.
+        if field_map.is_none() && plain(&bvalue) {
+            if let Ok(k) = bkey.downcast_exact::<PyString>() {
+                let text = k.to_str()?;
+                if text != id_text && !(versioned && text == "version") {
+                    checked(py, &bkey, &root)?;
+                    continue;
+                }
+            }
+        }
+        let (key, value) = (bkey.to_owned(), bvalue.to_owned());
         let text = key.downcast::<PyString>().ok().map(|k| k.to_str()).transpose()?;
         if text == Some(id_text) || (versioned && text == Some("version")) {
-            let (key, value) = (key.to_owned(), value.to_owned());
             doc.del_item(&key)?;
             if text == Some(id_text) {
                 if !value.is_none() {
@@ -703,22 +714,17 @@ pub fn map_to_doc<'py>(
             continue;
         }
         let target = match field_map {
-            Some(map) => map.get_item(&*key)?,
+            Some(map) => map.get_item(&key)?,
             None => None,
         };
         match target {
             None => {
                 let text = checked(py, &key, &root)?;
-                if plain(&value) {
-                    continue;
-                }
-                let (key, value) = (key.to_owned(), value.to_owned());
                 if let Some(new) = to_doc_value(py, c, &value, &root.key(text), 1)? {
                     doc.set_item(&key, new)?;
                 }
             }
             Some(target) => {
-                let (key, value) = (key.to_owned(), value.to_owned());
                 let text = checked(py, &target, &root)?;
                 let new = to_doc_value(py, c, &value, &root.key(text), 1)?;
                 doc.del_item(&key)?;
@@ -805,6 +811,9 @@ fn from_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pa
     }
     if ty.is(c.binary.bind(py)) {
         return binary_value(py, c, value);
+    }
+    if ty.is(c.uuid.bind(py)) || ty.is(c.objectid.bind(py)) {
+        return Ok(None); // what the cascade below concludes, sooner
     }
     if let Ok(dict) = value.downcast::<PyDict>() {
         return dict_from_doc(py, c, dict, path, depth);

@@ -8,14 +8,17 @@
 //! the driver's C codec. Paths are built only when an error is raised.
 use pyo3::ffi;
 use pyo3::intern;
-use pyo3::PyTypeInfo;
 use pyo3::prelude::*;
-use pyo3::Borrowed;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::Borrowed;
+use pyo3::PyTypeInfo;
 
 use crate::errors::invalid_document;
-use crate::keys::{bad_key_error, checked_key, child_path, display_path, index_path, key_problem, too_deep_error, MAX_DEPTH};
+use crate::keys::{
+    bad_key_error, checked_key, child_path, display_path, index_path, key_problem, too_deep_error,
+    MAX_DEPTH,
+};
 
 // --- cached Python objects ----------------------------------------------------------
 struct Cache {
@@ -45,7 +48,11 @@ struct Cache {
 static CACHE: GILOnceCell<Cache> = GILOnceCell::new();
 
 fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
-    Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
+    Ok(py
+        .import(module)?
+        .getattr(name)?
+        .downcast_into::<PyType>()?
+        .unbind())
 }
 
 fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
@@ -85,13 +92,20 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 class(py, "builtins", "set")?,
                 class(py, "builtins", "frozenset")?,
             ])?,
-            byteslike: tuple_of(vec![class(py, "builtins", "bytearray")?, class(py, "builtins", "memoryview")?])?,
+            byteslike: tuple_of(vec![
+                class(py, "builtins", "bytearray")?,
+                class(py, "builtins", "memoryview")?,
+            ])?,
             passthrough,
             bytes_new: builtins.getattr("bytes")?.getattr("__new__")?.unbind(),
             uuid_safe_unknown: {
                 let uuid = py.import("uuid")?;
                 let slots = uuid.getattr("UUID")?.getattr("__slots__").ok();
-                let has = |name: &str| slots.as_ref().is_some_and(|s| s.contains(name).unwrap_or(false));
+                let has = |name: &str| {
+                    slots
+                        .as_ref()
+                        .is_some_and(|s| s.contains(name).unwrap_or(false))
+                };
                 if has("int") && has("is_safe") {
                     Some(uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind())
                 } else {
@@ -101,17 +115,30 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             decimal128_slots: {
                 let cls = py.import("bson.decimal128")?.getattr("Decimal128")?;
                 let slots = cls.getattr("__slots__").ok();
-                let has = |name: &str| slots.as_ref().is_some_and(|s| s.contains(name).unwrap_or(false));
+                let has = |name: &str| {
+                    slots
+                        .as_ref()
+                        .is_some_and(|s| s.contains(name).unwrap_or(false))
+                };
                 has("__high") && has("__low")
             },
-            utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
+            utc: py
+                .import("datetime")?
+                .getattr("timezone")?
+                .getattr("utc")?
+                .unbind(),
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
         })
     })
 }
 
 /// `object.__setattr__(obj, name, value)`: what uuid.py uses on its immutable UUIDs.
-fn generic_setattr(py: Python<'_>, obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+fn generic_setattr(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     // SAFETY: all three pointers are live, GIL-held Python objects.
     let rc = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
     if rc < 0 {
@@ -126,19 +153,38 @@ fn bare_instance<'py>(py: Python<'py>, cls: &Bound<'py, PyType>) -> PyResult<Bou
     let args = PyTuple::empty(py);
     // SAFETY: `cls` is a live type object and `args` a live tuple; the result is a new reference.
     unsafe {
-        let obj = ffi::PyType_GenericNew(cls.as_ptr().cast::<ffi::PyTypeObject>(), args.as_ptr(), std::ptr::null_mut());
+        let obj = ffi::PyType_GenericNew(
+            cls.as_ptr().cast::<ffi::PyTypeObject>(),
+            args.as_ptr(),
+            std::ptr::null_mut(),
+        );
         Bound::from_owned_ptr_or_err(py, obj)
     }
 }
 
-fn new_decimal128<'py>(py: Python<'py>, c: &Cache, high: u64, low: u64) -> PyResult<Bound<'py, PyAny>> {
+fn new_decimal128<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    high: u64,
+    low: u64,
+) -> PyResult<Bound<'py, PyAny>> {
     let cls = c.decimal128.bind(py);
     if !c.decimal128_slots {
         return cls.call1(((high, low),));
     }
     let obj = bare_instance(py, cls)?;
-    generic_setattr(py, &obj, intern!(py, "_Decimal128__high"), &high.into_pyobject(py)?.into_any())?;
-    generic_setattr(py, &obj, intern!(py, "_Decimal128__low"), &low.into_pyobject(py)?.into_any())?;
+    generic_setattr(
+        py,
+        &obj,
+        intern!(py, "_Decimal128__high"),
+        &high.into_pyobject(py)?.into_any(),
+    )?;
+    generic_setattr(
+        py,
+        &obj,
+        intern!(py, "_Decimal128__low"),
+        &low.into_pyobject(py)?.into_any(),
+    )?;
     Ok(obj)
 }
 
@@ -152,12 +198,21 @@ fn new_uuid<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, 
     let mut be = [0u8; 16];
     be.copy_from_slice(raw);
     let obj = bare_instance(py, cls)?;
-    generic_setattr(py, &obj, intern!(py, "int"), &u128::from_be_bytes(be).into_pyobject(py)?.into_any())?;
+    generic_setattr(
+        py,
+        &obj,
+        intern!(py, "int"),
+        &u128::from_be_bytes(be).into_pyobject(py)?.into_any(),
+    )?;
     generic_setattr(py, &obj, intern!(py, "is_safe"), unknown.bind(py))?;
     Ok(obj)
 }
 
-fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn uuid_binary<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let n: u128 = value.getattr(intern!(py, "int"))?.extract()?;
     let raw = PyBytes::new(py, &n.to_be_bytes());
     let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), raw))?;
@@ -165,11 +220,17 @@ fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> Py
     Ok(binary)
 }
 
-fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn utc_midnight<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let y = value.getattr(intern!(py, "year"))?;
     let m = value.getattr(intern!(py, "month"))?;
     let d = value.getattr(intern!(py, "day"))?;
-    c.datetime.bind(py).call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
+    c.datetime
+        .bind(py)
+        .call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
 }
 
 /// Iterates a dict's items with `PyDict_Next`, as borrowed references: callers look at
@@ -240,18 +301,30 @@ struct Path<'a, 'py> {
 }
 
 impl<'a, 'py> Path<'a, 'py> {
-    const ROOT: Path<'static, 'static> = Path { parent: None, seg: Seg::Root };
+    const ROOT: Path<'static, 'static> = Path {
+        parent: None,
+        seg: Seg::Root,
+    };
 
     fn key(&'a self, key: &'a str) -> Path<'a, 'py> {
-        Path { parent: Some(self), seg: Seg::Key(key) }
+        Path {
+            parent: Some(self),
+            seg: Seg::Key(key),
+        }
     }
 
     fn obj(&'a self, key: &'a Bound<'py, PyAny>) -> Path<'a, 'py> {
-        Path { parent: Some(self), seg: Seg::Obj(key) }
+        Path {
+            parent: Some(self),
+            seg: Seg::Obj(key),
+        }
     }
 
     fn index(&'a self, index: usize) -> Path<'a, 'py> {
-        Path { parent: Some(self), seg: Seg::Index(index) }
+        Path {
+            parent: Some(self),
+            seg: Seg::Index(index),
+        }
     }
 
     fn render(&self) -> String {
@@ -297,10 +370,18 @@ fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         return Ok((sign | INF, 0));
     }
     if let Some(payload) = body.strip_prefix("sNaN") {
-        return if payload.is_empty() { Ok((sign | SNAN, 0)) } else { Err(BidError::NanPayload) };
+        return if payload.is_empty() {
+            Ok((sign | SNAN, 0))
+        } else {
+            Err(BidError::NanPayload)
+        };
     }
     if let Some(payload) = body.strip_prefix("NaN") {
-        return if payload.is_empty() { Ok((sign | NAN, 0)) } else { Err(BidError::NanPayload) };
+        return if payload.is_empty() {
+            Ok((sign | NAN, 0))
+        } else {
+            Err(BidError::NanPayload)
+        };
     }
     let (mantissa, exp_text) = match body.find(['E', 'e']) {
         Some(at) => (&body[..at], Some(&body[at + 1..])),
@@ -324,12 +405,18 @@ fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         (0u128, exponent.clamp(EXP_MIN, EXP_MAX))
     } else {
         let trailing = digits().rev().take_while(|&b| b == b'0').count() as i128;
-        let exp = exponent.max(exponent + length - MAX_DIGITS).max(EXP_MIN).min(EXP_MAX);
+        let exp = exponent
+            .max(exponent + length - MAX_DIGITS)
+            .clamp(EXP_MIN, EXP_MAX);
         let shift = exp - exponent;
         if shift > trailing || length - shift > MAX_DIGITS {
             return Err(BidError::Inexact);
         }
-        let keep = if shift >= 0 { (length - shift) as usize } else { length as usize };
+        let keep = if shift >= 0 {
+            (length - shift) as usize
+        } else {
+            length as usize
+        };
         let mut coefficient: u128 = 0;
         for b in digits().skip(leading).take(keep) {
             coefficient = coefficient * 10 + u128::from(b - b'0');
@@ -351,7 +438,10 @@ struct TextBuf {
 
 impl TextBuf {
     fn new() -> Self {
-        TextBuf { bytes: [0; 96], len: 0 }
+        TextBuf {
+            bytes: [0; 96],
+            len: 0,
+        }
     }
 
     fn push(&mut self, b: u8) {
@@ -413,7 +503,10 @@ fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
         (0u128, ((high >> 47) & 0x3FFF) as i128 - EXP_BIAS)
     } else {
         let c = (u128::from(high & 0x1_FFFF_FFFF_FFFF) << 64) | u128::from(low);
-        (if c > MAX_COEFFICIENT { 0 } else { c }, ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS)
+        (
+            if c > MAX_COEFFICIENT { 0 } else { c },
+            ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS,
+        )
     };
     push_digits(out, coefficient);
     out.push(b'E');
@@ -423,7 +516,12 @@ fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
     push_digits(out, exponent.unsigned_abs());
 }
 
-fn to_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+fn to_decimal128<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
     let text = value.str()?;
     let text = text.to_str()?;
     match bid_of_decimal_text(text) {
@@ -445,12 +543,26 @@ fn to_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pat
     }
 }
 
-fn from_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let high = u64_bits(py, &value.getattr(intern!(py, "_Decimal128__high"))?)?;
-    let low = u64_bits(py, &value.getattr(intern!(py, "_Decimal128__low"))?)?;
+fn from_decimal128<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (high, low) = if c.decimal128_slots {
+        (
+            u64_bits(py, &value.getattr(intern!(py, "_Decimal128__high"))?)?,
+            u64_bits(py, &value.getattr(intern!(py, "_Decimal128__low"))?)?,
+        )
+    } else {
+        value
+            .call_method0(intern!(py, "__getstate__"))?
+            .extract::<(u64, u64)>()?
+    };
     let mut text = TextBuf::new();
     decimal_text_of_bid(high, low, &mut text);
-    c.decimal.bind(py).call1((PyString::new(py, text.as_str()),))
+    c.decimal
+        .bind(py)
+        .call1((PyString::new(py, text.as_str()),))
 }
 
 // --- shared value rules ----------------------------------------------------------------
@@ -464,7 +576,11 @@ fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
     if tz.is_none() {
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "tzinfo"), utc)?;
-        Ok(Some(value.call_method(intern!(py, "replace"), (), Some(&kwargs))?))
+        Ok(Some(value.call_method(
+            intern!(py, "replace"),
+            (),
+            Some(&kwargs),
+        )?))
     } else if tz.is(utc) || tz.is(c.bson_utc.bind(py)) {
         Ok(None)
     } else {
@@ -472,7 +588,11 @@ fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
     }
 }
 
-fn int_in_range<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>) -> Mapped<'py> {
+fn int_in_range<'py>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+) -> Mapped<'py> {
     if value.extract::<i64>().is_ok() {
         Ok(None)
     } else {
@@ -505,7 +625,9 @@ fn map_seq<'py>(
         while i < list.len() {
             // SAFETY: `i` is within the current length; the borrowed pointer is looked at
             // before any Python code runs, and owned before anything else.
-            let borrowed = unsafe { Borrowed::from_ptr(py, ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t)) };
+            let borrowed = unsafe {
+                Borrowed::from_ptr(py, ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t))
+            };
             i += 1;
             if plain(&borrowed) {
                 continue;
@@ -531,27 +653,48 @@ fn map_seq<'py>(
     Ok(Some(out.into_any()))
 }
 
-type ValueRule = for<'a, 'py> fn(Python<'py>, &Cache, &Bound<'py, PyAny>, &Path<'a, 'py>, usize) -> Mapped<'py>;
+type ValueRule =
+    for<'a, 'py> fn(Python<'py>, &Cache, &Bound<'py, PyAny>, &Path<'a, 'py>, usize) -> Mapped<'py>;
 
 // --- model data -> document ------------------------------------------------------------
-fn checked<'a, 'py>(py: Python<'py>, key: &'a Bound<'py, PyAny>, parent: &Path<'_, 'py>) -> PyResult<&'a str> {
+fn checked<'a, 'py>(
+    py: Python<'py>,
+    key: &'a Bound<'py, PyAny>,
+    parent: &Path<'_, 'py>,
+) -> PyResult<&'a str> {
     let Ok(s) = key.downcast::<PyString>() else {
-        return Err(checked_key(py, key, &parent.render()).err().unwrap_or_else(|| invalid_document(py, "bad key".into())));
+        return Err(checked_key(py, key, &parent.render())
+            .err()
+            .unwrap_or_else(|| invalid_document(py, "bad key".into())));
     };
     let text = s.to_str()?;
     if let Some(problem) = key_problem(text) {
-        return Err(bad_key_error(py, &child_path(&parent.render(), text), problem));
+        return Err(bad_key_error(
+            py,
+            &child_path(&parent.render(), text),
+            problem,
+        ));
     }
     Ok(text)
 }
 
 /// A dict with checked keys: copied on the first changed value, always copied to a plain
 /// dict when `value` is a dict subclass.
-fn dict_to_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, path: &Path<'_, 'py>, depth: usize) -> Mapped<'py> {
+fn dict_to_doc<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyDict>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
+    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
+        None
+    } else {
+        Some(value.copy()?)
+    };
     for (key, child) in items(value) {
         if plain(&child) && key.is_exact_instance_of::<PyString>() {
             checked(py, &key, path)?;
@@ -585,7 +728,13 @@ fn unsupported(py: Python<'_>, value: &Bound<'_, PyAny>, path: &Path<'_, '_>) ->
     )
 }
 
-fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> Mapped<'py> {
+fn to_doc_value<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyFloat>()
         || value.is_exact_instance_of::<PyBool>()
@@ -616,13 +765,19 @@ fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path
     if ty.is(c.date.bind(py)) {
         return utc_midnight(py, c, value).map(Some);
     }
-    if ty.is(c.objectid.bind(py)) || ty.is(c.decimal128.bind(py)) || ty.is(c.binary.bind(py)) || value.is_exact_instance_of::<PyBytes>() {
+    if ty.is(c.objectid.bind(py))
+        || ty.is(c.decimal128.bind(py))
+        || ty.is(c.binary.bind(py))
+        || value.is_exact_instance_of::<PyBytes>()
+    {
         return Ok(None);
     }
     // The rule order of the pure twin.
     if value.is_instance(c.enum_.bind(py))? {
         let inner = value.getattr(intern!(py, "_value_"))?;
-        return Ok(Some(to_doc_value(py, c, &inner, path, depth)?.unwrap_or(inner)));
+        return Ok(Some(
+            to_doc_value(py, c, &inner, path, depth)?.unwrap_or(inner),
+        ));
     }
     if value.is_instance(c.decimal.bind(py))? {
         return to_decimal128(py, c, value, path).map(Some);
@@ -636,7 +791,10 @@ fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path
     if value.is_instance(c.uuid.bind(py))? {
         return uuid_binary(py, c, value).map(Some);
     }
-    if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyString>() {
+    if value.is_instance_of::<PyBool>()
+        || value.is_instance_of::<PyFloat>()
+        || value.is_instance_of::<PyString>()
+    {
         return Ok(None);
     }
     if value.is_instance_of::<PyInt>() {
@@ -657,7 +815,9 @@ fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path
     if value.is_instance(c.base_model.bind(py))? {
         let dumped = value.call_method0(intern!(py, "model_dump"))?;
         let dict = dumped.downcast::<PyDict>()?;
-        return Ok(Some(dict_to_doc(py, c, dict, path, depth)?.unwrap_or_else(|| dict.clone().into_any())));
+        return Ok(Some(
+            dict_to_doc(py, c, dict, path, depth)?.unwrap_or_else(|| dict.clone().into_any()),
+        ));
     }
     Err(unsupported(py, value, path))
 }
@@ -675,14 +835,19 @@ pub fn map_to_doc<'py>(
     let c = cache(py)?;
     let Ok(data) = data.downcast::<PyDict>() else {
         let name: String = data.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(py, format!("a model's data must be a dict, got {name}; pass model_dump()")));
+        return Err(invalid_document(
+            py,
+            format!("a model's data must be a dict, got {name}; pass model_dump()"),
+        ));
     };
     let root = Path::ROOT;
     // start from a copy (one cheap clone of the table) and change only what must change
     let doc: Bound<'py, PyDict> = if data.is_exact_instance_of::<PyDict>() {
         data.copy()?
     } else {
-        PyDict::type_object(py).call1((data,))?.downcast_into::<PyDict>()?
+        PyDict::type_object(py)
+            .call1((data,))?
+            .downcast_into::<PyDict>()?
     };
     let id_text = id_field.to_str()?;
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
@@ -699,7 +864,11 @@ pub fn map_to_doc<'py>(
             }
         }
         let (key, value) = (bkey.to_owned(), bvalue.to_owned());
-        let text = key.downcast::<PyString>().ok().map(|k| k.to_str()).transpose()?;
+        let text = key
+            .downcast::<PyString>()
+            .ok()
+            .map(|k| k.to_str())
+            .transpose()?;
         if text == Some(id_text) || (versioned && text == Some("version")) {
             doc.del_item(&key)?;
             if text == Some(id_text) {
@@ -709,7 +878,10 @@ pub fn map_to_doc<'py>(
                 }
             } else {
                 let new = to_doc_value(py, c, &value, &root.key("_version"), 1)?;
-                renamed.push((intern!(py, "_version").clone().into_any(), new.unwrap_or(value)));
+                renamed.push((
+                    intern!(py, "_version").clone().into_any(),
+                    new.unwrap_or(value),
+                ));
             }
             continue;
         }
@@ -750,11 +922,21 @@ pub fn map_to_doc<'py>(
 
 // --- document -> model data -------------------------------------------------------------
 /// A dict: copied on the first changed value, always copied when a dict subclass.
-fn dict_from_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, path: &Path<'_, 'py>, depth: usize) -> Mapped<'py> {
+fn dict_from_doc<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyDict>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() { None } else { Some(value.copy()?) };
+    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
+        None
+    } else {
+        Some(value.copy()?)
+    };
     for (key, child) in items(value) {
         if plain(&child) || child.is_exact_instance_of::<PyInt>() {
             continue;
@@ -782,12 +964,20 @@ fn binary_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
             return new_uuid(py, c, raw).map(Some);
         }
     } else if subtype == 0 {
-        return Ok(Some(PyBytes::new(py, value.downcast::<PyBytes>()?.as_bytes()).into_any()));
+        return Ok(Some(
+            PyBytes::new(py, value.downcast::<PyBytes>()?.as_bytes()).into_any(),
+        ));
     }
     Ok(None)
 }
 
-fn from_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> Mapped<'py> {
+fn from_doc_value<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyInt>()
         || value.is_exact_instance_of::<PyFloat>()
@@ -842,7 +1032,11 @@ fn reserved_name<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
         return Ok(None);
     }
     let text = s.to_str()?;
-    Ok(if text == "_id" || text == "_version" { Some(text) } else { None })
+    Ok(if text == "_id" || text == "_version" {
+        Some(text)
+    } else {
+        None
+    })
 }
 
 /// The model data of a stored document, ready for `model_validate`; see the pure twin.
@@ -859,10 +1053,15 @@ pub fn map_from_doc<'py>(
     let data: Bound<'py, PyDict> = if let Ok(dict) = doc.downcast_exact::<PyDict>() {
         dict.copy()?
     } else if doc.is_instance(c.mapping.bind(py))? {
-        PyDict::type_object(py).call1((doc,))?.downcast_into::<PyDict>()?
+        PyDict::type_object(py)
+            .call1((doc,))?
+            .downcast_into::<PyDict>()?
     } else {
         let name: String = doc.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(py, format!("a stored document must be a mapping, got {name}")));
+        return Err(invalid_document(
+            py,
+            format!("a stored document must be a mapping, got {name}"),
+        ));
     };
     let root = Path::ROOT;
     // iterate the caller's dict (never modified) or, for other mappings, a snapshot
@@ -873,7 +1072,10 @@ pub fn map_from_doc<'py>(
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
     let mut saw_version = false;
     for (key, value) in items(&source) {
-        if reverse_map.is_none() && (plain(&value) || value.is_exact_instance_of::<PyInt>()) && reserved_name(&key)?.is_none() {
+        if reverse_map.is_none()
+            && (plain(&value) || value.is_exact_instance_of::<PyInt>())
+            && reserved_name(&key)?.is_none()
+        {
             continue;
         }
         let (key, value) = (key.to_owned(), value.to_owned());

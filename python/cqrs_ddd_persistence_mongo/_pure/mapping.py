@@ -6,7 +6,8 @@ the driver encodes: ``id_field`` becomes ``_id``, ``version`` becomes ``_version
 (Decimal -> Decimal128, UUID -> Binary subtype 4, datetimes -> aware UTC, date -> UTC
 midnight, Enum -> value, set/frozenset/tuple -> list). ``map_from_doc`` reverses it for
 ``model_validate``. Bad input raises ``InvalidDocument`` naming the document path; the
-input is never modified, so nothing is half-written.
+input is never modified (containers are copied where something in them changes, and
+reused where nothing does), so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -247,11 +248,8 @@ def map_to_doc(
     ObjectId); when ``versioned``, ``data['version']`` becomes ``_version``; other keys are
     renamed through ``field_map`` ({model field: document field}). ``data`` is not modified.
     """
-    if type(data) is not dict:
-        if not isinstance(data, dict):
-            raise InvalidDocument(
-                f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()"
-            )
+    if not isinstance(data, dict):
+        raise InvalidDocument(f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()")
     doc = dict(data)  # change only what must change
     renamed: list[tuple[str, Any]] = []
     for key, value in data.items():

@@ -66,6 +66,11 @@ class DriverAdapter:
         return bool(session is not None and getattr(session, "in_transaction", False))
 
     @staticmethod
+    async def aggregate(collection: Any, pipeline: list[Any], **kwargs: Any) -> Any:
+        """An aggregation cursor: a coroutine in PyMongo async, a plain call in Motor."""
+        return await _maybe_await(collection.aggregate(pipeline, **kwargs))
+
+    @staticmethod
     async def to_list(cursor: Any, length: int | None = None) -> list[Any]:
         """Drain a cursor; every driver accepts ``length`` positionally."""
         return list(await cursor.to_list(length))

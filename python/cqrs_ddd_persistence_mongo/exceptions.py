@@ -77,8 +77,10 @@ class MongoUnitOfWorkError(MongoPersistenceError):
     """A unit of work was used wrongly or its transaction failed."""
 
 
-class TransactionsNotSupported(MongoUnitOfWorkError):
-    """The deployment is a standalone server: transactions need a replica set or mongos."""
+class TransactionsNotSupported(MongoUnitOfWorkError, RuntimeError):
+    """The deployment is a standalone server: transactions need a replica set or mongos.
+
+    Also a ``RuntimeError``, which is what the seeds' code catches for this case."""
 
 
 # --- stores -------------------------------------------------------------------------

@@ -277,6 +277,7 @@ async def test_standalone_is_refused_before_any_write(
             entered = True
             await a.insert_one({"_id": 1})
     assert "require_replica_set=False" in str(info.value)
+    assert isinstance(info.value, RuntimeError)  # what the seed's code catches
     assert not entered
     assert await a.count_documents({}) == 0
 

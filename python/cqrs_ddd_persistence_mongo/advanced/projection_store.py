@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .. import _accel
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
-from ..connection import MongoConnectionManager, _maybe_await
+from ..connection import MongoConnectionManager
 from ..core._session import session_of
 from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError, VersionMismatchError
 from ..query_safety import check_pipeline, check_query
@@ -290,7 +290,6 @@ class MongoProjectionStore:
     async def aggregate(self, collection: str, pipeline: Sequence[Mapping[str, Any]], uow: Any = None) -> list[dict[str, Any]]:
         """Run ``pipeline`` (checked; ``$out``/``$merge`` only with ``allow_write_stages``); raw results."""
         check_pipeline(pipeline, allow_write_stages=self.allow_write_stages)
-        cursor = await _maybe_await(
-            self._collection(collection).aggregate(list(pipeline), session=session_of(uow))
-        )
-        return await self.connection.driver().to_list(cursor, None)
+        driver = self.connection.driver()
+        cursor = await driver.aggregate(self._collection(collection), list(pipeline), session=session_of(uow))
+        return await driver.to_list(cursor, None)

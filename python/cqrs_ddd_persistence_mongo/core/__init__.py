@@ -5,3 +5,4 @@
 # --- search (issue 4) ---
 
 # --- event store and outbox (issue 5) ---
+from .event_store import MongoEventStore

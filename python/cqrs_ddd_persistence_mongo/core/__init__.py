@@ -6,3 +6,4 @@
 
 # --- event store and outbox (issue 5) ---
 from .event_store import MongoEventStore
+from .outbox import MongoOutboxStorage, OutboxPublisher

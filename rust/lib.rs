@@ -4,9 +4,11 @@ use pyo3::prelude::*;
 
 mod errors;
 mod keys;
+mod mapping;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
+    mapping::register(m)?;
     Ok(())
 }

@@ -13,12 +13,15 @@ from types import ModuleType
 from typing import Any, Callable
 
 from ._pure import keys as _pure_keys
+from ._pure import mapping as _pure_mapping
 
 # name -> pure twin. Every native function has exactly one entry here.
 _TWINS: dict[str, Callable[..., Any]] = {
     # keys
     "validate_keys": _pure_keys.validate_keys,
     # mapping (issue 3)
+    "map_to_doc": _pure_mapping.map_to_doc,
+    "map_from_doc": _pure_mapping.map_from_doc,
     # filters (issue 4)
     # bulk (issue 6)
 }
@@ -73,3 +76,7 @@ def native_function(name: str) -> Callable[..., Any] | None:
 
 
 validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
+
+# mapping (issue 3)
+map_to_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_to_doc"]
+map_from_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_from_doc"]

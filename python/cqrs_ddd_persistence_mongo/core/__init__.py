@@ -1,6 +1,10 @@
 """Core persistence: repository, unit of work, event store, outbox, model mapper."""
 
 # --- unit of work and repository (issue 3) ---
+from .model_mapper import MongoDBModelMapper
+from .entity_stream import EntityStream
+from .repository import MongoRepository
+from .uow import MongoUnitOfWork
 
 # --- search (issue 4) ---
 

@@ -30,9 +30,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 
 from ..domain.events import StoredEvent
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
-from ..indexes import ensure_indexes
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock
+from ._lazy_indexes import ensure_store_indexes
 from ._session import session_of
 
 _DUPLICATE_KEY = 11000
@@ -98,15 +98,23 @@ class MongoEventStore:
     def _counters(self) -> Any:
         return self._connection.db(self._database)[self.counters_collection_name]
 
+    _INDEXES = (
+        {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
+        {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
+    )
+
     async def ensure_indexes(self) -> None:
-        """Create the unique position and stream indexes and the counter document (idempotent)."""
-        await ensure_indexes(
-            self._collection(),
-            [
-                {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
-                {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
-            ],
-        )
+        """Create the unique position and stream indexes and the counter document (idempotent).
+
+        Called lazily on first use; call it at startup to keep it off the first request.
+        """
+        await self._ready(None)
+
+    async def _ready(self, session: Any = None) -> None:
+        if self._indexes_ready:
+            return
+        if not await ensure_store_indexes(self._connection, self._collection(), self._INDEXES, session):
+            return  # created inside the caller's transaction: look again next time
         try:
             await self._counters().update_one(
                 {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
@@ -114,10 +122,6 @@ class MongoEventStore:
         except DuplicateKeyError:
             pass  # a concurrent caller created it
         self._indexes_ready = True
-
-    async def _ready(self) -> None:
-        if not self._indexes_ready:
-            await self.ensure_indexes()
 
     async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int = 0,
                     session: Any = None) -> list[dict[str, Any]]:
@@ -156,8 +160,8 @@ class MongoEventStore:
         stored = [as_stored(event) for event in events]
         docs = [to_document(event) for event in stored]
         self._reject_duplicates_within(docs)
-        await self._ready()
         session = session_of(uow)
+        await self._ready(session)
         in_transaction = self._connection.driver().in_transaction(session)
         if expected_version is not None:
             await self._check_head(docs[0]["aggregate_id"], expected_version, session)
@@ -297,7 +301,7 @@ class MongoEventStore:
     # --- reading ----------------------------------------------------------------------
     async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
         """The events of one stream in version order, those after ``after_version`` when > 0."""
-        await self._ready()
+        await self._ready(session_of(uow))
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:
             filter_["version"] = {"$gt": after_version}

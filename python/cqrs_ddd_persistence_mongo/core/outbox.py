@@ -19,8 +19,8 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
-from ..indexes import ensure_indexes
 from ._documents import checked_mapping
+from ._lazy_indexes import ensure_store_indexes
 from ._session import session_of
 from .outbox_publisher import OutboxPublisher
 
@@ -121,17 +121,17 @@ class MongoOutboxStorage:
     def _collection(self) -> Any:
         return self._connection.db(self._database)[self.collection_name]
 
-    async def ensure_indexes(self) -> None:
-        """Indexes for due messages and dead letters (idempotent)."""
-        await ensure_indexes(
-            self._collection(),
-            [("next_attempt_at", 1), ("status", 1, "created_at", 1)],
-        )
-        self._indexes_ready = True
+    _INDEXES = (("next_attempt_at", 1), ("status", 1, "created_at", 1))
 
-    async def _ready(self) -> None:
+    async def ensure_indexes(self) -> None:
+        """Indexes for due messages and dead letters (idempotent; also done on first use)."""
+        await self._ready(None)
+
+    async def _ready(self, session: Any = None) -> None:
         if not self._indexes_ready:
-            await self.ensure_indexes()
+            self._indexes_ready = await ensure_store_indexes(
+                self._connection, self._collection(), self._INDEXES, session
+            )
 
     async def _find_docs(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int,
                          projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -165,9 +165,10 @@ class MongoOutboxStorage:
         docs = [_to_document(message) for message in messages]
         if not docs:
             return
-        await self._ready()
+        session = session_of(uow)
+        await self._ready(session)
         try:
-            await self._collection().insert_many(docs, ordered=True, session=session_of(uow))
+            await self._collection().insert_many(docs, ordered=True, session=session)
         except BulkWriteError as exc:
             error = (exc.details.get("writeErrors") or [{}])[0]
             if error.get("code") == 11000:

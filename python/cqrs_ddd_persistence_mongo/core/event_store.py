@@ -20,6 +20,7 @@ Guarantees (details and costs in docs/event-store.md):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,8 @@ from ._event_codec import as_stored, from_document, gap_document, is_gap, to_doc
 from ._event_stream import EventStream, GapClock
 from ._lazy_indexes import ensure_store_indexes
 from ._session import session_of
+
+logger = logging.getLogger(__name__)
 
 _DUPLICATE_KEY = 11000
 _WRITE_CONFLICT = 112
@@ -157,6 +160,8 @@ class MongoEventStore:
         Outside: not atomic; events are written in order and a failure keeps the ones
         before it (the error says how many); the unused positions get hole markers.
         Not idempotent: appending the same event id twice is an error.
+        Concurrent readers see the events once committed (in a transaction) or written,
+        and a follower never passes a position still being written (see get_events_after).
         """
         return await self._append(list(events), uow, None)
 
@@ -179,14 +184,14 @@ class MongoEventStore:
             await self._collection().insert_many(docs, ordered=True, session=session)
         except BulkWriteError as exc:
             if not in_transaction:
-                await self._fence(positions)
+                await self._fence_quietly(positions)
             raise self._append_error(exc, docs, positions, in_transaction) from exc
         except BsonInvalidDocument as exc:  # raised before anything was sent
-            await self._fence(positions, session=session)
+            await self._fence_quietly(positions, session)
             raise InvalidEvent(f"an event cannot be encoded as BSON: {exc}") from exc
         except OperationFailure as exc:
             if not in_transaction:
-                await self._fence(positions)
+                await self._fence_quietly(positions)
             if exc.code == _WRITE_CONFLICT or exc.has_error_label("TransientTransactionError"):
                 raise ConcurrencyConflict(
                     f"a concurrent transaction wrote the same events in '{self.collection_name}'; "
@@ -195,7 +200,7 @@ class MongoEventStore:
             raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
         except PyMongoError as exc:
             if not in_transaction:
-                await self._fence(positions)
+                await self._fence_quietly(positions)
             raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
         for original, position in zip(events, positions):
             if isinstance(original, StoredEvent):
@@ -289,6 +294,14 @@ class MongoEventStore:
                 f"stored, append them again{partial}"
             )
         return EventStoreError(f"appending to '{self.collection_name}' failed: {error.get('errmsg', exc)}{partial}")
+
+    async def _fence_quietly(self, positions: list[int], session: Any = None) -> None:
+        """Mark a failed append's positions; if even that fails, readers fence them after
+        gap_timeout, so the append's own error is the one worth raising."""
+        try:
+            await self._fence(positions, session=session)
+        except EventStoreError as exc:
+            logger.warning("could not mark positions %s..%s as abandoned: %s", positions[0], positions[-1], exc)
 
     async def _fence(self, positions: Iterable[int], session: Any = None) -> None:
         """Fill unused positions with hole markers. Idempotent: a taken position stays as is."""

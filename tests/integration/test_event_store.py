@@ -289,3 +289,22 @@ async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connectio
     with pytest.raises(ConcurrencyConflict):  # the unique stream index exists for good
         await store.append(ev("a", 2))
     assert [e.version for e in await store.get_events_after(0)] == [1, 2]
+
+
+async def test_crashed_appender_at_the_head_is_fenced_after_gap_timeout(
+        real_connection: MongoConnectionManager) -> None:
+    """A hole with nothing after it yet: the counter says the positions are reserved, so the
+    reader holds back, then fences them, and later appends are read without waiting."""
+    store = MongoEventStore(real_connection, gap_timeout=0.2)
+    await store.append(ev("a", 1))  # position 1
+    slow = SlowAppender(real_connection)
+    crashed = asyncio.create_task(slow.append_batch([ev("b", 1), ev("b", 2)]))
+    await slow.reserved.wait()
+    crashed.cancel()  # the process dies between reserving 2..3 and writing them
+    await asyncio.gather(crashed, return_exceptions=True)
+    assert [e.position for e in await store.get_events_after(0)] == [1]
+    assert store.reader_holds >= 1
+    await asyncio.sleep(0.25)
+    assert await store.get_events_after(1) == []  # fenced now: nothing to read, nothing to wait for
+    await store.append(ev("a", 2))
+    assert [e.position for e in await store.get_events_after(1)] == [4]

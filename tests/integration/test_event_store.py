@@ -16,7 +16,7 @@ from cqrs_ddd_persistence_mongo.core import MongoEventStore
 from cqrs_ddd_persistence_mongo.domain import AggregateRoot, DomainEvent, StoredEvent
 from cqrs_ddd_persistence_mongo.exceptions import InvalidEvent
 
-from ._txn import TxnUnitOfWork
+from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
 
 
 def ev(stream: str, version: int, **payload: Any) -> StoredEvent:
@@ -109,17 +109,17 @@ async def test_expected_version_checks_the_stream_head(real_connection: MongoCon
 async def test_batch_in_transaction_is_gapless_and_atomic(real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection)
     await store.ensure_indexes()
-    async with TxnUnitOfWork(real_connection) as uow:
+    async with MongoUnitOfWork(connection=real_connection) as uow:
         assert await store.append_batch([ev("a", 1), ev("a", 2)], uow=uow) == [1, 2]
         await uow.commit()
     await store.append(ev("b", 1))  # position 3
     # a conflicting batch in a transaction: nothing of it, nor its positions, survives
     with pytest.raises(ConcurrencyConflict):
-        async with TxnUnitOfWork(real_connection) as uow:
+        async with MongoUnitOfWork(connection=real_connection) as uow:
             await store.append_batch([ev("c", 1), ev("b", 1), ev("c", 2)], uow=uow)
             await uow.commit()
     # an aborted transaction gives its positions back too
-    async with TxnUnitOfWork(real_connection) as uow:
+    async with MongoUnitOfWork(connection=real_connection) as uow:
         await store.append_batch([ev("d", 1)], uow=uow)
     assert await store.append(ev("e", 1)) == 4
     assert await positions_in_db(real_connection) == [1, 2, 3, 4]
@@ -130,10 +130,10 @@ async def test_concurrent_appending_transactions_conflict_instead_of_interleavin
         real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection)
     await store.ensure_indexes()
-    async with TxnUnitOfWork(real_connection) as first:
+    async with MongoUnitOfWork(connection=real_connection) as first:
         await store.append(ev("a", 1), uow=first)
         with pytest.raises(ConcurrencyConflict, match="retry the unit of work"):
-            async with TxnUnitOfWork(real_connection) as second:
+            async with MongoUnitOfWork(connection=real_connection) as second:
                 await store.append(ev("b", 1), uow=second)
         await first.commit()
     assert await positions_in_db(real_connection) == [1]

@@ -274,8 +274,6 @@ def test_bad_arguments() -> None:
 async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connection: MongoConnectionManager) -> None:
     """The store's collection and unique indexes are created inside the transaction when it
     is the first use, instead of a catalog change the transaction would conflict with."""
-    from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
-
     store = MongoEventStore(real_connection)
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await real_connection.db().orders.insert_one({"_id": 1}, session=uow.session)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from cqrs_ddd_persistence_mongo import ConcurrencyConflict, MongoConnectionManager
+from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoEventStore, MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
 
@@ -66,27 +66,24 @@ async def test_follower_never_skips_with_concurrent_appenders(real_connection: M
 
 
 async def test_follower_with_transactional_appenders(real_connection: MongoConnectionManager) -> None:
-    """Appenders in transactions serialize on the counter (conflicts are retried): positions
-    are gapless and the follower sees them all, in order."""
+    """Appenders in transactions serialize on the counter: a write conflict surfaces as
+    ConcurrencyConflict carrying the driver's TransientTransactionError, which
+    MongoUnitOfWork.run() retries. Positions are gapless and the follower sees them all."""
     store = MongoEventStore(real_connection, gap_timeout=30)
     await store.ensure_indexes()
     appenders, each = 4, 25
-    conflicts = 0
+    attempts = 0
 
     async def appender(worker: int) -> None:
-        nonlocal conflicts
         for version in range(1, each + 1):
-            while True:
-                try:
-                    async with MongoUnitOfWork(connection=real_connection) as uow:
-                        await store.append(StoredEvent(event_type="Tick", aggregate_id=f"t{worker}",
-                                                       version=version), uow=uow)
-                        await asyncio.sleep(0)
-                        await uow.commit()
-                    break
-                except ConcurrencyConflict:
-                    conflicts += 1
-                    await asyncio.sleep(random.random() / 200)
+            async def append_one(uow: MongoUnitOfWork, version: int = version) -> None:
+                nonlocal attempts
+                attempts += 1
+                await store.append(StoredEvent(event_type="Tick", aggregate_id=f"t{worker}", version=version),
+                                   uow=uow)
+                await asyncio.sleep(0)  # let the others try while we hold the counter
+
+            await MongoUnitOfWork(connection=real_connection).run(append_one)
 
     done = asyncio.Event()
     follower = asyncio.create_task(follow(store, done, appenders * each))
@@ -94,4 +91,4 @@ async def test_follower_with_transactional_appenders(real_connection: MongoConne
     done.set()
     seen, _ = await asyncio.wait_for(follower, 60)
     assert seen == list(range(1, appenders * each + 1))
-    assert conflicts > 0  # the counter really serialized concurrent transactions
+    assert attempts > appenders * each  # conflicts happened and were retried

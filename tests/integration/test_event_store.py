@@ -266,9 +266,16 @@ async def test_works_on_mongomock_without_transactions(mock_connection: MongoCon
     assert [e.position for e in await store.get_events_after(0)] == [1, 2, 4]
 
 
-def test_bad_arguments() -> None:
+async def test_bad_arguments(mock_connection: MongoConnectionManager) -> None:
     with pytest.raises(EventStoreError, match="gap_timeout"):
-        MongoEventStore(object(), gap_timeout=-1)
+        MongoEventStore(mock_connection, gap_timeout=-1)
+    store = MongoEventStore(mock_connection)
+    with pytest.raises(InvalidEvent, match="needs an aggregate_id"):
+        await store.get_events(None)  # hole markers have no stream; nobody reads them as one
+    with pytest.raises(EventStoreError, match="limit"):
+        await store.get_events_after(0, limit=0)
+    with pytest.raises(EventStoreError, match="batch_size"):
+        store.get_events_from_position(0, batch_size=0)
 
 
 async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connection: MongoConnectionManager) -> None:

@@ -320,6 +320,8 @@ class MongoEventStore:
     # --- reading ----------------------------------------------------------------------
     async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
         """The events of one stream in version order, those after ``after_version`` when > 0."""
+        if aggregate_id is None:
+            raise InvalidEvent("get_events needs an aggregate_id (the stream to read)")
         await self._ready(session_of(uow), ("stream",))
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:

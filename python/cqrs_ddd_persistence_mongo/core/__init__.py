@@ -10,3 +10,5 @@ from .uow import MongoUnitOfWork
 from .search import SearchResult, search_collection
 
 # --- event store and outbox (issue 5) ---
+from .event_store import MongoEventStore
+from .outbox import MongoOutboxStorage, OutboxPublisher

@@ -126,34 +126,10 @@ class JobNotFound(BackgroundJobError, EntityNotFound):
     """No background job has the given id (or it is not in the state the call needs)."""
 
 
-__all__ = [
-    "ConcurrencyConflict",
-    "ConnectionFailed",
-    "DuplicateEntityError",
-    "EntityNotFound",
-    "EventStoreError",
-    "InvalidDocument",
-    "InvalidSpecification",
-    "MongoConnectionError",
-    "MongoPersistenceError",
-    "MongoQueryError",
-    "MongoUnitOfWorkError",
-    "OptimisticConcurrencyError",
-    "OutboxError",
-    "ProjectionError",
-    "TransactionsNotSupported",
-    "UnsafeQueryError",
-    "VersionMismatchError",
-]
-
-
 # --- repository reads (issue 3) ------------------------------------------------------
 class ResultTooLarge(MongoQueryError):
     """Awaiting an unbounded ``list_all()`` would load more than its cap into memory:
     stream it with ``async for`` or pass a limit."""
-
-
-__all__ += ["ResultTooLarge"]
 
 
 # --- event store and outbox (issue 5) -------------------------------------------------
@@ -165,4 +141,31 @@ class InvalidOutboxMessage(OutboxError, ValueError):
     """An outbox message cannot be saved as given (missing id or type, bad payload)."""
 
 
-__all__ += ["InvalidEvent", "InvalidOutboxMessage"]
+__all__ = [
+    "BackgroundJobError",
+    "ConcurrencyConflict",
+    "ConnectionFailed",
+    "DuplicateEntityError",
+    "EntityNotFound",
+    "EventStoreError",
+    "InvalidDocument",
+    "InvalidEvent",
+    "InvalidOutboxMessage",
+    "InvalidSpecification",
+    "InvalidStoreArgument",
+    "JobNotFound",
+    "MongoConnectionError",
+    "MongoPersistenceError",
+    "MongoQueryError",
+    "MongoUnitOfWorkError",
+    "OptimisticConcurrencyError",
+    "OutboxError",
+    "PositionStoreError",
+    "ProjectionError",
+    "ResultTooLarge",
+    "SagaStoreError",
+    "SnapshotStoreError",
+    "TransactionsNotSupported",
+    "UnsafeQueryError",
+    "VersionMismatchError",
+]

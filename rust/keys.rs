@@ -83,7 +83,8 @@ pub fn checked_key(py: Python<'_>, key: &Bound<'_, PyAny>, parent: &str) -> PyRe
     Ok(path)
 }
 
-fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<()> {
+/// Validate `value` found at `path`, `depth` levels below the document root.
+pub fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<()> {
     if let Ok(dict) = value.downcast::<PyDict>() {
         if depth >= MAX_DEPTH {
             return Err(too_deep_error(py, path));

@@ -2,11 +2,13 @@
 //! registers its functions here; nothing else belongs in this file.
 use pyo3::prelude::*;
 
+mod bulk;
 mod errors;
 mod keys;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
+    bulk::register(m)?;
     Ok(())
 }

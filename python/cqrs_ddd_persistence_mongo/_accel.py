@@ -12,6 +12,7 @@ import warnings
 from types import ModuleType
 from typing import Any, Callable
 
+from ._pure import bulk as _pure_bulk
 from ._pure import keys as _pure_keys
 
 # name -> pure twin. Every native function has exactly one entry here.
@@ -21,6 +22,8 @@ _TWINS: dict[str, Callable[..., Any]] = {
     # mapping (issue 3)
     # filters (issue 4)
     # bulk (issue 6)
+    "build_upserts": _pure_bulk.build_upserts,
+    "canonical_id": _pure_bulk.canonical_id,
 }
 
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -73,3 +76,10 @@ def native_function(name: str) -> Callable[..., Any] | None:
 
 
 validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
+
+# --- bulk (issue 6) -------------------------------------------------------------
+build_upserts: Callable[..., list[tuple[dict[str, Any], dict[str, Any]]]] = _BOUND["build_upserts"]
+"""Projection upsert statements ``[(filter, update), ...]`` (twin of ``rust/bulk.rs``)."""
+
+canonical_id: Callable[[Any], Any] = _BOUND["canonical_id"]
+"""The ``_id`` stored for a key (composite dict keys in sorted field order)."""

@@ -13,3 +13,11 @@ def validate_keys(doc: Any) -> None: ...
 # --- filters (issue 4) --------------------------------------------------------
 
 # --- bulk (issue 6) -----------------------------------------------------------
+def build_upserts(
+    docs: Any,
+    id_field: str = "id",
+    position_field: str | None = "_last_position",
+    event_id_field: str | None = "_last_event_id",
+    label: str = "docs",
+) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
+def canonical_id(key: Any) -> Any: ...

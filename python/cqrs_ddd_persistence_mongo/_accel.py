@@ -14,12 +14,15 @@ from typing import Any, Callable
 
 from ._pure import bulk as _pure_bulk
 from ._pure import keys as _pure_keys
+from ._pure import mapping as _pure_mapping
 
 # name -> pure twin. Every native function has exactly one entry here.
 _TWINS: dict[str, Callable[..., Any]] = {
     # keys
     "validate_keys": _pure_keys.validate_keys,
     # mapping (issue 3)
+    "map_to_doc": _pure_mapping.map_to_doc,
+    "map_from_doc": _pure_mapping.map_from_doc,
     # filters (issue 4)
     # bulk (issue 6)
     "build_upserts": _pure_bulk.build_upserts,
@@ -83,3 +86,7 @@ build_upserts: Callable[..., list[tuple[dict[str, Any], dict[str, Any]]]] = _BOU
 
 canonical_id: Callable[[Any], Any] = _BOUND["canonical_id"]
 """The ``_id`` stored for a key (composite dict keys in sorted field order)."""
+
+# mapping (issue 3)
+map_to_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_to_doc"]
+map_from_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_from_doc"]

@@ -98,6 +98,32 @@ class EntityNotFound(MongoPersistenceError, LookupError):
     """An entity that must exist does not."""
 
 
+# --- snapshots, positions, sagas, jobs (issue 6) ---------------------------------------
+class InvalidStoreArgument(MongoPersistenceError, ValueError):
+    """A store was called with an argument of the wrong type or out of range; the message
+    says what is expected. Nothing was written."""
+
+
+class SnapshotStoreError(MongoPersistenceError):
+    """The snapshot store could not read, save or prune snapshots."""
+
+
+class PositionStoreError(ProjectionError):
+    """The projection position store could not read or save a checkpoint."""
+
+
+class SagaStoreError(MongoPersistenceError):
+    """The saga repository could not read or save saga state."""
+
+
+class BackgroundJobError(MongoPersistenceError):
+    """The background job repository could not read, claim or update jobs."""
+
+
+class JobNotFound(BackgroundJobError, EntityNotFound):
+    """No background job has the given id (or it is not in the state the call needs)."""
+
+
 __all__ = [
     "ConcurrencyConflict",
     "ConnectionFailed",

@@ -2,15 +2,21 @@
 
 Accepted index specs:
 * ``("status", 1)`` and compound ``("customer_id", 1, "status", 1)``;
+* the same with a trailing options dict: ``("email", 1, {"unique": True})``,
+  ``("created_at", 1, {"ttl": 3600})``;
 * ``[("a", 1), ("b", -1)]`` (pymongo's key list);
-* a dict ``{"keys": [("loc", "2dsphere")], "unique": True, "name": ..., "expireAfterSeconds": 3600, ...}``
-  (any ``create_index`` option), or a pymongo ``IndexModel``.
-Creating an index that already exists with the same options is a no-op on the server.
+* a dict ``{"keys": [("loc", "2dsphere")], "unique": True, "name": ..., "ttl": 3600, ...}``
+  whose ``keys`` is a key list or a flat tuple, with any ``create_index`` option; or a
+  pymongo ``IndexModel``.
+
+Directions: ``1``, ``-1``, ``"2dsphere"``, ``"2d"``, ``"text"``, ``"hashed"``. ``ttl`` is
+short for ``expireAfterSeconds`` (a TTL index needs exactly one date field). Creating an
+index that already exists with the same options is a no-op on the server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo import IndexModel
@@ -18,35 +24,67 @@ from pymongo.errors import PyMongoError
 
 from .exceptions import MongoQueryError
 
-_DIRECTIONS = {1, -1, "2dsphere", "2d", "text", "hashed"}
+_DIRECTIONS = (1, -1, "2dsphere", "2d", "text", "hashed")
+_HELP = "expected ('field', 1|-1|'2dsphere'|'2d'|'text'|'hashed', ...) or [('field', direction), ...]"
 
 
-def _pairs(flat: Sequence[Any]) -> list[tuple[str, Any]]:
+def _direction_ok(direction: Any) -> bool:
+    return not isinstance(direction, bool) and any(
+        direction == d and type(direction) is type(d) for d in _DIRECTIONS
+    )
+
+
+def _checked(keys: Sequence[tuple[Any, Any]], spec: Any) -> list[tuple[str, Any]]:
+    if not keys:
+        raise MongoQueryError(f"index spec {spec!r} names no field; {_HELP}")
+    for field, direction in keys:
+        if not isinstance(field, str) or not field or not _direction_ok(direction):
+            raise MongoQueryError(f"index spec {spec!r}: bad key ({field!r}, {direction!r}); {_HELP}")
+    return [(field, direction) for field, direction in keys]
+
+
+def _pairs(flat: Sequence[Any], spec: Any) -> list[tuple[str, Any]]:
     if len(flat) % 2:
-        raise MongoQueryError(f"index spec {flat!r} must alternate field and direction")
-    keys = []
-    for field, direction in zip(flat[0::2], flat[1::2]):
-        if not isinstance(field, str) or direction not in _DIRECTIONS:
-            raise MongoQueryError(
-                f"index spec {flat!r}: expected (field, 1|-1|'2dsphere'|'text'|'hashed', ...)"
-            )
-        keys.append((field, direction))
-    return keys
+        raise MongoQueryError(f"index spec {spec!r} must alternate field and direction; {_HELP}")
+    return _checked(list(zip(flat[0::2], flat[1::2])), spec)
+
+
+def _key_list(raw: Any, spec: Any) -> list[tuple[str, Any]]:
+    """Keys given flat (``("a", 1, "b", -1)``) or as pairs (``[("a", 1), ("b", -1)]``)."""
+    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], str):
+        return _pairs(raw, spec)
+    if isinstance(raw, (tuple, list)) and all(isinstance(k, (tuple, list)) and len(k) == 2 for k in raw):
+        return _checked([tuple(k) for k in raw], spec)
+    raise MongoQueryError(f"index spec {spec!r}: unsupported keys {raw!r}; {_HELP}")
+
+
+def _options(options: Mapping[str, Any], spec: Any) -> dict[str, Any]:
+    options = dict(options)
+    if "ttl" in options:
+        ttl = options.pop("ttl")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise MongoQueryError(f"index spec {spec!r}: ttl must be whole seconds >= 0, got {ttl!r}")
+        options["expireAfterSeconds"] = ttl
+    return options
 
 
 def to_index_model(spec: Any, **defaults: Any) -> IndexModel:
-    """Turn one compact spec into a pymongo ``IndexModel``."""
+    """Turn one compact spec into a pymongo ``IndexModel`` (``defaults`` are options every
+    spec gets unless it sets them itself)."""
     if isinstance(spec, IndexModel):
         return spec
-    if isinstance(spec, dict):
+    if isinstance(spec, Mapping):
         options = dict(spec)
-        raw_keys = options.pop("keys")
-        keys = _pairs(raw_keys) if raw_keys and isinstance(raw_keys[0], str) else [tuple(k) for k in raw_keys]
-        return IndexModel(keys, **{**defaults, **options})
+        if "keys" not in options:
+            raise MongoQueryError(f"index spec {spec!r} has no 'keys'; {_HELP}")
+        keys = _key_list(options.pop("keys"), spec)
+        return IndexModel(keys, **_options({**defaults, **options}, spec))
     if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
-        return IndexModel(_pairs(spec), **defaults)
+        if isinstance(spec[-1], Mapping):
+            return IndexModel(_pairs(spec[:-1], spec), **_options({**defaults, **spec[-1]}, spec))
+        return IndexModel(_pairs(spec, spec), **_options(defaults, spec))
     if isinstance(spec, list):
-        return IndexModel([tuple(k) for k in spec], **defaults)
+        return IndexModel(_key_list(spec, spec), **_options(defaults, spec))
     raise MongoQueryError(f"unsupported index spec {spec!r}; see ensure_indexes' docstring")
 
 
@@ -54,7 +92,10 @@ async def ensure_indexes(collection: Any, specs: Iterable[Any], **options: Any) 
     """Create every index in ``specs`` on ``collection``; returns the index names.
 
     ``options`` apply to every spec (``background=True`` is accepted and ignored by
-    servers >= 4.2, which always build without blocking).
+    servers >= 4.2, which always build without blocking). Every spec is checked before
+    anything is sent, so a bad spec creates no index at all. Idempotent: an index that
+    exists with the same keys and options is left as it is; one that exists with other
+    options raises :class:`MongoQueryError` (drop it first).
     """
     options.pop("background", None)
     models = [to_index_model(spec, **options) for spec in specs]

@@ -3,3 +3,5 @@
 # --- projection store (issue 6) ---
 
 # --- snapshots, positions, sagas, jobs (issue 6) ---
+from .position_store import MongoProjectionPositionStore
+from .snapshots import MongoSnapshotStore

@@ -1,6 +1,7 @@
 """Core persistence: repository, unit of work, event store, outbox, model mapper."""
 
 # --- unit of work and repository (issue 3) ---
+from .model_mapper import MongoDBModelMapper
 
 # --- search (issue 4) ---
 

@@ -1,0 +1,93 @@
+"""Entity <-> MongoDB document conversion for one pydantic model class.
+
+Pydantic stays the serialization and validation engine (``model_dump`` /
+``model_validate``); the type rules and renames are one pass of ``_accel.map_to_doc`` /
+``_accel.map_from_doc`` (native, or its pure twin). See docs/mapping.md for the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Iterable, Mapping, TypeVar
+
+from pydantic import BaseModel
+
+from .. import _accel
+
+T = TypeVar("T", bound=BaseModel)
+
+_VERSION_FIELD = "version"
+
+
+class MongoDBModelMapper(Generic[T]):
+    """Maps entities of ``model_cls`` to documents and back.
+
+    - ``id_field`` is stored as ``_id`` (any BSON-storable id: str, int, UUID, ObjectId, or a
+      composite dict); a ``None`` id is left out so the driver assigns an ObjectId.
+    - ``field_map`` renames model fields in the document: ``{model_field: doc_field}``.
+    - ``exclude_fields`` are never written (on read they take the model's defaults).
+    - a model with a ``version`` field (``versioned``) stores it as ``_version``, which
+      repositories use for optimistic concurrency; a document without one reads as 0.
+    """
+
+    def __init__(
+        self,
+        model_cls: type[T],
+        id_field: str = "id",
+        field_map: Mapping[str, str] | None = None,
+        exclude_fields: Iterable[str] | None = None,
+    ) -> None:
+        if not (isinstance(model_cls, type) and issubclass(model_cls, BaseModel)):
+            raise TypeError(f"model_cls must be a pydantic model class, got {model_cls!r}")
+        fields = model_cls.model_fields
+        if id_field not in fields:
+            raise ValueError(
+                f"{model_cls.__name__} has no field {id_field!r}; pass id_field= the name of its id field"
+            )
+        self.model_cls: type[T] = model_cls
+        self.id_field: str = id_field
+        self.versioned: bool = _VERSION_FIELD in fields
+        self.field_map: dict[str, str] = dict(field_map or {})
+        unknown = sorted(set(self.field_map) - set(fields))
+        if unknown:
+            raise ValueError(f"field_map names fields {model_cls.__name__} does not have: {unknown}")
+        reserved = {self.id_field} | ({_VERSION_FIELD} if self.versioned else set())
+        remapped = sorted(reserved & set(self.field_map))
+        if remapped:
+            raise ValueError(f"field_map cannot rename {remapped}: they are stored as _id/_version")
+        targets = list(self.field_map.values())
+        if len(set(targets)) != len(targets):
+            raise ValueError("field_map maps two fields to the same document field")
+        self.exclude_fields: frozenset[str] = frozenset(exclude_fields or ())
+        if self.id_field in self.exclude_fields:
+            raise ValueError(f"the id field {id_field!r} cannot be excluded")
+        self._reverse_map: dict[str, str] | None = (
+            {doc: model for model, doc in self.field_map.items()} or None
+        )
+        self._forward_map: dict[str, str] | None = self.field_map or None
+        self._exclude: set[str] | None = set(self.exclude_fields) or None
+
+    # --- entity -> document -------------------------------------------------------
+    def to_doc(self, entity: T) -> dict[str, Any]:
+        """The document to store for ``entity`` (raises ``InvalidDocument`` naming the path)."""
+        data = entity.model_dump(exclude=self._exclude)
+        return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned)
+
+    def to_docs(self, entities: Iterable[T]) -> list[dict[str, Any]]:
+        """``to_doc`` of each entity, in order; the first bad one raises before any is returned."""
+        return [self.to_doc(entity) for entity in entities]
+
+    # --- document -> entity -------------------------------------------------------
+    def from_doc(self, doc: Mapping[str, Any]) -> T:
+        """The entity of a stored document, validated by the model."""
+        data = _accel.map_from_doc(doc, self.id_field, self._reverse_map, self.versioned)
+        return self.model_cls.model_validate(data)
+
+    def from_docs(self, docs: Iterable[Mapping[str, Any]]) -> list[T]:
+        """``from_doc`` of each document, in order."""
+        return [self.from_doc(doc) for doc in docs]
+
+    def __repr__(self) -> str:
+        return (
+            f"MongoDBModelMapper({self.model_cls.__name__}, id_field={self.id_field!r}, "
+            f"versioned={self.versioned})"
+        )

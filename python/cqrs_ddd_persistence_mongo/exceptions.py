@@ -143,3 +143,15 @@ __all__ = [
     "UnsafeQueryError",
     "VersionMismatchError",
 ]
+
+
+# --- event store and outbox (issue 5) -------------------------------------------------
+class InvalidEvent(EventStoreError, ValueError):
+    """An event cannot be appended as given (missing id, stream, type or a bad version)."""
+
+
+class InvalidOutboxMessage(OutboxError, ValueError):
+    """An outbox message cannot be saved as given (missing id or type, bad payload)."""
+
+
+__all__ += ["InvalidEvent", "InvalidOutboxMessage"]

@@ -6,3 +6,4 @@ from .model_mapper import MongoDBModelMapper
 # --- search (issue 4) ---
 
 # --- event store and outbox (issue 5) ---
+from .event_store import MongoEventStore

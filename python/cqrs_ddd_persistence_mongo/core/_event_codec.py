@@ -1,0 +1,110 @@
+"""StoredEvent <-> MongoDB document, and the hole markers that fill abandoned positions.
+
+One place for the event document shape (the seed's: ``_id`` = event id, plus ``position``)
+so the writer, the readers and the fences agree on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .. import _accel
+from ..domain.events import StoredEvent, utc_now
+from ..exceptions import InvalidDocument, InvalidEvent
+
+#: ``event_type`` of a hole marker: a document that occupies a position nobody will ever
+#: write (an appender failed or died after reserving it). Readers skip it.
+GAP_EVENT_TYPE = "$gap"
+
+
+def as_stored(event: Any) -> Any:
+    """A DomainEvent becomes its StoredEvent; anything else is used as is (duck typing)."""
+    to_stored = getattr(event, "to_stored", None)
+    return to_stored() if callable(to_stored) else event
+
+
+def _mapping(value: Any, name: str, event_id: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(f"event {event_id!r}: {name} must be a dict, not {type(value).__name__}")
+    value = dict(value)
+    try:
+        _accel.validate_keys(value)
+    except InvalidDocument as exc:
+        raise InvalidEvent(f"event {event_id!r}: {name}: {exc}") from exc
+    return value
+
+
+def to_document(event: Any) -> dict[str, Any]:
+    """The document for one event (without ``position``, which the store assigns).
+
+    Raises :class:`InvalidEvent` naming the event and the field when the event cannot be stored.
+    """
+    event = as_stored(event)
+    event_id = getattr(event, "event_id", None)
+    if event_id is None or event_id == "":
+        raise InvalidEvent("an event needs an event_id (a unique string such as a UUID)")
+    event_type = getattr(event, "event_type", None)
+    if not isinstance(event_type, str) or not event_type or event_type == GAP_EVENT_TYPE:
+        raise InvalidEvent(f"event {event_id!r}: event_type must be a non-empty string (the event's name)")
+    aggregate_id = getattr(event, "aggregate_id", None)
+    if aggregate_id is None:
+        raise InvalidEvent(f"event {event_id!r}: aggregate_id is missing; every event belongs to a stream")
+    version = getattr(event, "version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise InvalidEvent(f"event {event_id!r}: version must be an int >= 0, not {version!r}")
+    occurred_at = getattr(event, "occurred_at", None) or utc_now()
+    if not isinstance(occurred_at, datetime):
+        raise InvalidEvent(f"event {event_id!r}: occurred_at must be a datetime, not {type(occurred_at).__name__}")
+    return {
+        "_id": event_id,
+        "event_type": event_type,
+        "aggregate_id": aggregate_id,
+        "aggregate_type": getattr(event, "aggregate_type", "") or "",
+        "version": version,
+        "schema_version": getattr(event, "schema_version", 1),
+        "payload": _mapping(getattr(event, "payload", None), "payload", event_id),
+        "metadata": _mapping(getattr(event, "metadata", None), "metadata", event_id),
+        "occurred_at": occurred_at,
+        "correlation_id": getattr(event, "correlation_id", None),
+        "causation_id": getattr(event, "causation_id", None),
+        "tenant_id": getattr(event, "tenant_id", None),
+    }
+
+
+def from_document(doc: Mapping[str, Any]) -> StoredEvent:
+    """A stored document back to a :class:`StoredEvent` (hot path of every projection)."""
+    get = doc.get
+    return StoredEvent(
+        event_id=doc["_id"],
+        event_type=doc["event_type"],
+        aggregate_id=doc["aggregate_id"],
+        aggregate_type=get("aggregate_type", ""),
+        version=doc["version"],
+        schema_version=get("schema_version", 1),
+        payload=get("payload") or {},
+        metadata=get("metadata") or {},
+        occurred_at=get("occurred_at"),
+        correlation_id=get("correlation_id"),
+        causation_id=get("causation_id"),
+        position=doc["position"],
+        tenant_id=get("tenant_id"),
+    )
+
+
+def is_gap(doc: Mapping[str, Any]) -> bool:
+    return doc.get("event_type") == GAP_EVENT_TYPE
+
+
+def gap_document(position: int) -> dict[str, Any]:
+    """The hole marker for ``position``: unique per position, outside every real stream."""
+    return {
+        "_id": f"{GAP_EVENT_TYPE}:{position}",
+        "event_type": GAP_EVENT_TYPE,
+        "aggregate_id": None,  # real events never have a None stream
+        "version": position,
+        "position": position,
+    }

@@ -1,0 +1,374 @@
+"""MongoEventStore: append-only event streams with a global, strictly increasing position.
+
+Guarantees (details and costs in docs/event-store.md):
+
+* **Positions** come from one counter document. A batch reserves all its positions with
+  one ``findAndModify`` and is written with one ``insert``: constant round trips per batch.
+  A position is never reused.
+* **Inside a transaction** (``uow=`` with a transaction) the counter increment and the
+  events commit or vanish together, and MongoDB's write-conflict rule on the counter
+  document serializes appending transactions: positions are gapless and become visible in
+  position order.
+* **Outside a transaction** a failed append leaves a hole; the store fills it at once with
+  a hole marker (skipped by readers). A crashed appender leaves a hole that readers fill
+  after ``gap_timeout``.
+* **A follower never skips an event.** Readers return events only up to the first hole
+  that may still be in flight, and fill a hole with a marker only after ``gap_timeout``.
+  The marker takes the position's slot in the unique position index, so an appender that
+  shows up later fails loudly instead of landing behind a follower's checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from bson.errors import InvalidDocument as BsonInvalidDocument
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+
+from ..domain.events import StoredEvent
+from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
+from ..indexes import ensure_indexes
+from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
+from ._event_stream import EventStream, GapClock
+from ._session import session_of
+
+_DUPLICATE_KEY = 11000
+_WRITE_CONFLICT = 112
+
+POSITION_INDEX = "position_unique"
+STREAM_INDEX = "stream_version_unique"
+
+
+def _duplicate_index(error: Mapping[str, Any]) -> str | None:
+    """Which unique index a duplicate-key error hit: 'position', 'stream', '_id' or None."""
+    if error.get("code") != _DUPLICATE_KEY:
+        return None
+    pattern = error.get("keyPattern") or {}
+    message = str(error.get("errmsg", ""))
+    if "position" in pattern or POSITION_INDEX in message:
+        return "position"
+    if "version" in pattern or STREAM_INDEX in message:
+        return "stream"
+    return "_id"
+
+
+class MongoEventStore:
+    """Event streams in one collection (default ``domain_events``), positions in ``counters``.
+
+    ``gap_timeout`` is how long a reader waits at a hole in the positions before it declares
+    the hole abandoned (see the module docstring); it bounds how long a crashed appender
+    can stall followers and how long an appender may take between reserving positions and
+    writing them outside a transaction.
+    """
+
+    def __init__(
+        self,
+        connection: Any,
+        database: str | None = None,
+        collection: str = "domain_events",
+        *,
+        counters_collection: str = "counters",
+        gap_timeout: timedelta | float = timedelta(seconds=10),
+    ) -> None:
+        self._connection = connection
+        self._database = database
+        self.collection_name = collection
+        self.counters_collection_name = counters_collection
+        self.position_counter = f"{collection}_position"
+        seconds = gap_timeout.total_seconds() if isinstance(gap_timeout, timedelta) else float(gap_timeout)
+        if seconds < 0:
+            raise EventStoreError(f"gap_timeout must be >= 0 seconds, not {seconds}")
+        self._gaps = GapClock(seconds)
+        self._indexes_ready = False
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _collection(self) -> Any:
+        return self._connection.db(self._database)[self.collection_name]
+
+    def _counters(self) -> Any:
+        return self._connection.db(self._database)[self.counters_collection_name]
+
+    async def ensure_indexes(self) -> None:
+        """Create the unique position and stream indexes and the counter document (idempotent)."""
+        await ensure_indexes(
+            self._collection(),
+            [
+                {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
+                {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
+            ],
+        )
+        try:
+            await self._counters().update_one(
+                {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
+            )
+        except DuplicateKeyError:
+            pass  # a concurrent caller created it
+        self._indexes_ready = True
+
+    async def _ready(self) -> None:
+        if not self._indexes_ready:
+            await self.ensure_indexes()
+
+    async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int = 0,
+                    session: Any = None) -> list[dict[str, Any]]:
+        cursor = self._collection().find(
+            filter_, sort=sort, limit=limit, batch_size=limit or 1000, session=session
+        )
+        try:
+            return await self._connection.driver().to_list(cursor, None)
+        except PyMongoError as exc:
+            raise EventStoreError(f"reading '{self.collection_name}' failed: {exc}") from exc
+
+    # --- writing ----------------------------------------------------------------------
+    async def append(self, event: Any, uow: Any = None, expected_version: int | None = None) -> int:
+        """Append one event; returns its position. Same guarantees as :meth:`append_batch`.
+
+        ``expected_version`` (the stream's version the caller decided on) is checked against
+        the stream head first; a different head raises :class:`ConcurrencyConflict`.
+        """
+        return (await self._append([event], uow, expected_version))[0]
+
+    async def append_batch(self, events: Iterable[Any], uow: Any = None) -> list[int]:
+        """Append events (of one or many streams) in order; returns their positions.
+
+        Cost: one counter round trip and one insert, whatever the batch size.
+        In a transaction: atomic; a version that already exists raises ConcurrencyConflict
+        and, once the unit of work aborts, nothing of the batch (nor its positions) remains.
+        Outside: not atomic; events are written in order and a failure keeps the ones
+        before it (the error says how many); the unused positions get hole markers.
+        Not idempotent: appending the same event id twice is an error.
+        """
+        return await self._append(list(events), uow, None)
+
+    async def _append(self, events: list[Any], uow: Any, expected_version: int | None) -> list[int]:
+        if not events:
+            return []
+        stored = [as_stored(event) for event in events]
+        docs = [to_document(event) for event in stored]
+        self._reject_duplicates_within(docs)
+        await self._ready()
+        session = session_of(uow)
+        in_transaction = self._connection.driver().in_transaction(session)
+        if expected_version is not None:
+            await self._check_head(docs[0]["aggregate_id"], expected_version, session)
+        first = await self._reserve(len(docs), session)
+        positions = list(range(first, first + len(docs)))
+        for doc, position in zip(docs, positions):
+            doc["position"] = position
+        try:
+            await self._collection().insert_many(docs, ordered=True, session=session)
+        except BulkWriteError as exc:
+            if not in_transaction:
+                await self._fence(positions)
+            raise self._append_error(exc, docs, positions, in_transaction) from exc
+        except BsonInvalidDocument as exc:  # raised before anything was sent
+            await self._fence(positions, session=session)
+            raise InvalidEvent(f"an event cannot be encoded as BSON: {exc}") from exc
+        except OperationFailure as exc:
+            if not in_transaction:
+                await self._fence(positions)
+            if exc.code == _WRITE_CONFLICT or exc.has_error_label("TransientTransactionError"):
+                raise ConcurrencyConflict(
+                    f"a concurrent transaction wrote the same events in '{self.collection_name}'; "
+                    "retry the unit of work"
+                ) from exc
+            raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
+        except PyMongoError as exc:
+            if not in_transaction:
+                await self._fence(positions)
+            raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
+        for original, position in zip(events, positions):
+            if isinstance(original, StoredEvent):
+                original.position = position
+        return positions
+
+    def _reject_duplicates_within(self, docs: list[dict[str, Any]]) -> None:
+        """A batch that conflicts with itself is refused before anything is written."""
+        seen_ids: set[Any] = set()
+        seen_versions: set[tuple[str, int]] = set()
+        for doc in docs:
+            stream_key = (repr(doc["aggregate_id"]), doc["version"])
+            if stream_key in seen_versions:
+                raise ConcurrencyConflict(
+                    f"the batch appends version {doc['version']} of stream {doc['aggregate_id']!r} twice; "
+                    "give each event of a stream its own version",
+                    entity_id=doc["aggregate_id"], expected=doc["version"], actual=doc["version"],
+                    collection=self.collection_name,
+                )
+            if repr(doc["_id"]) in seen_ids:
+                raise InvalidEvent(f"the batch contains event id {doc['_id']!r} twice")
+            seen_versions.add(stream_key)
+            seen_ids.add(repr(doc["_id"]))
+
+    async def _check_head(self, aggregate_id: Any, expected: int, session: Any) -> None:
+        head = await self._find({"aggregate_id": aggregate_id}, [("version", -1)], 1, session)
+        actual = head[0]["version"] if head else 0
+        if actual != expected:
+            raise ConcurrencyConflict(
+                entity_id=aggregate_id, expected=expected, actual=actual, collection=self.collection_name
+            )
+
+    async def _reserve(self, count: int, session: Any) -> int:
+        """Reserve ``count`` consecutive positions in one round trip; returns the first."""
+        for attempt in range(2):
+            try:
+                counter = await self._counters().find_one_and_update(
+                    {"_id": self.position_counter},
+                    {"$inc": {"seq": count}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                    session=session,
+                )
+                return int(counter["seq"]) - count + 1
+            except DuplicateKeyError:
+                if attempt:  # two first-ever upserts raced; the second try finds the document
+                    raise
+            except OperationFailure as exc:
+                if exc.code == _WRITE_CONFLICT or exc.has_error_label("TransientTransactionError"):
+                    raise ConcurrencyConflict(
+                        f"another transaction is appending to '{self.collection_name}' right now "
+                        "(write conflict on the position counter); retry the unit of work"
+                    ) from exc
+                raise EventStoreError(f"reserving positions failed: {exc}") from exc
+            except PyMongoError as exc:
+                raise EventStoreError(f"reserving positions failed: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _append_error(self, exc: BulkWriteError, docs: list[dict[str, Any]], positions: list[int],
+                      in_transaction: bool) -> Exception:
+        errors = exc.details.get("writeErrors") or [{}]
+        error = errors[0]
+        index = int(error.get("index", 0))
+        doc = docs[index] if index < len(docs) else docs[0]
+        inserted = exc.details.get("nInserted", index)
+        partial = (
+            "" if in_transaction or not inserted
+            else f" ({inserted} of {len(docs)} events before it were stored: outside a transaction a batch is not atomic)"
+        )
+        kind = _duplicate_index(error)
+        if error.get("code") == _WRITE_CONFLICT:
+            return ConcurrencyConflict(
+                f"a concurrent transaction wrote the same events in '{self.collection_name}'; retry the unit of work"
+            )
+        if kind == "stream":
+            return ConcurrencyConflict(
+                f"stream {doc['aggregate_id']!r} already has version {doc['version']} in "
+                f"'{self.collection_name}': another writer appended first; reload and retry{partial}",
+                entity_id=doc["aggregate_id"], expected=doc["version"] - 1, actual=doc["version"],
+                collection=self.collection_name,
+            )
+        if kind == "_id":
+            return EventStoreError(
+                f"event id {doc['_id']!r} is already stored in '{self.collection_name}'; "
+                f"events are immutable, give each one a new id{partial}"
+            )
+        if kind == "position":
+            return EventStoreError(
+                f"positions {positions[index]}..{positions[-1]} were declared abandoned by a reader "
+                f"(the append took longer than gap_timeout); events from index {index} on were not "
+                f"stored, append them again{partial}"
+            )
+        return EventStoreError(f"appending to '{self.collection_name}' failed: {error.get('errmsg', exc)}{partial}")
+
+    async def _fence(self, positions: Iterable[int], session: Any = None) -> None:
+        """Fill unused positions with hole markers. Idempotent: a taken position stays as is."""
+        markers = [gap_document(position) for position in positions]
+        if not markers:
+            return
+        try:
+            await self._collection().insert_many(markers, ordered=False, session=session)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
+            if others:
+                raise EventStoreError(f"marking abandoned positions failed: {others[0].get('errmsg')}") from exc
+        except PyMongoError as exc:
+            raise EventStoreError(f"marking abandoned positions failed: {exc}") from exc
+
+    # --- reading ----------------------------------------------------------------------
+    async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
+        """The events of one stream in version order, those after ``after_version`` when > 0."""
+        await self._ready()
+        filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
+        if after_version:
+            filter_["version"] = {"$gt": after_version}
+        docs = await self._find(filter_, [("version", 1)], 0, session_of(uow))
+        return [from_document(doc) for doc in docs]
+
+    async def get_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
+        """Up to ``limit`` events with a position greater than ``position``, in position order.
+
+        Safe for followers: the result stops before a hole that may still be filled (an
+        appender between reserving and writing), so the last returned position can be
+        stored as a checkpoint without ever skipping an event. Empty means "nothing
+        readable yet"; poll again.
+        """
+        if limit <= 0:
+            raise EventStoreError(f"limit must be a positive int, not {limit!r}")
+        await self._ready()
+        events: list[StoredEvent] = []
+        after = position
+        while len(events) < limit:
+            page, after, more = await self._page(after, limit - len(events))
+            events.extend(page)
+            if not more:
+                break
+        return events
+
+    def get_events_from_position(self, position: int = 0, batch_size: int = 1000) -> EventStream:
+        """Stream every readable event after ``position``, ``batch_size`` documents per query.
+
+        Memory stays bounded by ``batch_size``. The stream ends at the current head (or at a
+        hole still in flight); it does not wait for new events.
+        """
+        if batch_size <= 0:
+            raise EventStoreError(f"batch_size must be a positive int, not {batch_size!r}")
+        return EventStream(self._stream(position, batch_size))
+
+    def stream_all(self, batch_size: int = 1000) -> EventStream:
+        """Every readable event from the beginning (``get_events_from_position(0)``)."""
+        return self.get_events_from_position(0, batch_size)
+
+    async def _stream(self, position: int, batch_size: int) -> AsyncIterator[StoredEvent]:
+        await self._ready()
+        after = position
+        more = True
+        while more:
+            page, after, more = await self._page(after, batch_size)
+            for event in page:
+                yield event
+
+    async def _page(self, after: int, limit: int) -> tuple[list[StoredEvent], int, bool]:
+        """Read up to ``limit`` documents after ``after`` and stop at the first unsafe hole.
+
+        Returns (events, last position consumed incl. hole markers, whether to read on).
+        """
+        docs = await self._find({"position": {"$gt": after}}, [("position", 1)], limit)
+        events: list[StoredEvent] = []
+        expected = after + 1
+        for doc in docs:
+            found = doc["position"]
+            if found != expected:
+                if not self._gaps.abandoned(expected):
+                    return events, after, False  # hold back: the hole may still be filled
+                await self._fence(range(expected, found))
+                return events, after, True  # re-read: a late appender may have won a slot
+            after, expected = found, found + 1
+            if not is_gap(doc):
+                events.append(from_document(doc))
+        return events, after, len(docs) == limit
+
+    async def get_latest_position(self) -> int:
+        """The highest position of a stored event (0 when there is none)."""
+        await self._ready()
+        filter_: dict[str, Any] = {}
+        while True:
+            docs = await self._find(filter_, [("position", -1)], 16)
+            for doc in docs:
+                if not is_gap(doc):
+                    return int(doc["position"])
+            if len(docs) < 16:
+                return 0
+            filter_ = {"position": {"$lt": docs[-1]["position"]}}

@@ -2,6 +2,8 @@
 
 # --- unit of work and repository (issue 3) ---
 from .model_mapper import MongoDBModelMapper
+from .repository import MongoRepository
+from .uow import MongoUnitOfWork
 
 # --- search (issue 4) ---
 

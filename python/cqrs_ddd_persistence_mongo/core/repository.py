@@ -1,0 +1,493 @@
+"""MongoRepository: aggregates in one collection, with optimistic concurrency.
+
+Documents carry ``_version``. A new aggregate (``version == 0``) is inserted with
+``_version: 1``; a loaded one is replaced only where ``_version`` still equals the version
+it was loaded with, in one round trip (``replace_one({"_id", "_version"})``). On success
+the entity's ``version`` becomes the stored one, so the same object can be saved again
+and again; a stale save raises :class:`VersionMismatchError` and writes nothing. Models
+without a ``version`` field are upserted plainly (last writer wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+import bson
+from pymongo import InsertOne, ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+
+from .. import _accel
+from ..connection import MongoConnectionManager
+from ..exceptions import (
+    DuplicateEntityError,
+    MongoPersistenceError,
+    MongoQueryError,
+    VersionMismatchError,
+)
+from ._session import session_of
+from .entity_stream import EntityStream, iterate_cursor_batches
+from .model_mapper import MongoDBModelMapper
+
+T = TypeVar("T")
+ID = TypeVar("ID")
+
+WRITE_CONFLICT = 112
+DUPLICATE_KEY = 11000
+
+
+def _only_id_key(details: dict[str, Any] | None) -> bool:
+    """True when a duplicate-key error is about ``_id`` (not another unique index)."""
+    pattern = (details or {}).get("keyPattern")
+    if pattern is None:  # servers/mocks that do not say: look at the message
+        return "_id_" in str((details or {}).get("errmsg", "_id_"))
+    return list(pattern) == ["_id"]
+
+
+class MongoRepository(Generic[T, ID]):
+    """Generic repository of one aggregate type in one collection.
+
+    Every method takes ``uow=``: it then runs in that unit of work's session and
+    transaction (``uow.session``); without one, each call is its own atomic operation.
+    Override :meth:`_mapper_to_doc` / :meth:`_mapper_from_doc` for custom mapping
+    (``self._mapper`` is the :class:`MongoDBModelMapper`).
+    """
+
+    #: Documents per round trip when streaming ``list_all()``.
+    batch_size: int = 500
+    #: Ids per ``$in`` query when listing by ids.
+    ids_per_query: int = 1000
+    #: Most entities ``await repo.list_all()`` (no ids, no limit) returns before refusing.
+    max_list_all: int = 10_000
+
+    def __init__(
+        self,
+        connection: MongoConnectionManager,
+        collection: str,
+        model_cls: type[T],
+        id_field: str = "id",
+        database: str | None = None,
+        *,
+        mapper: MongoDBModelMapper | None = None,
+    ) -> None:
+        self._connection = connection
+        self.collection_name = collection
+        self.database_name = database
+        self.model_cls = model_cls
+        self.id_field = id_field
+        self._mapper = mapper if mapper is not None else MongoDBModelMapper(model_cls, id_field=id_field)
+
+    # --- mapping hooks ----------------------------------------------------------
+    def _mapper_to_doc(self, entity: T) -> dict[str, Any]:
+        """Entity -> document (``_id``, body, ``_version``). Override to add computed fields."""
+        return self._mapper.to_doc(entity)
+
+    def _mapper_from_doc(self, doc: dict[str, Any]) -> T:
+        """Document -> entity. Override to restore derived state."""
+        return self._mapper.from_doc(doc)
+
+    @property
+    def versioned(self) -> bool:
+        """True when the model has a ``version`` field: saves are then version-checked."""
+        return bool(self._mapper.versioned)
+
+    def collection(self) -> Any:
+        """The driver collection (resolved per call, so a reconnect is picked up)."""
+        return self._connection.db(self.database_name)[self.collection_name]
+
+    def _key(self, entity_id: Any) -> Any:
+        """An id value as stored in ``_id`` (same type rules as the mapper: UUID, Decimal, ...)."""
+        if type(entity_id) in (str, int):  # the common case needs no conversion
+            return entity_id
+        if entity_id is None:
+            raise MongoQueryError(f"an id is required to look up {self.model_cls.__name__}, got None")
+        return _accel.map_to_doc({"_id_": entity_id}, "_id_", None, False)["_id"]
+
+    # --- writes -------------------------------------------------------------------
+    async def add(self, entity: T, uow: Any = None) -> None:
+        """Insert a new aggregate or save a loaded one.
+
+        Guarantee (versioned model): atomic, single document, one round trip. A new
+        aggregate (``version == 0``) is inserted with ``_version`` 1; if the id exists
+        (a concurrent insert won) :class:`DuplicateEntityError` is raised. A loaded one
+        replaces the document only if ``_version`` still equals ``entity.version``;
+        otherwise :class:`VersionMismatchError` names the expected and stored versions
+        and nothing is written. Not idempotent: a repeated save after success is stale
+        unless made with the same, updated object. Inside a transaction, a concurrent
+        transaction writing the same document makes this save fail with
+        :class:`VersionMismatchError` too (its cause carries the driver's
+        ``TransientTransactionError`` label, so ``uow.run`` retries the block).
+        On success ``entity.version`` becomes the new version; if the unit of work
+        rolls back, the old version is restored. A crash leaves the old or the new
+        document, never a mix.
+
+        Unversioned model: ``replace_one(upsert=True)``: atomic, idempotent, last writer wins.
+        """
+        session = session_of(uow)
+        doc = self._mapper_to_doc(entity)
+        collection = self.collection()
+        if "_id" not in doc:  # id None: the driver assigns an ObjectId, the entity gets it
+            await self._insert_with_generated_id(entity, doc, session, uow)
+            return
+        if not self.versioned:
+            await self._guarded(collection.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session))
+            return
+        expected = self._version_of(entity)
+        new = expected + 1
+        doc["_version"] = new
+        doc_id = doc["_id"]
+        try:
+            if expected == 0:
+                await collection.insert_one(doc, session=session)
+            else:
+                result = await collection.replace_one({"_id": doc_id, "_version": expected}, doc, session=session)
+                if result.matched_count == 0:
+                    actual = await self._stored_version(doc_id, session)
+                    raise VersionMismatchError(
+                        entity_id=doc_id, expected=expected, actual=actual, collection=self.collection_name
+                    )
+        except DuplicateKeyError as exc:
+            raise self._duplicate(doc_id, exc.details) from exc
+        except OperationFailure as exc:
+            if exc.code == WRITE_CONFLICT:
+                raise await self._write_conflict(doc_id, expected) from exc
+            raise MongoQueryError(f"saving {doc_id!r} in '{self.collection_name}' failed: {exc}") from exc
+        self._set_version(entity, new, uow)
+
+    async def _insert_with_generated_id(self, entity: Any, doc: dict[str, Any], session: Any, uow: Any) -> None:
+        expected = self._version_of(entity) if self.versioned else 0
+        if expected:
+            raise MongoPersistenceError(
+                f"{type(entity).__name__} has version {expected} but no {self.id_field!r}: "
+                "a saved aggregate must keep its id"
+            )
+        if self.versioned:
+            doc["_version"] = 1
+        await self._guarded(self.collection().insert_one(doc, session=session))  # adds doc["_id"]
+        setattr(entity, self.id_field, doc["_id"])
+        if self.versioned:
+            self._set_version(entity, 1, uow)
+
+    async def add_many(self, entities: Iterable[T], uow: Any = None) -> None:
+        """Save many aggregates with one ``bulk_write`` (same rules per entity as :meth:`add`).
+
+        Guarantee: inside a transactional unit of work, all or nothing: a conflict raises
+        :class:`VersionMismatchError` (or :class:`DuplicateEntityError`), no entity
+        version changes, and the unit of work is marked rollback-only so the partial
+        batch can never be committed. Outside a transaction the batch is not atomic:
+        every entity without a conflict is written (unordered bulk), conflicts are
+        reported together afterwards; versions are updated only where the write is
+        certain (reload the others before saving them again). Not idempotent for
+        versioned models; idempotent (upserts) for unversioned ones.
+        """
+        items = list(entities)
+        if not items:
+            return
+        session = session_of(uow)
+        collection = self.collection()
+        docs = [self._mapper_to_doc(entity) for entity in items]
+        if not self.versioned:
+            ops: list[Any] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+            await self._guarded(collection.bulk_write(ops, ordered=session is not None, session=session))
+            return
+        expected = [self._version_of(e) for e in items]
+        ops = []
+        for doc, version in zip(docs, expected):
+            doc["_version"] = version + 1
+            if version == 0:
+                ops.append(InsertOne(doc))
+            else:
+                ops.append(ReplaceOne({"_id": doc["_id"], "_version": version}, doc))
+        replaces = sum(1 for v in expected if v)
+        transactional = session is not None
+        failed: set[int] = set()
+        try:
+            result = await collection.bulk_write(ops, ordered=transactional, session=session)
+            matched = result.matched_count
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            for error in details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY or not _only_id_key(error):
+                    self._doom(uow, "a batch save failed")
+                    raise MongoQueryError(
+                        f"saving a batch in '{self.collection_name}' failed: {error.get('errmsg')}"
+                    ) from exc
+                failed.add(error["index"])
+            matched = details.get("nMatched", 0)
+            if transactional:
+                self._doom(uow, "a batch save conflicted")
+                first = min(failed)
+                raise self._duplicate(docs[first]["_id"], details["writeErrors"][0]) from exc
+        except OperationFailure as exc:
+            self._doom(uow, "a batch save conflicted")
+            if exc.code == WRITE_CONFLICT:
+                raise await self._write_conflict([d["_id"] for d in docs], None) from exc
+            raise MongoQueryError(f"saving a batch in '{self.collection_name}' failed: {exc}") from exc
+        except TypeError as exc:  # mongomock's bulk_write cannot take pymongo 4.20's ReplaceOne
+            raise MongoPersistenceError(
+                f"this client cannot bulk-replace documents ({exc}); save loaded entities one by one with add()"
+            ) from exc
+        if not failed and matched == replaces:
+            for entity, version in zip(items, expected):
+                self._set_version(entity, version + 1, uow)
+            return
+        # Some saves conflicted. Which ones: a document equal to what we sent is ours.
+        written = await self._written(docs, collection, session) - failed
+        if transactional:
+            self._doom(uow, "a batch save conflicted")
+        else:
+            for index in written:
+                self._set_version(items[index], expected[index] + 1, uow)
+        conflicts = [i for i in range(len(docs)) if i not in written]
+        await self._raise_conflicts(docs, expected, conflicts, collection, session)
+
+    async def delete(self, entity_id: ID, uow: Any = None, *, expected_version: int | None = None) -> bool:
+        """Delete by id; True when a document was deleted.
+
+        Guarantee: atomic, idempotent (deleting a missing id returns False). With
+        ``expected_version`` the delete happens only if ``_version`` still matches,
+        else :class:`VersionMismatchError` (nothing deleted).
+        """
+        key = self._key(entity_id)
+        query: dict[str, Any] = {"_id": key}
+        if expected_version is not None:
+            query["_version"] = expected_version
+        session = session_of(uow)
+        try:
+            result = await self.collection().delete_one(query, session=session)
+        except OperationFailure as exc:
+            if exc.code == WRITE_CONFLICT:
+                raise await self._write_conflict(key, expected_version) from exc
+            raise MongoQueryError(f"deleting {key!r} from '{self.collection_name}' failed: {exc}") from exc
+        if result.deleted_count:
+            return True
+        if expected_version is not None:
+            actual = await self._stored_version(key, session)
+            if actual is not None:
+                raise VersionMismatchError(
+                    entity_id=key, expected=expected_version, actual=actual, collection=self.collection_name
+                )
+        return False
+
+    # --- reads ----------------------------------------------------------------------
+    async def get(self, entity_id: ID, uow: Any = None) -> T | None:
+        """The aggregate with this id, or None; its ``version`` is the stored ``_version``."""
+        doc = await self._guarded(self.collection().find_one({"_id": self._key(entity_id)}, session=session_of(uow)))
+        return None if doc is None else self._mapper_from_doc(doc)
+
+    async def exists(self, entity_id: ID, uow: Any = None) -> bool:
+        """True when a document with this id exists (reads only ``_id``)."""
+        doc = await self._guarded(
+            self.collection().find_one({"_id": self._key(entity_id)}, {"_id": 1}, session=session_of(uow))
+        )
+        return doc is not None
+
+    def list_all(
+        self, entity_ids: Sequence[ID] | None = None, uow: Any = None, *, batch_size: int | None = None
+    ) -> EntityStream[T]:
+        """Entities by ids, or all of them, as an :class:`EntityStream`.
+
+        * ``await repo.list_all(ids)``: a list in the order of ``ids`` (missing ids are
+          skipped, repeated ids returned once); an empty list returns ``[]`` without a query.
+        * ``async for e in repo.list_all():`` streams the whole collection in ``_id`` order,
+          ``batch_size`` documents per round trip, never holding more than one batch.
+        * ``await repo.list_all()`` returns the whole collection as a list only while it
+          holds at most ``max_list_all`` entities, else raises ``ResultTooLarge`` (stream
+          instead, or ``await repo.list_all().to_list(limit=n)`` for the first ``n``).
+          A list is never silently truncated.
+        """
+        session = session_of(uow)
+        size = batch_size or self.batch_size
+        if entity_ids is None:
+            return EntityStream(
+                lambda n: self._scan(n, session),
+                self._mapper_from_doc,
+                batch_size=size,
+                max_items=self.max_list_all,
+                what=f"documents in '{self.collection_name}'",
+            )
+        keys = self._unique_keys(entity_ids)
+        return EntityStream(
+            lambda n: self._by_ids(keys, n, session),
+            self._mapper_from_doc,
+            batch_size=size,
+            max_items=None,  # bounded by the ids given
+        )
+
+    def _scan(self, batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        cursor = self.collection().find({}, session=session).sort("_id", 1).batch_size(batch_size)
+        return iterate_cursor_batches(cursor, batch_size)
+
+    async def _by_ids(self, keys: list[Any], batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        step = max(1, min(batch_size, self.ids_per_query))
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
+            cursor = self.collection().find({"_id": {"$in": chunk}}, session=session)
+            found: dict[Any, dict[str, Any]] = {}
+            async for docs in iterate_cursor_batches(cursor, step):
+                for doc in docs:
+                    found[_hashable(self._key(doc["_id"]))] = doc
+            ordered = [found[k] for k in map(_hashable, chunk) if k in found]
+            if ordered:
+                yield ordered
+
+    def _unique_keys(self, entity_ids: Sequence[ID]) -> list[Any]:
+        seen: set[Any] = set()
+        keys: list[Any] = []
+        for entity_id in entity_ids:
+            key = self._key(entity_id)
+            marker = _hashable(key)
+            if marker not in seen:
+                seen.add(marker)
+                keys.append(key)
+        return keys
+
+    # --- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _version_of(entity: Any) -> int:
+        version = getattr(entity, "version", 0) or 0
+        if not isinstance(version, int) or version < 0:
+            raise MongoPersistenceError(
+                f"{type(entity).__name__}.version must be a non-negative int (0 = never saved), not {version!r}"
+            )
+        return version
+
+    @staticmethod
+    def _set_version(entity: Any, new: int, uow: Any) -> None:
+        """Set the saved version; restore the old one if the transaction rolls back."""
+        old = entity.version
+        entity.version = new
+        register = getattr(uow, "on_rollback", None)
+        if session_of(uow) is not None and register is not None:
+
+            def restore() -> None:
+                if entity.version == new:
+                    entity.version = old
+
+            register(restore)
+
+    @staticmethod
+    def _doom(uow: Any, reason: str) -> None:
+        doom = getattr(uow, "set_rollback_only", None)
+        if doom is not None and session_of(uow) is not None:
+            doom(reason)
+
+    async def _stored_version(self, key: Any, session: Any) -> Any:
+        doc = await self.collection().find_one({"_id": key}, {"_version": 1}, session=session)
+        return None if doc is None else doc.get("_version", 0)
+
+    async def _stored_docs(self, keys: list[Any], collection: Any, session: Any, projection: Any = None) -> dict[Any, Any]:
+        stored: dict[Any, Any] = {}
+        for start in range(0, len(keys), self.ids_per_query):
+            chunk = keys[start : start + self.ids_per_query]
+            cursor = collection.find({"_id": {"$in": chunk}}, projection, session=session)
+            async for batch in iterate_cursor_batches(cursor, self.batch_size):
+                for doc in batch:
+                    stored[_hashable(self._key(doc["_id"]))] = doc
+        return stored
+
+    async def _written(self, docs: list[dict[str, Any]], collection: Any, session: Any) -> set[int]:
+        """Indexes of ``docs`` whose stored document is exactly what was sent.
+
+        Compared after a BSON round trip with the collection's codec options, so types the
+        server normalises (tuples, datetime precision) compare equal. A concurrent writer
+        that stored the very same content counts as ours, which is harmless.
+        """
+        options = collection.codec_options
+        stored = await self._stored_docs([d["_id"] for d in docs], collection, session)
+        written = set()
+        for index, doc in enumerate(docs):
+            found = stored.get(_hashable(self._key(doc["_id"])))
+            if found is not None and found == bson.decode(bson.encode(doc), codec_options=options):
+                written.add(index)
+        return written
+
+    async def _raise_conflicts(
+        self, docs: list[dict[str, Any]], expected: list[int], conflicts: list[int], collection: Any, session: Any
+    ) -> None:
+        """Raise one error naming every conflicting entity of a batch (first one in the fields)."""
+        keys = [docs[i]["_id"] for i in conflicts]
+        stored = await self._stored_docs(keys, collection, session, {"_version": 1})
+        rows = []
+        for index, key in zip(conflicts, keys):
+            found = stored.get(_hashable(self._key(key)))
+            rows.append((key, expected[index], None if found is None else found.get("_version", 0)))
+        key, version, actual = rows[0]
+        listing = ", ".join(f"{k!r} (expected {v}, found {a})" for k, v, a in rows[:10])
+        more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+        cls = DuplicateEntityError if all(v == 0 for _, v, _ in rows) else VersionMismatchError
+        raise cls(
+            f"{len(rows)} of {len(docs)} saves in '{self.collection_name}' conflicted: "
+            f"{listing}{more}; reload these entities and retry",
+            entity_id=key,
+            expected=version,
+            actual=actual,
+            collection=self.collection_name,
+        )
+
+    def _duplicate(self, key: Any, details: dict[str, Any] | None) -> MongoPersistenceError:
+        if not _only_id_key(details):
+            index = (details or {}).get("keyPattern")
+            return MongoQueryError(
+                f"saving {key!r} in '{self.collection_name}' violates the unique index {index}: "
+                f"{(details or {}).get('errmsg', '')}"
+            )
+        return DuplicateEntityError(
+            f"cannot insert {key!r} into '{self.collection_name}': an entity with this id already "
+            "exists (expected version 0, i.e. new; a concurrent insert won). Load it and save the "
+            "loaded aggregate instead",
+            entity_id=key,
+            expected=0,
+            actual="existing",
+            collection=self.collection_name,
+        )
+
+    async def _write_conflict(self, key: Any, expected: Any) -> VersionMismatchError:
+        """The error for a server WriteConflict inside a transaction.
+
+        The server aborts the transaction when another transaction wrote the document
+        after this one started (committed or not). The committed version, read outside
+        the transaction, tells the caller which.
+        """
+        actual: Any = "an uncommitted concurrent write"
+        if not isinstance(key, list):
+            try:
+                committed = await self._stored_version(key, None)
+            except OperationFailure:
+                committed = expected
+            if committed != expected:
+                actual = committed
+        cls = DuplicateEntityError if expected == 0 else VersionMismatchError
+        return cls(
+            f"version conflict for {key!r} in '{self.collection_name}': expected version "
+            f"{expected!r}, found {actual!r} (written by a concurrent transaction); this "
+            "transaction was aborted: retry the unit of work (uow.run retries automatically)",
+            entity_id=key,
+            expected=expected,
+            actual=actual,
+            collection=self.collection_name,
+        )
+
+    async def _guarded(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except OperationFailure as exc:
+            if exc.code == WRITE_CONFLICT:  # keep the transient label reachable for uow.run
+                raise VersionMismatchError(
+                    f"write conflict in '{self.collection_name}': a concurrent transaction is writing "
+                    "the same document; retry the unit of work",
+                    collection=self.collection_name,
+                ) from exc
+            raise MongoQueryError(f"operation on '{self.collection_name}' failed: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model_cls.__name__} in '{self.collection_name}'>"
+
+
+def _hashable(value: Any) -> Any:
+    """A dict key for an ``_id`` value (documents and lists as ids are rare but legal)."""
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)

@@ -1,6 +1,8 @@
 """Advanced stores: projections, snapshots, positions, sagas, background jobs."""
 
 # --- projection store (issue 6) ---
+from .bulk_upserts import BulkLimits, BulkUpsertResult, build_upserts, to_update_ones, write_upserts
+from .projection_store import MongoProjectionStore
 
 # --- snapshots, positions, sagas, jobs (issue 6) ---
 from .position_store import MongoProjectionPositionStore

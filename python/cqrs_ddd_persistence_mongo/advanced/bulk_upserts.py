@@ -1,0 +1,261 @@
+"""Guarded bulk upserts of projection documents: build, check, split, send.
+
+This is the write half of hot path 3, shared by :class:`MongoProjectionStore.bulk_upsert`
+and the projection engine's coalesced writes. The statements themselves come from the
+native builder (``_accel.build_upserts``, twin ``_pure/bulk.py``):
+
+    filter = {"_id": <canonical key>,
+              "_last_position": {"$not": {"$gte": p}},   # when the doc carries _last_position
+              "_last_event_id": {"$ne": e}}               # when the doc carries _last_event_id
+    update = {"$set": <every field but the key>}          # sent with upsert=True
+
+Guard semantics (how guard + upsert never create a second document): ``_id`` is unique, so
+an upsert can only ever insert the one document with that key. When the document exists but
+its guard fails (a newer or the same position / event is already stored), the filter
+matches nothing and the upsert tries to insert ``_id`` again: the server answers E11000
+duplicate key on the ``_id`` index. That error *is* the "skipped" signal and is counted as
+``skipped``. Because the same E11000 also occurs when two writers race to insert a new
+key, every E11000 statement is sent once more: by then the document exists, so the retry
+either passes the guard (updated) or fails it again (truly skipped). A duplicate key on
+any other unique index is a real error.
+
+Inside a transaction a duplicate-key error would abort the transaction, so there the
+writer uses two error-free passes instead: guarded updates without upsert, then
+``$setOnInsert`` upserts by ``_id`` alone (inserting only what is still missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import bson
+from bson.errors import BSONError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from .. import _accel
+from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
+from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError
+
+Statement = tuple[dict[str, Any], dict[str, Any]]
+
+MAX_WRITE_BATCH_COUNT = 100_000
+MAX_BSON_BYTES = 16 * 1024 * 1024
+STATEMENT_OVERHEAD = 48  # {"q": ..., "u": ..., "upsert": true} and the array index around each statement
+DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True, slots=True)
+class BulkLimits:
+    """Most statements and encoded bytes per bulk write (the server's limits by default)."""
+
+    max_count: int = MAX_WRITE_BATCH_COUNT
+    max_bytes: int = MAX_BSON_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_count < 1 or self.max_bytes < 1:
+            raise ProjectionError("bulk limits must be positive (max_count >= 1, max_bytes >= 1)")
+
+
+@dataclass(slots=True)
+class BulkUpsertResult:
+    """What a bulk upsert did: documents inserted, updated, and skipped by their guard."""
+
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    batches: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+def build_upserts(
+    docs: Sequence[dict[str, Any]],
+    id_field: str = "id",
+    position_field: str | None = POSITION_FIELD,
+    event_id_field: str | None = EVENT_ID_FIELD,
+) -> list[Statement]:
+    """``[(filter, update), ...]`` for ``docs`` (native when available); see the module docstring.
+
+    Each doc may carry its own guard: ``position_field`` (stored position must be lower) and
+    ``event_id_field`` (stored last event must differ); ``None`` disables a guard. Raises
+    ``InvalidDocument`` naming the path (``docs[3].items[0].$price``) if any doc is invalid,
+    before anything is built, so nothing of an invalid batch is ever written.
+    """
+    return _accel.build_upserts(docs, id_field, position_field, event_id_field)
+
+
+def to_update_ones(statements: Sequence[Statement]) -> list[UpdateOne]:
+    """pymongo ``UpdateOne(filter, update, upsert=True)`` models for ``statements``."""
+    return [UpdateOne(filter_, update, upsert=True) for filter_, update in statements]
+
+
+def _identity(value: Any) -> Any:
+    """A hashable stand-in for a canonical ``_id`` (dicts are already in sorted order)."""
+    if isinstance(value, dict):
+        return ("d", tuple((k, _identity(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("l", tuple(_identity(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__name__, repr(value))
+    return (type(value).__name__, value)
+
+
+def check_unique_keys(statements: Sequence[Statement]) -> None:
+    """Refuse two statements for one ``_id``: an unordered bulk write gives them no order."""
+    seen: dict[Any, int] = {}
+    for index, (filter_, _) in enumerate(statements):
+        identity = _identity(filter_["_id"])
+        first = seen.setdefault(identity, index)
+        if first != index:
+            raise InvalidDocument(
+                f"docs[{first}] and docs[{index}] have the same key {filter_['_id']!r}; "
+                "merge them into one document (keep the latest state) before a bulk upsert"
+            )
+
+
+def statement_sizes(statements: Sequence[Statement], codec_options: Any) -> list[int]:
+    """Encoded size of each statement; unencodable or oversized documents raise ``InvalidDocument``."""
+    sizes = []
+    for index, (filter_, update) in enumerate(statements):
+        try:
+            size = (
+                len(bson.encode(filter_, codec_options=codec_options))
+                + len(bson.encode(update, codec_options=codec_options))
+                + STATEMENT_OVERHEAD
+            )
+        except (BSONError, TypeError, ValueError, OverflowError) as exc:
+            raise InvalidDocument(f"docs[{index}] cannot be encoded as BSON: {exc}") from exc
+        sizes.append(size)
+    return sizes
+
+
+def split_batches(sizes: Sequence[int], limits: BulkLimits) -> list[range]:
+    """Contiguous index ranges, each within ``limits`` (count and summed bytes).
+
+    A single statement larger than ``limits.max_bytes`` raises ``InvalidDocument`` (it could
+    never be sent); this runs before any write.
+    """
+    batches: list[range] = []
+    start, total = 0, 0
+    for index, size in enumerate(sizes):
+        if size > limits.max_bytes:
+            raise InvalidDocument(
+                f"docs[{index}] encodes to {size} bytes, over the {limits.max_bytes}-byte limit of "
+                "one write; split the document or move large parts elsewhere"
+            )
+        if index > start and (index - start >= limits.max_count or total + size > limits.max_bytes):
+            batches.append(range(start, index))
+            start, total = index, 0
+        total += size
+    if start < len(sizes):
+        batches.append(range(start, len(sizes)))
+    return batches
+
+
+def is_id_conflict(error: dict[str, Any]) -> bool:
+    """True for an E11000 on the ``_id`` index (the guard's "skipped" signal)."""
+    if error.get("code") != DUPLICATE_KEY:
+        return False
+    pattern = error.get("keyPattern")
+    if pattern is not None:
+        return dict(pattern) == {"_id": 1}
+    return "index: _id_ " in str(error.get("errmsg", ""))
+
+
+async def _bulk(collection: Any, models: list[UpdateOne], session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Send ``models`` unordered; return (result counts, write errors)."""
+    try:
+        result = await collection.bulk_write(models, ordered=False, session=session)
+    except BulkWriteError as exc:
+        details = exc.details
+        return details, list(details.get("writeErrors", []))
+    except PyMongoError as exc:
+        raise ProjectionError(f"bulk upsert into '{collection.name}' failed: {exc}") from exc
+    return result.bulk_api_result, []
+
+
+def _raise_other_errors(
+    collection: Any, errors: list[dict[str, Any]], done: BulkUpsertResult, *, tolerate_id_conflicts: bool = True
+) -> None:
+    """Raise for write errors other than the guard's ``_id`` conflicts (all errors if not tolerated)."""
+    others = [e for e in errors if not (tolerate_id_conflicts and is_id_conflict(e))]
+    if not others:
+        return
+    first = others[0]
+    message = (
+        f"bulk upsert into '{collection.name}': {len(others)} statement(s) failed, first: "
+        f"{first.get('errmsg')}; the other statements of the batch were applied "
+        f"({done.inserted} inserted, {done.updated} updated so far), re-running the batch is safe"
+    )
+    if first.get("code") == DUPLICATE_KEY:
+        raise DuplicateEntityError(message)
+    raise ProjectionError(message)
+
+
+async def _write_batch(collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult) -> None:
+    counts, errors = await _bulk(collection, to_update_ones(batch), session)
+    result.inserted += counts.get("nUpserted", 0)
+    result.updated += counts.get("nMatched", 0)
+    _raise_other_errors(collection, errors, result)
+    if not errors:
+        return
+    retry = [batch[e["index"]] for e in errors]
+    counts, errors = await _bulk(collection, to_update_ones(retry), session)
+    result.inserted += counts.get("nUpserted", 0)
+    result.updated += counts.get("nMatched", 0)
+    _raise_other_errors(collection, errors, result)
+    result.skipped += len(errors)
+
+
+async def _write_batch_in_transaction(
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult
+) -> None:
+    guarded = [UpdateOne(f, u, upsert=False) for f, u in batch]
+    inserts = [UpdateOne({"_id": f["_id"]}, {"$setOnInsert": u["$set"]}, upsert=True) for f, u in batch]
+    counts, errors = await _bulk(collection, guarded, session)
+    _raise_other_errors(collection, errors, result, tolerate_id_conflicts=False)
+    updated = counts.get("nMatched", 0)
+    counts, errors = await _bulk(collection, inserts, session)
+    _raise_other_errors(collection, errors, result, tolerate_id_conflicts=False)
+    inserted = counts.get("nUpserted", 0)
+    result.updated += updated
+    result.inserted += inserted
+    result.skipped += len(batch) - updated - inserted
+
+
+async def write_upserts(
+    collection: Any,
+    statements: list[Statement],
+    *,
+    session: Any = None,
+    in_transaction: bool = False,
+    limits: BulkLimits = BulkLimits(),
+) -> BulkUpsertResult:
+    """Send guarded upsert ``statements`` as unordered bulk writes within ``limits``.
+
+    Guarantee: every statement is checked (unique keys, encodable, within the size limit)
+    before the first write, so an invalid batch writes nothing. Each document's write is
+    atomic; the batch as a whole is atomic only inside a transaction (``in_transaction``).
+    Outside one, a crash or a failing statement leaves some documents written and others
+    not; re-sending the same statements is idempotent (guards skip what is already there, and
+    unguarded statements rewrite the same values). A concurrent writer of the same key sees
+    either the old or the new document, never two documents.
+    """
+    check_unique_keys(statements)
+    sizes = statement_sizes(statements, collection.codec_options)
+    result = BulkUpsertResult()
+    for span in split_batches(sizes, limits):
+        batch = statements[span.start : span.stop]
+        if in_transaction:
+            await _write_batch_in_transaction(collection, batch, session, result)
+        else:
+            await _write_batch(collection, batch, session, result)
+        result.batches += 1
+    return result

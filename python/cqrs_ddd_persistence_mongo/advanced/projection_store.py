@@ -1,0 +1,289 @@
+"""MongoProjectionStore: read-model documents with version guards, idempotency and bulk upserts.
+
+Storage layout: the key (``doc_id``, or ``doc[id_field]`` in bulk) is stored as ``_id``;
+a composite key (a dict) is stored with its fields in sorted order, so ``{"a": 1, "b": 2}``
+and ``{"b": 2, "a": 1}`` are the same document. Reads give ``_id`` back under ``id_field``.
+Guard fields kept on each document: ``_version`` (optimistic locking), ``_last_position``
+(highest event position applied), ``_last_event_id`` (last event applied).
+Upserts merge: fields absent from ``doc`` keep their stored value (``$set``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from .. import _accel
+from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
+from ..connection import MongoConnectionManager, _maybe_await
+from ..core._session import session_of
+from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError, VersionMismatchError
+from ..query_safety import check_pipeline, check_query
+from .bulk_upserts import (
+    MAX_BSON_BYTES,
+    MAX_WRITE_BATCH_COUNT,
+    BulkLimits,
+    BulkUpsertResult,
+    build_upserts,
+    is_id_conflict,
+    write_upserts,
+)
+
+VERSION_FIELD = "_version"
+
+
+class MongoProjectionStore:
+    """Projection (read-model) documents in any number of collections of one database.
+
+    ``allow_write_stages`` lets :meth:`aggregate` run ``$out`` / ``$merge``; ``max_batch_count``
+    and ``max_batch_bytes`` cap each bulk write below the server's limits (defaults: what the
+    server reports, else 100,000 statements and 16 MiB).
+    """
+
+    def __init__(
+        self,
+        connection: MongoConnectionManager,
+        database: str | None = None,
+        id_field: str = "id",
+        *,
+        allow_write_stages: bool = False,
+        max_batch_count: int | None = None,
+        max_batch_bytes: int | None = None,
+    ) -> None:
+        self.connection = connection
+        self.database = database
+        self.id_field = id_field
+        self.allow_write_stages = allow_write_stages
+        self._max_batch_count = max_batch_count
+        self._max_batch_bytes = max_batch_bytes
+
+    # --- plumbing ---------------------------------------------------------------
+    def _collection(self, name: str) -> Any:
+        if not isinstance(name, str) or not name or "$" in name or "\0" in name:
+            raise ProjectionError(f"invalid collection name {name!r}: use a non-empty name without '$' or NUL")
+        return self.connection.db(self.database)[name]
+
+    def _restore(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The stored document with ``_id`` given back as ``id_field`` (first field)."""
+        if "_id" not in doc:
+            return doc
+        key = doc.pop("_id")
+        return {self.id_field: key, **doc}
+
+    def _filter(self, filter: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A caller's filter, checked, with a top-level ``id_field`` condition aimed at ``_id``."""
+        if filter is None:
+            return {}
+        if not isinstance(filter, Mapping):
+            raise ProjectionError(f"filter must be a dict, not {type(filter).__name__}")
+        check_query(filter, "filter")
+        out = dict(filter)
+        if self.id_field in out and self.id_field != "_id":
+            value = out.pop(self.id_field)
+            plain_dict = isinstance(value, dict) and not any(str(k).startswith("$") for k in value)
+            out["_id"] = _accel.canonical_id(value) if plain_dict else value
+        return out
+
+    def _sort(self, sort: Any) -> list[tuple[str, Any]] | None:
+        if not sort:
+            return None
+        pairs = list(sort.items()) if isinstance(sort, Mapping) else [tuple(p) for p in sort]
+        return [("_id" if field == self.id_field else field, direction) for field, direction in pairs]
+
+    async def _limits(self) -> BulkLimits:
+        hello = await self.connection.server_hello()
+        count = self._max_batch_count or int(hello.get("maxWriteBatchSize") or MAX_WRITE_BATCH_COUNT)
+        size = self._max_batch_bytes or int(hello.get("maxBsonObjectSize") or MAX_BSON_BYTES)
+        return BulkLimits(max_count=count, max_bytes=size)
+
+    def _in_transaction(self, session: Any) -> bool:
+        return self.connection.driver().in_transaction(session)
+
+    # --- writes -----------------------------------------------------------------
+    async def upsert(
+        self,
+        collection: str,
+        doc_id: Any,
+        doc: Mapping[str, Any],
+        expected_version: int | None = None,
+        event_position: int | None = None,
+        event_id: Any = None,
+        uow: Any = None,
+    ) -> bool:
+        """Insert or update one document; True if written, False if skipped by its guard.
+
+        Guards, all in the write's filter (one conditional write, no read before it):
+        ``expected_version`` -> the stored ``_version`` must equal it (0 = the document must
+        not exist yet); a mismatch raises ``VersionMismatchError``. ``event_position`` -> the
+        stored ``_last_position`` must be lower (out-of-order events never move a document
+        back); ``event_id`` -> the stored ``_last_event_id`` must differ (a replayed event is a
+        no-op). Both are then recorded. Without ``_version`` in ``doc``, an ``expected_version``
+        write stores ``expected_version + 1``.
+
+        Guarantee: atomic for the document; idempotent under ``event_id`` / ``event_position``.
+        Two concurrent writers of a new key never create two documents (``_id`` is unique):
+        the loser's insert hits E11000, is retried once against the now-existing document and
+        then applies or skips by its guard. Inside a transaction the write uses two error-free
+        steps (guarded update, then insert-if-absent) because E11000 would abort it.
+        """
+        if not isinstance(doc, Mapping):
+            raise InvalidDocument(f"doc must be a dict, not {type(doc).__name__}")
+        body = dict(doc)
+        if self.id_field in body and body[self.id_field] != doc_id:
+            raise InvalidDocument(
+                f"doc[{self.id_field!r}] is {body[self.id_field]!r} but doc_id is {doc_id!r}; "
+                "they must name the same document"
+            )
+        body.pop("_id", None)
+        body[self.id_field] = doc_id
+        position_field = event_id_field = None
+        if event_position is not None:
+            body[POSITION_FIELD], position_field = event_position, POSITION_FIELD
+        if event_id is not None:
+            body[EVENT_ID_FIELD], event_id_field = event_id, EVENT_ID_FIELD
+        may_insert = True
+        if expected_version is not None:
+            if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
+                raise ProjectionError(f"expected_version must be an int >= 0, not {expected_version!r}")
+            body.setdefault(VERSION_FIELD, expected_version + 1)
+        [(filter_, update)] = _accel.build_upserts([body], self.id_field, position_field, event_id_field, "")
+        if expected_version is not None:
+            # A missing document counts as version 0: only expected_version=0 may insert.
+            may_insert = expected_version == 0
+            filter_[VERSION_FIELD] = {"$in": [None, 0]} if may_insert else expected_version
+        coll = self._collection(collection)
+        session = session_of(uow)
+        try:
+            if self._in_transaction(session):
+                written = await self._upsert_in_transaction(coll, filter_, update, may_insert, session)
+            else:
+                written = await self._upsert_once(coll, filter_, update, may_insert, session)
+        except PyMongoError as exc:
+            raise ProjectionError(f"upsert of {doc_id!r} into '{collection}' failed: {exc}") from exc
+        if not written and expected_version is not None:
+            await self._raise_if_version_differs(coll, filter_["_id"], doc_id, expected_version, collection, session)
+        return written
+
+    async def _upsert_once(
+        self, coll: Any, filter_: dict[str, Any], update: dict[str, Any], may_insert: bool, session: Any
+    ) -> bool:
+        for _ in range(2):  # the second try only follows an E11000 race (see upsert)
+            try:
+                result = await coll.update_one(filter_, update, upsert=may_insert, session=session)
+            except DuplicateKeyError as exc:
+                if not is_id_conflict(exc.details or {}):
+                    raise DuplicateEntityError(f"upsert into '{coll.name}' violates a unique index: {exc}") from exc
+                continue
+            return bool(result.matched_count or result.upserted_id is not None)
+        return False
+
+    async def _upsert_in_transaction(
+        self, coll: Any, filter_: dict[str, Any], update: dict[str, Any], may_insert: bool, session: Any
+    ) -> bool:
+        result = await coll.update_one(filter_, update, upsert=False, session=session)
+        if result.matched_count:
+            return True
+        if not may_insert:
+            return False
+        result = await coll.update_one(
+            {"_id": filter_["_id"]}, {"$setOnInsert": update["$set"]}, upsert=True, session=session
+        )
+        return result.upserted_id is not None
+
+    async def _raise_if_version_differs(
+        self, coll: Any, key: Any, doc_id: Any, expected: int, collection: str, session: Any
+    ) -> None:
+        """After a skipped write: tell a version conflict from a position / event-id skip."""
+        current = await coll.find_one({"_id": key}, {VERSION_FIELD: 1}, session=session)
+        actual = None if current is None else current.get(VERSION_FIELD)
+        if (actual or 0) != expected:  # a missing document or _version counts as version 0
+            raise VersionMismatchError(entity_id=doc_id, expected=expected, actual=actual, collection=collection)
+
+    async def bulk_upsert(
+        self,
+        collection: str,
+        docs: Sequence[Mapping[str, Any]],
+        id_field: str | None = None,
+        uow: Any = None,
+    ) -> BulkUpsertResult:
+        """Upsert many documents with unordered bulk writes; returns inserted/updated/skipped counts.
+
+        Each doc carries its key under ``id_field`` (default: the store's) and may carry its
+        own guards ``_last_position`` / ``_last_event_id`` (as :meth:`upsert`'s
+        ``event_position`` / ``event_id``). Statements are built natively and split to the
+        server's limits. Guarantee: nothing is written if any doc is invalid (bad field
+        names, no key, two docs with one key, unencodable or oversized); each document is
+        written atomically, the batch only inside a transaction; re-running a batch is
+        idempotent; see ``advanced/bulk_upserts.py`` for how guard skips are detected.
+        """
+        if isinstance(docs, Mapping) or not isinstance(docs, Sequence):
+            raise InvalidDocument(f"docs must be a list of dicts, not {type(docs).__name__}")
+        statements = build_upserts(list(docs), id_field or self.id_field)
+        if not statements:
+            return BulkUpsertResult()
+        coll = self._collection(collection)
+        session = session_of(uow)
+        return await write_upserts(
+            coll,
+            statements,
+            session=session,
+            in_transaction=self._in_transaction(session),
+            limits=await self._limits(),
+        )
+
+    upsert_batch = bulk_upsert
+
+    async def delete(self, collection: str, doc_id: Any, uow: Any = None) -> bool:
+        """Delete one document; True if it existed. Atomic; idempotent (a second call returns False)."""
+        result = await self._collection(collection).delete_one(
+            {"_id": _accel.canonical_id(doc_id)}, session=session_of(uow)
+        )
+        return result.deleted_count == 1
+
+    async def drop_collection(self, collection: str) -> None:
+        """Drop the whole collection (and its indexes); used by rebuilds. Idempotent."""
+        await self.connection.db(self.database).drop_collection(self._collection(collection).name)
+
+    # --- reads ------------------------------------------------------------------
+    async def find_one(self, collection: str, doc_id: Any, uow: Any = None) -> dict[str, Any] | None:
+        """The document with key ``doc_id`` (composite keys in any field order), or None."""
+        doc = await self._collection(collection).find_one(
+            {"_id": _accel.canonical_id(doc_id)}, session=session_of(uow)
+        )
+        return None if doc is None else self._restore(doc)
+
+    async def find(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None = None,
+        sort: Any = None,
+        limit: int | None = None,
+        skip: int | None = None,
+        projection: Any = None,
+        uow: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Documents matching ``filter`` (checked: no ``$where``/``$function``/``$accumulator``)."""
+        cursor = self._collection(collection).find(self._filter(filter), projection, session=session_of(uow))
+        order = self._sort(sort)
+        if order:
+            cursor = cursor.sort(order)
+        if skip:
+            cursor = cursor.skip(int(skip))
+        if limit:
+            cursor = cursor.limit(int(limit))
+        docs = await self.connection.driver().to_list(cursor, None)
+        return [self._restore(d) for d in docs]
+
+    async def count(self, collection: str, filter: Mapping[str, Any] | None = None, uow: Any = None) -> int:
+        """Number of documents matching ``filter`` (checked like :meth:`find`)."""
+        return int(await self._collection(collection).count_documents(self._filter(filter), session=session_of(uow)))
+
+    async def aggregate(self, collection: str, pipeline: Sequence[Mapping[str, Any]], uow: Any = None) -> list[dict[str, Any]]:
+        """Run ``pipeline`` (checked; ``$out``/``$merge`` only with ``allow_write_stages``); raw results."""
+        check_pipeline(pipeline, allow_write_stages=self.allow_write_stages)
+        cursor = await _maybe_await(
+            self._collection(collection).aggregate(list(pipeline), session=session_of(uow))
+        )
+        return await self.connection.driver().to_list(cursor, None)

@@ -9,3 +9,4 @@ from .uow import MongoUnitOfWork
 
 # --- event store and outbox (issue 5) ---
 from .event_store import MongoEventStore
+from .outbox import MongoOutboxStorage, OutboxPublisher

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .. import _accel
 from ..domain.events import StoredEvent, utc_now
-from ..exceptions import InvalidDocument, InvalidEvent
+from ..exceptions import InvalidEvent
+from ._documents import checked_mapping
 
 #: ``event_type`` of a hole marker: a document that occupies a position nobody will ever
 #: write (an appender failed or died after reserving it). Readers skip it.
@@ -23,19 +23,6 @@ def as_stored(event: Any) -> Any:
     """A DomainEvent becomes its StoredEvent; anything else is used as is (duck typing)."""
     to_stored = getattr(event, "to_stored", None)
     return to_stored() if callable(to_stored) else event
-
-
-def _mapping(value: Any, name: str, event_id: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidEvent(f"event {event_id!r}: {name} must be a dict, not {type(value).__name__}")
-    value = dict(value)
-    try:
-        _accel.validate_keys(value)
-    except InvalidDocument as exc:
-        raise InvalidEvent(f"event {event_id!r}: {name}: {exc}") from exc
-    return value
 
 
 def to_document(event: Any) -> dict[str, Any]:
@@ -66,8 +53,8 @@ def to_document(event: Any) -> dict[str, Any]:
         "aggregate_type": getattr(event, "aggregate_type", "") or "",
         "version": version,
         "schema_version": getattr(event, "schema_version", 1),
-        "payload": _mapping(getattr(event, "payload", None), "payload", event_id),
-        "metadata": _mapping(getattr(event, "metadata", None), "metadata", event_id),
+        "payload": checked_mapping(getattr(event, "payload", None), f"event {event_id!r}: payload", InvalidEvent),
+        "metadata": checked_mapping(getattr(event, "metadata", None), f"event {event_id!r}: metadata", InvalidEvent),
         "occurred_at": occurred_at,
         "correlation_id": getattr(event, "correlation_id", None),
         "causation_id": getattr(event, "causation_id", None),

@@ -46,11 +46,13 @@ def _duplicate_index(error: Mapping[str, Any]) -> str | None:
     """Which unique index a duplicate-key error hit: 'position', 'stream', '_id' or None."""
     if error.get("code") != _DUPLICATE_KEY:
         return None
-    pattern = error.get("keyPattern") or {}
-    message = str(error.get("errmsg", ""))
-    if "position" in pattern or POSITION_INDEX in message:
+    pattern = error.get("keyPattern")
+    if pattern is None:  # mongomock puts it in the message only
+        message = str(error.get("errmsg", ""))
+        pattern = {key: 1 for key in ("position", "version") if f"'{key}'" in message or f"{key}_" in message}
+    if "position" in pattern:
         return "position"
-    if "version" in pattern or STREAM_INDEX in message:
+    if "version" in pattern:
         return "stream"
     return "_id"
 

@@ -31,3 +31,4 @@ class OutboxMessage:
     published_at: datetime | None = None
     next_attempt_at: datetime | None = None
     correlation_id: str | None = None
+    locked_by: str | None = None  # the publisher holding the lease while status is "publishing"

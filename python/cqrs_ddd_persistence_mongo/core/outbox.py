@@ -1,0 +1,304 @@
+"""MongoOutboxStorage: the transactional outbox, with leases, retries and dead letters.
+
+One field drives delivery: ``next_attempt_at`` is set while a message may still be
+published (pending: its creation time; failed: when the retry is due; publishing: when the
+lease expires) and ``None`` once it is final (published or dead). "Due" means
+``next_attempt_at <= now``, one indexed range. Details in docs/outbox.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from ..domain.events import utc_now
+from ..domain.outbox import OutboxMessage, OutboxStatus
+from ..exceptions import InvalidOutboxMessage, OutboxError
+from ..indexes import ensure_indexes
+from ._documents import checked_mapping
+from ._session import session_of
+from .outbox_publisher import OutboxPublisher
+
+PENDING = OutboxStatus.PENDING.value
+PUBLISHING = OutboxStatus.PUBLISHING.value
+PUBLISHED = OutboxStatus.PUBLISHED.value
+FAILED = OutboxStatus.FAILED.value
+DEAD = OutboxStatus.DEAD.value
+
+_CLAIM_ATTEMPTS = 3
+_CAS_ATTEMPTS = 10
+
+__all__ = ["MongoOutboxStorage", "OutboxPublisher"]
+
+
+def _to_document(message: Any) -> dict[str, Any]:
+    """The seed's outbox document for ``message`` (duck typed), new messages due at once."""
+    message_id = getattr(message, "message_id", None)
+    if message_id is None or message_id == "":
+        raise InvalidOutboxMessage("an outbox message needs a message_id (usually the event id)")
+    event_type = getattr(message, "event_type", None)
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidOutboxMessage(f"outbox message {message_id!r}: event_type must be a non-empty string")
+    created_at = getattr(message, "created_at", None) or utc_now()
+    if not isinstance(created_at, datetime):
+        raise InvalidOutboxMessage(f"outbox message {message_id!r}: created_at must be a datetime")
+    status = getattr(message, "status", PENDING) or PENDING
+    status = getattr(status, "value", status)
+    if status not in (PENDING, FAILED):
+        raise InvalidOutboxMessage(
+            f"outbox message {message_id!r}: new messages are saved as 'pending' (or 'failed'), not {status!r}"
+        )
+    return {
+        "_id": message_id,
+        "event_type": event_type,
+        "payload": checked_mapping(getattr(message, "payload", None), f"outbox message {message_id!r}: payload",
+                                   InvalidOutboxMessage),
+        "metadata": checked_mapping(getattr(message, "metadata", None), f"outbox message {message_id!r}: metadata",
+                                    InvalidOutboxMessage),
+        "status": status,
+        "retry_count": int(getattr(message, "retry_count", 0) or 0),
+        "error": getattr(message, "error", None),
+        "created_at": created_at,
+        "published_at": None,
+        "next_attempt_at": getattr(message, "next_attempt_at", None) or created_at,
+        "correlation_id": getattr(message, "correlation_id", None),
+        "locked_by": None,
+    }
+
+
+def _from_document(doc: Mapping[str, Any]) -> OutboxMessage:
+    get = doc.get
+    return OutboxMessage(
+        message_id=doc["_id"],
+        event_type=doc["event_type"],
+        payload=get("payload") or {},
+        metadata=get("metadata") or {},
+        created_at=get("created_at"),
+        status=get("status", PENDING),
+        retry_count=get("retry_count", 0),
+        error=get("error"),
+        published_at=get("published_at"),
+        next_attempt_at=get("next_attempt_at"),
+        correlation_id=get("correlation_id"),
+        locked_by=get("locked_by"),
+    )
+
+
+class MongoOutboxStorage:
+    """Outbox messages in one collection (default ``outbox``).
+
+    ``max_retries`` failed retries after the first attempt move a message to ``dead``;
+    the n-th failure waits ``retry_backoff * 2**(n-1)`` (at most ``max_backoff``).
+    Times are the publishers' clocks: keep leases much longer than their clock skew.
+    """
+
+    def __init__(
+        self,
+        connection: Any,
+        database: str | None = None,
+        collection: str = "outbox",
+        *,
+        max_retries: int = 5,
+        retry_backoff: timedelta = timedelta(seconds=1),
+        max_backoff: timedelta = timedelta(minutes=5),
+    ) -> None:
+        if max_retries < 0:
+            raise OutboxError(f"max_retries must be >= 0, not {max_retries}")
+        self._connection = connection
+        self._database = database
+        self.collection_name = collection
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.max_backoff = max_backoff
+        self._indexes_ready = False
+
+    def _collection(self) -> Any:
+        return self._connection.db(self._database)[self.collection_name]
+
+    async def ensure_indexes(self) -> None:
+        """Indexes for due messages, claimed batches and dead letters (idempotent)."""
+        await ensure_indexes(
+            self._collection(),
+            [("next_attempt_at", 1, "_id", 1), ("lease_token", 1), ("status", 1, "created_at", 1)],
+        )
+        self._indexes_ready = True
+
+    async def _ready(self) -> None:
+        if not self._indexes_ready:
+            await self.ensure_indexes()
+
+    async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[OutboxMessage]:
+        cursor = self._collection().find(filter_, sort=sort or None, limit=limit, batch_size=limit or 1000)
+        try:
+            docs = await self._connection.driver().to_list(cursor, None)
+        except PyMongoError as exc:
+            raise OutboxError(f"reading '{self.collection_name}' failed: {exc}") from exc
+        return [_from_document(doc) for doc in docs]
+
+    async def _update_many(self, filter_: dict[str, Any], update: dict[str, Any]) -> int:
+        try:
+            result = await self._collection().update_many(filter_, update)
+        except PyMongoError as exc:
+            raise OutboxError(f"updating '{self.collection_name}' failed: {exc}") from exc
+        return int(result.modified_count)
+
+    # --- writing ----------------------------------------------------------------------
+    async def save_messages(self, messages: Iterable[Any], uow: Any = None) -> None:
+        """Store new messages, due at once; an empty list is a no-op.
+
+        With ``uow=`` the insert is part of the caller's transaction: the messages exist
+        exactly when the rest of the unit of work commits. Without, one ordered insert:
+        a failure keeps the messages before it. Not idempotent: a message id already
+        saved raises :class:`OutboxError` (and aborts the transaction).
+        """
+        docs = [_to_document(message) for message in messages]
+        if not docs:
+            return
+        await self._ready()
+        try:
+            await self._collection().insert_many(docs, ordered=True, session=session_of(uow))
+        except BulkWriteError as exc:
+            error = (exc.details.get("writeErrors") or [{}])[0]
+            if error.get("code") == 11000:
+                raise OutboxError(
+                    f"outbox message {docs[error.get('index', 0)]['_id']!r} is already saved; "
+                    "message ids must be unique (use the event id)"
+                ) from exc
+            raise OutboxError(f"saving outbox messages failed: {error.get('errmsg', exc)}") from exc
+        except PyMongoError as exc:
+            raise OutboxError(f"saving outbox messages failed: {exc}") from exc
+
+    async def claim_batch(self, worker_id: str, limit: int = 100,
+                          lease: timedelta = timedelta(seconds=30)) -> list[OutboxMessage]:
+        """Lease up to ``limit`` due messages to ``worker_id``, oldest first.
+
+        Atomic per message: each one is leased to exactly one caller (a conditional update
+        on ``next_attempt_at``), so concurrent publishers never get the same message while
+        its lease runs. When the lease expires before ``mark_published``/``mark_failed``
+        (the publisher died), the message is due again: delivery is at least once.
+        Three round trips: pick candidates, lease them with one token, read what was won.
+        """
+        if limit <= 0:
+            raise OutboxError(f"limit must be a positive int, not {limit!r}")
+        await self._ready()
+        for _ in range(_CLAIM_ATTEMPTS):
+            now = utc_now()
+            due = {"next_attempt_at": {"$lte": now}}
+            candidates = await self._find(due, [("next_attempt_at", 1), ("_id", 1)], limit)
+            if not candidates:
+                return []
+            token = uuid.uuid4().hex
+            won = await self._update_many(
+                {"_id": {"$in": [m.message_id for m in candidates]}, **due},
+                {"$set": {"status": PUBLISHING, "locked_by": worker_id, "lease_token": token,
+                          "next_attempt_at": now + lease}},
+            )
+            if won:
+                claimed = await self._find({"lease_token": token}, [], 0)
+                order = {m.message_id: i for i, m in enumerate(candidates)}
+                return sorted(claimed, key=lambda m: order.get(m.message_id, 0))
+            # another publisher leased every candidate first: pick again
+        return []
+
+    async def release(self, ids: Iterable[Any], worker_id: str) -> int:
+        """Give leased messages back (due now) without counting a failure; returns how many.
+
+        Only messages still leased to ``worker_id`` are released. Idempotent.
+        """
+        ids = list(ids)
+        if not ids:
+            return 0
+        return await self._update_many(
+            {"_id": {"$in": ids}, "status": PUBLISHING, "locked_by": worker_id},
+            {"$set": {"status": PENDING, "locked_by": None, "next_attempt_at": utc_now()}},
+        )
+
+    async def mark_published(self, ids: Iterable[Any]) -> int:
+        """Mark messages published (final); returns how many changed. Idempotent, one round trip."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        await self._ready()
+        return await self._update_many(
+            {"_id": {"$in": ids}, "status": {"$ne": PUBLISHED}},
+            {"$set": {"status": PUBLISHED, "published_at": utc_now(), "next_attempt_at": None, "locked_by": None}},
+        )
+
+    def backoff(self, failures: int) -> timedelta:
+        """How long the ``failures``-th failure waits before the next attempt."""
+        return min(self.retry_backoff * (2 ** max(failures - 1, 0)), self.max_backoff)
+
+    async def mark_failed(self, message_id: Any, error: str) -> str:
+        """Record a failed attempt; returns the new status ('failed' or 'dead').
+
+        Atomic compare-and-set on ``retry_count``: concurrent calls each count once.
+        A failed message is due again after :meth:`backoff`; after ``max_retries`` retries
+        it becomes ``dead`` with its last error. A published or dead message is left as is.
+        """
+        await self._ready()
+        collection = self._collection()
+        for _ in range(_CAS_ATTEMPTS):
+            try:
+                doc = await collection.find_one({"_id": message_id}, {"status": 1, "retry_count": 1})
+            except PyMongoError as exc:
+                raise OutboxError(f"reading outbox message {message_id!r} failed: {exc}") from exc
+            if doc is None:
+                raise OutboxError(f"no outbox message {message_id!r} in '{self.collection_name}'")
+            if doc.get("status") in (PUBLISHED, DEAD):
+                return str(doc["status"])
+            failures = int(doc.get("retry_count", 0)) + 1
+            now = utc_now()
+            dead = failures > self.max_retries
+            update = {
+                "status": DEAD if dead else FAILED,
+                "retry_count": failures,
+                "error": str(error),
+                "locked_by": None,
+                "next_attempt_at": None if dead else now + self.backoff(failures),
+            }
+            try:
+                result = await collection.update_one(
+                    {"_id": message_id, "status": doc.get("status"), "retry_count": doc.get("retry_count", 0)},
+                    {"$set": update},
+                )
+            except PyMongoError as exc:
+                raise OutboxError(f"marking outbox message {message_id!r} failed: {exc}") from exc
+            if result.matched_count:
+                return str(update["status"])
+        raise OutboxError(f"outbox message {message_id!r} kept changing under mark_failed; retry")
+
+    async def requeue_dead(self, ids: Iterable[Any] | None = None) -> int:
+        """Return dead messages (all when ``ids`` is None) to pending with a fresh retry budget.
+
+        Keeps their last error for the record. Idempotent; returns how many were requeued.
+        """
+        await self._ready()
+        filter_: dict[str, Any] = {"status": DEAD}
+        if ids is not None:
+            filter_["_id"] = {"$in": list(ids)}
+        return await self._update_many(
+            filter_, {"$set": {"status": PENDING, "retry_count": 0, "next_attempt_at": utc_now(), "locked_by": None}}
+        )
+
+    # --- reading ----------------------------------------------------------------------
+    async def get_pending(self, limit: int = 100) -> list[OutboxMessage]:
+        """Due messages (new, retries due, expired leases), oldest due first, without leasing.
+
+        For a single publisher (the seed's loop); concurrent publishers use :meth:`claim_batch`.
+        """
+        await self._ready()
+        return await self._find({"next_attempt_at": {"$lte": utc_now()}}, [("next_attempt_at", 1), ("_id", 1)], limit)
+
+    async def get_dead(self, limit: int = 100) -> list[OutboxMessage]:
+        """Dead letters, oldest first, with their last error."""
+        await self._ready()
+        return await self._find({"status": DEAD}, [("status", 1), ("created_at", 1)], limit)
+
+    async def get_message(self, message_id: Any) -> OutboxMessage | None:
+        await self._ready()
+        docs = await self._find({"_id": message_id}, [], 1)
+        return docs[0] if docs else None

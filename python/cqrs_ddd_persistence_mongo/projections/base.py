@@ -93,7 +93,8 @@ class Projection:
 
     Class attributes:
 
-    * ``projection_name``: unique name (the checkpoint key); default: the class name.
+    * ``projection_name``: unique name (the checkpoint key); default: the class name of the
+      first class that declares handlers (subclasses keep it: same read model).
     * ``collections``: the read-model collections the projection owns (reset and rebuilt
       with it). Document handlers default to the first one.
     * ``on_error``: after a handler failed ``max_retries + 1`` times its event is parked in
@@ -110,7 +111,7 @@ class Projection:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__dict__.get("projection_name"):
+        if not cls.projection_name:  # a subclass keeps its parent's name (same read model)
             cls.projection_name = cls.__name__
         if isinstance(cls.collections, str):
             cls.collections = (cls.collections,)

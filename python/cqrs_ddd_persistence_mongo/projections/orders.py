@@ -63,7 +63,7 @@ class OrderSummaryProjection(Projection):
 
 def order_history(
     orders: int, events_per_order: int = 10, *, concurrent: int = 200, seed: int = 7,
-    start: datetime | None = None,
+    start: datetime | None = None, prefix: str = "order",
 ) -> Iterator[StoredEvent]:
     """A realistic interleaving: ``concurrent`` orders open at a time, each placed, then
     ``events_per_order - 2`` items added, then shipped or cancelled. Events come in the
@@ -75,7 +75,7 @@ def order_history(
     created = 0
     while created < orders or open_orders:
         while len(open_orders) < concurrent and created < orders:
-            open_orders.append([f"order-{created:07d}", 1])
+            open_orders.append([f"{prefix}-{created:07d}", 1])
             created += 1
         slot = rnd.randrange(len(open_orders))
         order_id, version = open_orders[slot]

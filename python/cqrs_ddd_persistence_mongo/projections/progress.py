@@ -46,6 +46,7 @@ class Progress:
         self.started = clock()
         self.done = 0
         self._last_output = float("-inf")
+        self._last_done = -1
 
     @property
     def elapsed(self) -> float:
@@ -86,6 +87,7 @@ class Progress:
         self._emit()
 
     def _emit(self, final: bool = False) -> None:
+        self._last_done = self.done
         if self.tty:
             self.stream.write("\r" + self.line() + ("\n" if final else ""))
         else:
@@ -95,4 +97,5 @@ class Progress:
     def finish(self) -> None:
         """Print the final state (ends the bar's line on a terminal)."""
         self.total = max(self.total, self.done)
-        self._emit(final=True)
+        if self.tty or self._last_done != self.done:
+            self._emit(final=True)

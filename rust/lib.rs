@@ -5,10 +5,12 @@ use pyo3::prelude::*;
 mod bulk;
 mod errors;
 mod keys;
+mod mapping;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
     bulk::register(m)?;
+    mapping::register(m)?;
     Ok(())
 }

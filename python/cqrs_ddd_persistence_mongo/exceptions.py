@@ -145,6 +145,15 @@ __all__ = [
 ]
 
 
+# --- repository reads (issue 3) ------------------------------------------------------
+class ResultTooLarge(MongoQueryError):
+    """Awaiting an unbounded ``list_all()`` would load more than its cap into memory:
+    stream it with ``async for`` or pass a limit."""
+
+
+__all__ += ["ResultTooLarge"]
+
+
 # --- event store and outbox (issue 5) -------------------------------------------------
 class InvalidEvent(EventStoreError, ValueError):
     """An event cannot be appended as given (missing id, stream, type or a bad version)."""

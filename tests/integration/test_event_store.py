@@ -269,3 +269,23 @@ async def test_works_on_mongomock_without_transactions(mock_connection: MongoCon
 def test_bad_arguments() -> None:
     with pytest.raises(EventStoreError, match="gap_timeout"):
         MongoEventStore(object(), gap_timeout=-1)
+
+
+async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connection: MongoConnectionManager) -> None:
+    """The store's collection and unique indexes are created inside the transaction when it
+    is the first use, instead of a catalog change the transaction would conflict with."""
+    from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
+
+    store = MongoEventStore(real_connection)
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        await real_connection.db().orders.insert_one({"_id": 1}, session=uow.session)
+        await store.append(ev("a", 1), uow=uow)
+    # left without commit(): nothing was written
+    assert "domain_events" not in await real_connection.db().list_collection_names()
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        await real_connection.db().orders.insert_one({"_id": 2}, session=uow.session)
+        assert await store.append_batch([ev("a", 1), ev("a", 2)], uow=uow) == [1, 2]
+        await uow.commit()
+    with pytest.raises(ConcurrencyConflict):  # the unique stream index exists for good
+        await store.append(ev("a", 2))
+    assert [e.version for e in await store.get_events_after(0)] == [1, 2]

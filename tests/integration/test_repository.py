@@ -406,3 +406,24 @@ async def test_custom_mapping_hooks(real_connection: MongoConnectionManager) -> 
     loaded = await repo.get("o1")
     assert loaded._total_items == 2
     assert [o._total_items for o in await repo.list_all(["o1"])] == [2]
+
+
+async def test_add_many_write_conflict_between_transactions(real_connection: MongoConnectionManager) -> None:
+    orders, _ = await _repos(real_connection)
+    await orders.add(Order(id="a"))
+    async with MongoUnitOfWork(connection=real_connection) as first, MongoUnitOfWork(connection=real_connection) as second:
+        mine = await orders.get("a", uow=first)
+        theirs = await orders.get("a", uow=second)
+        mine.status = "first"
+        await orders.add(mine, uow=first)
+        theirs.status = "second"
+        fresh = Order(id="b")
+        with pytest.raises(VersionMismatchError, match="concurrent transaction") as info:
+            await orders.add_many([theirs, fresh], uow=second)
+        assert info.value.__cause__ is not None
+        assert (theirs.version, fresh.version) == (1, 0)
+        with pytest.raises(MongoUnitOfWorkError):
+            await second.commit()
+        await first.commit()
+    assert (await orders.get("a")).status == "first"
+    assert await orders.get("b") is None

@@ -356,3 +356,15 @@ async def test_concurrent_units_of_work_are_isolated(real_connection: MongoConne
 
     await asyncio.gather(*(writer(i) for i in range(6)))
     assert sorted([d["_id"] async for d in a.find({})]) == [0, 2, 4]
+
+
+async def test_session_of_another_client_is_refused(real_connection: MongoConnectionManager, mongo_url: str) -> None:
+    other = MongoConnectionManager(url=mongo_url, database=real_connection.database_name)
+    await other.connect()
+    session = await other.driver().start_session(other.client)
+    try:
+        with pytest.raises(MongoUnitOfWorkError, match="another client"):
+            MongoUnitOfWork(connection=real_connection, session=session)
+    finally:
+        await other.driver().end_session(session)
+        await other.disconnect()

@@ -2,6 +2,7 @@
 
 # --- unit of work and repository (issue 3) ---
 from .model_mapper import MongoDBModelMapper
+from .entity_stream import EntityStream
 from .repository import MongoRepository
 from .uow import MongoUnitOfWork
 

@@ -22,6 +22,7 @@ class GapClock:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        self.holds = 0  # how often a reader stopped at a hole (an observability counter)
         self._first_seen: dict[int, float] = {}
 
     def abandoned(self, start: int) -> bool:
@@ -33,6 +34,7 @@ class GapClock:
         if now - seen >= self.timeout:
             del self._first_seen[start]
             return True
+        self.holds += 1
         return False
 
 

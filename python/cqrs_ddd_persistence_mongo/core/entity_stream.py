@@ -19,15 +19,11 @@ from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from ..exceptions import MongoQueryError
+from ..exceptions import MongoQueryError, ResultTooLarge
 
 T = TypeVar("T")
 
 BatchSource = Callable[[int], AsyncIterator[list[dict[str, Any]]]]
-
-
-class ResultTooLarge(MongoQueryError):
-    """Awaiting an unbounded ``list_all()`` would load more than its cap into memory."""
 
 
 async def iterate_cursor_batches(cursor: Any, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:

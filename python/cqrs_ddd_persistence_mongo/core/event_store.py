@@ -30,9 +30,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 
 from ..domain.events import StoredEvent
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
-from ..indexes import ensure_indexes
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock
+from ._lazy_indexes import ensure_store_indexes
 from ._session import session_of
 
 _DUPLICATE_KEY = 11000
@@ -86,6 +86,11 @@ class MongoEventStore:
         self._gaps = GapClock(seconds)
         self._indexes_ready = False
 
+    @property
+    def reader_holds(self) -> int:
+        """How many times a read stopped at a hole that might still be filled (a metric)."""
+        return self._gaps.holds
+
     # --- plumbing ---------------------------------------------------------------------
     def _collection(self) -> Any:
         return self._connection.db(self._database)[self.collection_name]
@@ -93,15 +98,23 @@ class MongoEventStore:
     def _counters(self) -> Any:
         return self._connection.db(self._database)[self.counters_collection_name]
 
+    _INDEXES = (
+        {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
+        {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
+    )
+
     async def ensure_indexes(self) -> None:
-        """Create the unique position and stream indexes and the counter document (idempotent)."""
-        await ensure_indexes(
-            self._collection(),
-            [
-                {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
-                {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
-            ],
-        )
+        """Create the unique position and stream indexes and the counter document (idempotent).
+
+        Called lazily on first use; call it at startup to keep it off the first request.
+        """
+        await self._ready(None)
+
+    async def _ready(self, session: Any = None) -> None:
+        if self._indexes_ready:
+            return
+        if not await ensure_store_indexes(self._connection, self._collection(), self._INDEXES, session):
+            return  # created inside the caller's transaction: look again next time
         try:
             await self._counters().update_one(
                 {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
@@ -109,10 +122,6 @@ class MongoEventStore:
         except DuplicateKeyError:
             pass  # a concurrent caller created it
         self._indexes_ready = True
-
-    async def _ready(self) -> None:
-        if not self._indexes_ready:
-            await self.ensure_indexes()
 
     async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int = 0,
                     session: Any = None) -> list[dict[str, Any]]:
@@ -151,8 +160,8 @@ class MongoEventStore:
         stored = [as_stored(event) for event in events]
         docs = [to_document(event) for event in stored]
         self._reject_duplicates_within(docs)
-        await self._ready()
         session = session_of(uow)
+        await self._ready(session)
         in_transaction = self._connection.driver().in_transaction(session)
         if expected_version is not None:
             await self._check_head(docs[0]["aggregate_id"], expected_version, session)
@@ -292,7 +301,7 @@ class MongoEventStore:
     # --- reading ----------------------------------------------------------------------
     async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
         """The events of one stream in version order, those after ``after_version`` when > 0."""
-        await self._ready()
+        await self._ready(session_of(uow))
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:
             filter_["version"] = {"$gt": after_version}
@@ -311,7 +320,7 @@ class MongoEventStore:
             raise EventStoreError(f"limit must be a positive int, not {limit!r}")
         await self._ready()
         events: list[StoredEvent] = []
-        after = position
+        after = max(position, 0)  # positions start at 1
         while len(events) < limit:
             page, after, more = await self._page(after, limit - len(events))
             events.extend(page)
@@ -335,7 +344,7 @@ class MongoEventStore:
 
     async def _stream(self, position: int, batch_size: int) -> AsyncIterator[StoredEvent]:
         await self._ready()
-        after = position
+        after = max(position, 0)
         more = True
         while more:
             page, after, more = await self._page(after, batch_size)
@@ -343,34 +352,58 @@ class MongoEventStore:
                 yield event
 
     async def _page(self, after: int, limit: int) -> tuple[list[StoredEvent], int, bool]:
-        """Read up to ``limit`` documents after ``after`` and stop at the first unsafe hole.
+        """Read the window of positions (after, after + limit] and stop at the first unsafe hole.
 
-        Returns (events, last position consumed incl. hole markers, whether to read on).
+        Positions are dense (every reserved one is an event, a hole marker or still in
+        flight), so a bounded window reads at most ``limit`` documents and lets the server
+        stop early. Returns (events, last position consumed incl. markers, whether to read on).
         """
-        docs = await self._find({"position": {"$gt": after}}, [("position", 1)], limit)
+        window_end = after + limit
+        docs = await self._find({"position": {"$gt": after, "$lte": window_end}}, [("position", 1)], limit)
         events: list[StoredEvent] = []
         expected = after + 1
         for doc in docs:
             found = doc["position"]
-            if found != expected:
-                if not self._gaps.abandoned(expected):
-                    return events, after, False  # hold back: the hole may still be filled
-                await self._fence(range(expected, found))
-                return events, after, True  # re-read: a late appender may have won a slot
+            if found != expected:  # positions expected..found-1 are reserved, not visible
+                return events, after, await self._resolve_hole(expected, found - 1)
             after, expected = found, found + 1
             if not is_gap(doc):
                 events.append(from_document(doc))
-        return events, after, len(docs) == limit
+        if len(docs) == limit:
+            return events, after, True
+        head = await self._reserved_head()  # is anything reserved beyond what we saw?
+        if expected > head:
+            return events, after, False  # caught up
+        return events, after, await self._resolve_hole(expected, min(window_end, head))
+
+    async def _resolve_hole(self, first: int, last: int) -> bool:
+        """Hold back at a hole that may still be filled (False), or fence an abandoned one
+        and tell the caller to re-read from it (True)."""
+        if not self._gaps.abandoned(first):
+            return False
+        await self._fence(range(first, last + 1))
+        return True
+
+    async def _reserved_head(self) -> int:
+        """The last reserved position (the counter), one ``_id`` lookup."""
+        try:
+            counter = await self._counters().find_one({"_id": self.position_counter})
+        except PyMongoError as exc:
+            raise EventStoreError(f"reading the position counter failed: {exc}") from exc
+        return int(counter["seq"]) if counter else 0
 
     async def get_latest_position(self) -> int:
-        """The highest position of a stored event (0 when there is none)."""
+        """The highest position of a stored event (0 when there is none).
+
+        Positions reserved by appenders still in flight and hole markers are not counted.
+        """
         await self._ready()
-        filter_: dict[str, Any] = {}
-        while True:
-            docs = await self._find(filter_, [("position", -1)], 16)
+        high = await self._reserved_head()
+        step = 64
+        while high > 0:
+            docs = await self._find({"position": {"$gt": high - step, "$lte": high}}, [("position", -1)], step)
             for doc in docs:
                 if not is_gap(doc):
                     return int(doc["position"])
-            if len(docs) < 16:
-                return 0
-            filter_ = {"position": {"$lt": docs[-1]["position"]}}
+            high -= step
+        return 0

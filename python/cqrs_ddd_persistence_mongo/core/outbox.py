@@ -8,6 +8,7 @@ lease expires) and ``None`` once it is final (published or dead). "Due" means
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -18,8 +19,8 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
-from ..indexes import ensure_indexes
 from ._documents import checked_mapping
+from ._lazy_indexes import ensure_store_indexes
 from ._session import session_of
 from .outbox_publisher import OutboxPublisher
 
@@ -30,6 +31,7 @@ FAILED = OutboxStatus.FAILED.value
 DEAD = OutboxStatus.DEAD.value
 
 _CLAIM_ATTEMPTS = 3
+_CLAIM_SPREAD = 4
 _CAS_ATTEMPTS = 10
 
 __all__ = ["MongoOutboxStorage", "OutboxPublisher"]
@@ -119,25 +121,30 @@ class MongoOutboxStorage:
     def _collection(self) -> Any:
         return self._connection.db(self._database)[self.collection_name]
 
+    _INDEXES = (("next_attempt_at", 1), ("status", 1, "created_at", 1))
+
     async def ensure_indexes(self) -> None:
-        """Indexes for due messages, claimed batches and dead letters (idempotent)."""
-        await ensure_indexes(
-            self._collection(),
-            [("next_attempt_at", 1, "_id", 1), ("lease_token", 1), ("status", 1, "created_at", 1)],
-        )
-        self._indexes_ready = True
+        """Indexes for due messages and dead letters (idempotent; also done on first use)."""
+        await self._ready(None)
 
-    async def _ready(self) -> None:
+    async def _ready(self, session: Any = None) -> None:
         if not self._indexes_ready:
-            await self.ensure_indexes()
+            self._indexes_ready = await ensure_store_indexes(
+                self._connection, self._collection(), self._INDEXES, session
+            )
 
-    async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[OutboxMessage]:
-        cursor = self._collection().find(filter_, sort=sort or None, limit=limit, batch_size=limit or 1000)
+    async def _find_docs(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int,
+                         projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self._collection().find(
+            filter_, projection, sort=sort or None, limit=limit, batch_size=limit or 1000
+        )
         try:
-            docs = await self._connection.driver().to_list(cursor, None)
+            return await self._connection.driver().to_list(cursor, None)
         except PyMongoError as exc:
             raise OutboxError(f"reading '{self.collection_name}' failed: {exc}") from exc
-        return [_from_document(doc) for doc in docs]
+
+    async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[OutboxMessage]:
+        return [_from_document(doc) for doc in await self._find_docs(filter_, sort, limit)]
 
     async def _update_many(self, filter_: dict[str, Any], update: dict[str, Any]) -> int:
         try:
@@ -158,9 +165,10 @@ class MongoOutboxStorage:
         docs = [_to_document(message) for message in messages]
         if not docs:
             return
-        await self._ready()
+        session = session_of(uow)
+        await self._ready(session)
         try:
-            await self._collection().insert_many(docs, ordered=True, session=session_of(uow))
+            await self._collection().insert_many(docs, ordered=True, session=session)
         except BulkWriteError as exc:
             error = (exc.details.get("writeErrors") or [{}])[0]
             if error.get("code") == 11000:
@@ -174,13 +182,15 @@ class MongoOutboxStorage:
 
     async def claim_batch(self, worker_id: str, limit: int = 100,
                           lease: timedelta = timedelta(seconds=30)) -> list[OutboxMessage]:
-        """Lease up to ``limit`` due messages to ``worker_id``, oldest first.
+        """Lease up to ``limit`` due messages to ``worker_id``, among the oldest due.
 
         Atomic per message: each one is leased to exactly one caller (a conditional update
         on ``next_attempt_at``), so concurrent publishers never get the same message while
         its lease runs. When the lease expires before ``mark_published``/``mark_failed``
         (the publisher died), the message is due again: delivery is at least once.
         Three round trips: pick candidates, lease them with one token, read what was won.
+        Each claimer picks ``limit`` of the ``4 * limit`` oldest due messages at random, so
+        concurrent publishers rarely race for the same ones; the batch is returned oldest first.
         """
         if limit <= 0:
             raise OutboxError(f"limit must be a positive int, not {limit!r}")
@@ -188,18 +198,21 @@ class MongoOutboxStorage:
         for _ in range(_CLAIM_ATTEMPTS):
             now = utc_now()
             due = {"next_attempt_at": {"$lte": now}}
-            candidates = await self._find(due, [("next_attempt_at", 1), ("_id", 1)], limit)
-            if not candidates:
+            due_ids = [doc["_id"] for doc in await self._find_docs(
+                due, [("next_attempt_at", 1)], limit * _CLAIM_SPREAD, {"_id": 1})]
+            if not due_ids:
                 return []
+            picked = sorted(random.sample(range(len(due_ids)), min(limit, len(due_ids))))
+            candidates = [due_ids[i] for i in picked]
             token = uuid.uuid4().hex
             won = await self._update_many(
-                {"_id": {"$in": [m.message_id for m in candidates]}, **due},
+                {"_id": {"$in": candidates}, **due},
                 {"$set": {"status": PUBLISHING, "locked_by": worker_id, "lease_token": token,
                           "next_attempt_at": now + lease}},
             )
             if won:
-                claimed = await self._find({"lease_token": token}, [], 0)
-                order = {m.message_id: i for i, m in enumerate(candidates)}
+                claimed = await self._find({"_id": {"$in": candidates}, "lease_token": token}, [], 0)
+                order = {message_id: i for i, message_id in enumerate(candidates)}
                 return sorted(claimed, key=lambda m: order.get(m.message_id, 0))
             # another publisher leased every candidate first: pick again
         return []
@@ -291,7 +304,7 @@ class MongoOutboxStorage:
         For a single publisher (the seed's loop); concurrent publishers use :meth:`claim_batch`.
         """
         await self._ready()
-        return await self._find({"next_attempt_at": {"$lte": utc_now()}}, [("next_attempt_at", 1), ("_id", 1)], limit)
+        return await self._find({"next_attempt_at": {"$lte": utc_now()}}, [("next_attempt_at", 1)], limit)
 
     async def get_dead(self, limit: int = 100) -> list[OutboxMessage]:
         """Dead letters, oldest first, with their last error."""

@@ -23,6 +23,7 @@ from ..exceptions import (
     DuplicateEntityError,
     MongoPersistenceError,
     MongoQueryError,
+    MongoUnitOfWorkError,
     VersionMismatchError,
 )
 from ._session import session_of
@@ -76,6 +77,7 @@ class MongoRepository(Generic[T, ID]):
         self.model_cls = model_cls
         self.id_field = id_field
         self._mapper = mapper if mapper is not None else MongoDBModelMapper(model_cls, id_field=id_field)
+        self._cached_collection: tuple[Any, Any] | None = None
 
     # --- mapping hooks ----------------------------------------------------------
     def _mapper_to_doc(self, entity: T) -> dict[str, Any]:
@@ -92,8 +94,12 @@ class MongoRepository(Generic[T, ID]):
         return bool(self._mapper.versioned)
 
     def collection(self) -> Any:
-        """The driver collection (resolved per call, so a reconnect is picked up)."""
-        return self._connection.db(self.database_name)[self.collection_name]
+        """The driver collection (re-resolved when the connection's client changes)."""
+        client = self._connection.client
+        cached = self._cached_collection
+        if cached is None or cached[0] is not client:
+            cached = self._cached_collection = (client, self._connection.db(self.database_name)[self.collection_name])
+        return cached[1]
 
     def _key(self, entity_id: Any) -> Any:
         """An id value as stored in ``_id`` (same type rules as the mapper: UUID, Decimal, ...)."""
@@ -123,7 +129,7 @@ class MongoRepository(Generic[T, ID]):
 
         Unversioned model: ``replace_one(upsert=True)``: atomic, idempotent, last writer wins.
         """
-        session = session_of(uow)
+        session = _session(uow)
         doc = self._mapper_to_doc(entity)
         collection = self.collection()
         if "_id" not in doc:  # id None: the driver assigns an ObjectId, the entity gets it
@@ -157,16 +163,24 @@ class MongoRepository(Generic[T, ID]):
     async def _insert_with_generated_id(self, entity: Any, doc: dict[str, Any], session: Any, uow: Any) -> None:
         expected = self._version_of(entity) if self.versioned else 0
         if expected:
-            raise MongoPersistenceError(
-                f"{type(entity).__name__} has version {expected} but no {self.id_field!r}: "
-                "a saved aggregate must keep its id"
-            )
+            raise self._lost_id(entity, expected)
         if self.versioned:
             doc["_version"] = 1
         await self._guarded(self.collection().insert_one(doc, session=session))  # adds doc["_id"]
-        setattr(entity, self.id_field, doc["_id"])
+        self._adopt_ids([entity], [doc], [0])
         if self.versioned:
             self._set_version(entity, 1, uow)
+
+    def _lost_id(self, entity: Any, version: int) -> MongoPersistenceError:
+        return MongoPersistenceError(
+            f"{type(entity).__name__} has version {version} but no {self.id_field!r}: "
+            "a saved aggregate must keep its id"
+        )
+
+    def _adopt_ids(self, items: list[Any], docs: list[dict[str, Any]], indexes: Iterable[int]) -> None:
+        """Give entities saved without an id the ObjectId the driver generated."""
+        for index in indexes:
+            setattr(items[index], self.id_field, docs[index]["_id"])
 
     async def add_many(self, entities: Iterable[T], uow: Any = None) -> None:
         """Save many aggregates with one ``bulk_write`` (same rules per entity as :meth:`add`).
@@ -176,21 +190,30 @@ class MongoRepository(Generic[T, ID]):
         version changes, and the unit of work is marked rollback-only so the partial
         batch can never be committed. Outside a transaction the batch is not atomic:
         every entity without a conflict is written (unordered bulk), conflicts are
-        reported together afterwards; versions are updated only where the write is
-        certain (reload the others before saving them again). Not idempotent for
-        versioned models; idempotent (upserts) for unversioned ones.
+        reported together afterwards (one error naming each); the versions of the
+        written entities are updated (a stored document equal to the one sent counts as
+        written), the conflicting ones keep theirs: reload them before saving again.
+        A crash halfway leaves part of the batch written, each document whole.
+        Not idempotent for versioned models; idempotent (upserts) for unversioned ones.
         """
         items = list(entities)
+        session = _session(uow)
         if not items:
             return
-        session = session_of(uow)
         collection = self.collection()
         docs = [self._mapper_to_doc(entity) for entity in items]
+        generated = [i for i, d in enumerate(docs) if "_id" not in d]  # the driver assigns these
         if not self.versioned:
-            ops: list[Any] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+            ops: list[Any] = [
+                ReplaceOne({"_id": d["_id"]}, d, upsert=True) if "_id" in d else InsertOne(d) for d in docs
+            ]
             await self._guarded(collection.bulk_write(ops, ordered=session is not None, session=session))
+            self._adopt_ids(items, docs, generated)
             return
         expected = [self._version_of(e) for e in items]
+        for index in generated:
+            if expected[index]:
+                raise self._lost_id(items[index], expected[index])
         ops = []
         for doc, version in zip(docs, expected):
             doc["_version"] = version + 1
@@ -228,6 +251,7 @@ class MongoRepository(Generic[T, ID]):
                 f"this client cannot bulk-replace documents ({exc}); save loaded entities one by one with add()"
             ) from exc
         if not failed and matched == replaces:
+            self._adopt_ids(items, docs, generated)
             for entity, version in zip(items, expected):
                 self._set_version(entity, version + 1, uow)
             return
@@ -236,6 +260,7 @@ class MongoRepository(Generic[T, ID]):
         if transactional:
             self._doom(uow, "a batch save conflicted")
         else:
+            self._adopt_ids(items, docs, [i for i in generated if i in written])
             for index in written:
                 self._set_version(items[index], expected[index] + 1, uow)
         conflicts = [i for i in range(len(docs)) if i not in written]
@@ -252,7 +277,7 @@ class MongoRepository(Generic[T, ID]):
         query: dict[str, Any] = {"_id": key}
         if expected_version is not None:
             query["_version"] = expected_version
-        session = session_of(uow)
+        session = _session(uow)
         try:
             result = await self.collection().delete_one(query, session=session)
         except OperationFailure as exc:
@@ -272,18 +297,23 @@ class MongoRepository(Generic[T, ID]):
     # --- reads ----------------------------------------------------------------------
     async def get(self, entity_id: ID, uow: Any = None) -> T | None:
         """The aggregate with this id, or None; its ``version`` is the stored ``_version``."""
-        doc = await self._guarded(self.collection().find_one({"_id": self._key(entity_id)}, session=session_of(uow)))
+        doc = await self._guarded(self.collection().find_one({"_id": self._key(entity_id)}, session=_session(uow)))
         return None if doc is None else self._mapper_from_doc(doc)
 
     async def exists(self, entity_id: ID, uow: Any = None) -> bool:
         """True when a document with this id exists (reads only ``_id``)."""
         doc = await self._guarded(
-            self.collection().find_one({"_id": self._key(entity_id)}, {"_id": 1}, session=session_of(uow))
+            self.collection().find_one({"_id": self._key(entity_id)}, {"_id": 1}, session=_session(uow))
         )
         return doc is not None
 
     def list_all(
-        self, entity_ids: Sequence[ID] | None = None, uow: Any = None, *, batch_size: int | None = None
+        self,
+        ids: Sequence[ID] | None = None,
+        uow: Any = None,
+        *,
+        batch_size: int | None = None,
+        entity_ids: Sequence[ID] | None = None,
     ) -> EntityStream[T]:
         """Entities by ids, or all of them, as an :class:`EntityStream`.
 
@@ -295,10 +325,16 @@ class MongoRepository(Generic[T, ID]):
           holds at most ``max_list_all`` entities, else raises ``ResultTooLarge`` (stream
           instead, or ``await repo.list_all().to_list(limit=n)`` for the first ``n``).
           A list is never silently truncated.
+
+        ``entity_ids=`` is accepted as the seed's name for ``ids``.
         """
-        session = session_of(uow)
+        if entity_ids is not None:
+            if ids is not None:
+                raise MongoQueryError("pass ids or entity_ids, not both")
+            ids = entity_ids
+        session = _session(uow)
         size = batch_size or self.batch_size
-        if entity_ids is None:
+        if ids is None:
             return EntityStream(
                 lambda n: self._scan(n, session),
                 self._mapper_from_doc,
@@ -306,7 +342,7 @@ class MongoRepository(Generic[T, ID]):
                 max_items=self.max_list_all,
                 what=f"documents in '{self.collection_name}'",
             )
-        keys = self._unique_keys(entity_ids)
+        keys = self._unique_keys(ids)
         return EntityStream(
             lambda n: self._by_ids(keys, n, session),
             self._mapper_from_doc,
@@ -449,14 +485,23 @@ class MongoRepository(Generic[T, ID]):
         after this one started (committed or not). The committed version, read outside
         the transaction, tells the caller which.
         """
+        if isinstance(key, list):
+            return VersionMismatchError(
+                f"write conflict in '{self.collection_name}': a concurrent transaction wrote "
+                f"documents of this batch of {len(key)}; this transaction was aborted: retry "
+                "the unit of work (uow.run retries automatically)",
+                entity_id=key[0] if key else None,
+                expected=expected,
+                actual="a concurrent write",
+                collection=self.collection_name,
+            )
         actual: Any = "an uncommitted concurrent write"
-        if not isinstance(key, list):
-            try:
-                committed = await self._stored_version(key, None)
-            except OperationFailure:
-                committed = expected
-            if committed != expected:
-                actual = committed
+        try:
+            committed = await self._stored_version(key, None)
+        except OperationFailure:
+            committed = expected
+        if committed != expected and not (committed is None and expected == 0):
+            actual = committed
         cls = DuplicateEntityError if expected == 0 else VersionMismatchError
         return cls(
             f"version conflict for {key!r} in '{self.collection_name}': expected version "
@@ -482,6 +527,17 @@ class MongoRepository(Generic[T, ID]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model_cls.__name__} in '{self.collection_name}'>"
+
+
+def _session(uow: Any) -> Any:
+    """``session_of(uow)``, refusing a unit of work that is not (or no longer) active:
+    work passed to a finished unit of work would silently run outside any transaction."""
+    if uow is not None and getattr(uow, "is_active", True) is False:
+        raise MongoUnitOfWorkError(
+            "this unit of work is not active (its 'async with' block has ended or not begun); "
+            "use the repository inside 'async with MongoUnitOfWork(...) as uow:'"
+        )
+    return session_of(uow)
 
 
 def _hashable(value: Any) -> Any:

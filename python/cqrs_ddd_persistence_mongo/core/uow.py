@@ -122,6 +122,13 @@ class MongoUnitOfWork:
             raise MongoUnitOfWorkError(
                 "MongoUnitOfWork needs connection=MongoConnectionManager(...) or an open session=..."
             )
+        if connection is not None and session is not None and getattr(session, "client", None) is not None:
+            if connection.is_connected and session.client is not connection.client:
+                raise MongoUnitOfWorkError(
+                    "the session was started by another client than the connection's: start it "
+                    "with 'await connection.driver().start_session(connection.client)' or pass "
+                    "only session=..."
+                )
         self._connection = connection if connection is not None else _connection_for_session(session)
         self._given_session = session
         self.require_replica_set = require_replica_set
@@ -372,8 +379,10 @@ class MongoUnitOfWork:
         aborted (rollback hooks restore in-memory aggregate versions), and ``fn`` runs
         again after a jittered exponential backoff, for at most ``time_limit`` seconds.
         ``fn`` must therefore be safe to repeat: load what it changes inside the block.
-        Any other exception aborts and propagates. Works on an entered unit of work or
-        on a fresh one (then ``run`` enters and leaves it itself).
+        Any other exception aborts and propagates. Works on a fresh unit of work (then
+        ``run`` enters and leaves it itself) or on an entered one; in the latter case
+        commit first anything done before ``run``, since a retry aborts it with the
+        failed attempt and only ``fn`` is repeated.
         """
         if not self._active:
             async with self:

@@ -98,6 +98,10 @@ async def test_custom_field_mapping(real_connection: MongoConnectionManager) -> 
 async def test_pattern_1_client_managed_session(mongo_url: str) -> None:
     from motor.motor_asyncio import AsyncIOMotorClient
 
+    from cqrs_ddd_persistence_mongo.core.uow import MongoUnitOfWork as SeedImport
+
+    assert SeedImport is MongoUnitOfWork
+
     client = AsyncIOMotorClient(mongo_url)
     connection = MongoConnectionManager(client=client, database="seed_pattern_1")
     await connection.connect()

@@ -105,10 +105,18 @@ async def test_bad_versions_and_ids_are_explained(orders: MongoRepository[Order,
     assert await orders.get("x") is None
 
 
-async def test_generic_subscription_and_hooks() -> None:
-    alias = MongoRepository[Order, str]
-    assert alias.__origin__ is MongoRepository  # type: ignore[attr-defined]
-    assert MongoRepository._mapper_to_doc is not None and MongoRepository._mapper_from_doc is not None
+async def test_generic_subscription(mock_connection: MongoConnectionManager) -> None:
+    import typing
+
+    class OrderRepository(MongoRepository[Order, str]):
+        pass
+
+    assert typing.get_args(OrderRepository.__orig_bases__[0]) == (Order, str)  # type: ignore[attr-defined]
+    repo = OrderRepository(mock_connection, "orders", Order)
+    await repo.add(Order(id="x"))
+    assert (await repo.get("x")).version == 1
+    typed = MongoRepository[Order, str](mock_connection, "orders", Order)
+    assert await typed.exists("x")
 
 
 # --- EntityStream on a fake source ---------------------------------------------------
@@ -159,6 +167,13 @@ def test_error_labels_are_found_through_causes() -> None:
         assert has_error_label(wrapped, "TransientTransactionError")
         assert not has_error_label(wrapped, "UnknownTransactionCommitResult")
     assert not has_error_label(ValueError("plain"), "TransientTransactionError")
+    try:
+        try:
+            raise transient
+        except OperationFailure:
+            raise ValueError("a business error raised while handling it")  # noqa: B904
+    except ValueError as implicit:
+        assert not has_error_label(implicit, "TransientTransactionError")
     assert not has_error_label(None, "TransientTransactionError")
 
 
@@ -192,6 +207,8 @@ async def test_list_all_accepts_the_seed_keyword(orders: MongoRepository[Order, 
     assert [o.id for o in await orders.list_all(ids=["o1"])] == ["o1"]
     with pytest.raises(MongoQueryError, match="not both"):
         orders.list_all(ids=["o1"], entity_ids=["o1"])
+    with pytest.raises(MongoQueryError, match="a list of ids"):
+        orders.list_all("o1")
 
 
 async def test_add_many_with_generated_ids(mock_connection: MongoConnectionManager) -> None:

@@ -7,3 +7,5 @@ from .projection_store import MongoProjectionStore
 # --- snapshots, positions, sagas, jobs (issue 6) ---
 from .position_store import MongoProjectionPositionStore
 from .snapshots import MongoSnapshotStore
+from .jobs import MongoBackgroundJobRepository
+from .saga import MongoSagaRepository

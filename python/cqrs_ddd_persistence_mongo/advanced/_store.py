@@ -59,18 +59,23 @@ class CollectionStore:
             await self.ensure_indexes()
         return self.collection
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str) -> Any:
         """Re-raise driver errors as this store's library error, saying what failed."""
-        try:
-            yield
-        except BsonInvalidDocument as exc:
-            raise InvalidDocument(
-                f"{what}: a value cannot be stored as BSON ({exc}); convert it first, e.g. "
-                "with model_dump(mode='json') or the model mapper"
-            ) from exc
-        except PyMongoError as exc:
-            raise self.error_cls(f"{what} in '{self.collection_name}' failed: {exc}") from exc
+        return store_errors(self.error_cls, f"{what} in '{self.collection_name}'")
+
+
+@contextmanager
+def store_errors(error_cls: type[MongoPersistenceError], what: str) -> Iterator[None]:
+    """Driver errors -> ``error_cls``; unencodable values -> ``InvalidDocument``."""
+    try:
+        yield
+    except BsonInvalidDocument as exc:
+        raise InvalidDocument(
+            f"{what}: a value cannot be stored as BSON ({exc}); convert it first, e.g. "
+            "with model_dump(mode='json') or the model mapper"
+        ) from exc
+    except PyMongoError as exc:
+        raise error_cls(f"{what} failed: {exc}") from exc
 
 
 def require_name(value: Any, what: str) -> str:

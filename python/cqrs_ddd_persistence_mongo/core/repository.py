@@ -332,6 +332,8 @@ class MongoRepository(Generic[T, ID]):
             if ids is not None:
                 raise MongoQueryError("pass ids or entity_ids, not both")
             ids = entity_ids
+        if isinstance(ids, (str, bytes)):
+            raise MongoQueryError(f"list_all takes a list of ids, not the single id {ids!r}: use [{ids!r}]")
         session = _session(uow)
         size = batch_size or self.batch_size
         if ids is None:

@@ -52,6 +52,8 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
 
     Library errors translated from driver errors (``raise ... from exc``) keep the
     label reachable, so :meth:`MongoUnitOfWork.run` retries them like the driver would.
+    Only explicit causes are followed: an error merely raised *while handling* a
+    transient one (implicit context) is the caller's own and is not retried.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -59,7 +61,7 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
         check = getattr(exc, "has_error_label", None)
         if isinstance(exc, PyMongoError) and check is not None and check(label):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return False
 
 
@@ -102,9 +104,10 @@ class MongoUnitOfWork:
 
     On a standalone server ``require_replica_set=True`` (the default) raises
     :class:`TransactionsNotSupported` on entry, before anything is written.
-    ``require_replica_set=False`` (tests, mongomock, local development) runs without a
-    transaction and logs a warning once per connection: every write is then applied
-    immediately and ``rollback()`` cannot undo it.
+    There, ``require_replica_set=False`` (tests, mongomock, local development) runs without
+    a transaction and logs a warning once per connection: every write is then applied
+    immediately and ``rollback()`` cannot undo it. Where transactions are supported they
+    are always used, whatever ``require_replica_set`` says.
 
     ``uow.session`` is the driver session every store passes as ``session=`` (``None``
     when not transactional). Commit hooks (:meth:`on_commit`) run only after a
@@ -156,6 +159,7 @@ class MongoUnitOfWork:
 
     @property
     def is_active(self) -> bool:
+        """True between entering and leaving the ``async with`` block."""
         return self._active
 
     def _adapter(self) -> DriverAdapter:
@@ -194,6 +198,7 @@ class MongoUnitOfWork:
                 await adapter.start_transaction(self._session)
             except BaseException:
                 await self._end_own_session()
+                self._session, self._transactional = None, False
                 raise
         self._active = True
         self._rollback_only = None

@@ -30,3 +30,26 @@ async def transaction(connection: MongoConnectionManager, *, commit: bool) -> As
             await driver.abort_transaction(session)
     finally:
         await driver.end_session(session)
+
+
+def _index_names(stage: Any) -> list[str]:
+    if isinstance(stage, dict):
+        names = [stage["indexName"]] if "indexName" in stage else []
+        for value in stage.values():
+            names += _index_names(value)
+        return names
+    if isinstance(stage, list):
+        return [name for item in stage for name in _index_names(item)]
+    return []
+
+
+async def assert_uses_index(collection: Any, cursor: Any, expected: str) -> None:
+    """The query of ``cursor`` is served by an index (not a collection scan), and the
+    index the store declared for it exists. Planners differ in which of several fitting
+    indexes they pick, so the used one must start with the same field as ``expected``."""
+    info = await collection.index_information()
+    assert expected in info, f"index {expected!r} missing: {sorted(info)}"
+    plan = (await cursor.explain())["queryPlanner"]["winningPlan"]
+    used = _index_names(plan)
+    assert used, f"collection scan instead of {expected!r}: {plan}"
+    assert all(info[name]["key"][0][0] == info[expected]["key"][0][0] for name in used), (used, expected)

@@ -10,7 +10,7 @@ Upserts merge: fields absent from ``doc`` keep their stored value (``$set``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -204,7 +204,7 @@ class MongoProjectionStore:
     async def bulk_upsert(
         self,
         collection: str,
-        docs: Sequence[Mapping[str, Any]],
+        docs: Iterable[Mapping[str, Any]],
         id_field: str | None = None,
         uow: Any = None,
     ) -> BulkUpsertResult:
@@ -218,7 +218,7 @@ class MongoProjectionStore:
         written atomically, the batch only inside a transaction; re-running a batch is
         idempotent; see ``advanced/bulk_upserts.py`` for how guard skips are detected.
         """
-        if isinstance(docs, Mapping) or not isinstance(docs, Sequence):
+        if isinstance(docs, (Mapping, str, bytes)) or not isinstance(docs, Iterable):
             raise InvalidDocument(f"docs must be a list of dicts, not {type(docs).__name__}")
         statements = build_upserts(list(docs), id_field or self.id_field)
         if not statements:
@@ -264,7 +264,12 @@ class MongoProjectionStore:
         projection: Any = None,
         uow: Any = None,
     ) -> list[dict[str, Any]]:
-        """Documents matching ``filter`` (checked: no ``$where``/``$function``/``$accumulator``)."""
+        """Documents matching ``filter`` (checked: no ``$where``/``$function``/``$accumulator``).
+
+        ``projection`` is checked too: find projections accept aggregation expressions.
+        """
+        if projection is not None:
+            check_query(projection, "projection")
         cursor = self._collection(collection).find(self._filter(filter), projection, session=session_of(uow))
         order = self._sort(sort)
         if order:

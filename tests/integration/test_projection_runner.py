@@ -315,3 +315,21 @@ async def test_imperative_projection_follows_and_rebuilds_in_place(stores: Store
 async def test_unknown_projection_is_a_clear_error(stores: Stores) -> None:
     with pytest.raises(ProjectionError, match="unknown projection 'nope'; known: order_summary"):
         await stores.runner().rebuild("nope")
+
+
+async def test_a_document_created_meanwhile_falls_back_to_the_guarded_upsert(stores: Stores) -> None:
+    from cqrs_ddd_persistence_mongo.projections.applier import BatchOutcome
+    from cqrs_ddd_persistence_mongo.projections.documents import write_documents
+
+    db = stores.connection.db()
+    await db["docs"].insert_many([{"_id": "older", "v": 0, "_last_position": 3},
+                                  {"_id": "newer", "v": 0, "_last_position": 50}])
+    outcome = BatchOutcome(changed={"docs": {
+        "older": {"_id": "older", "v": 1, "_last_position": 10},
+        "newer": {"_id": "newer", "v": 1, "_last_position": 10},
+        "absent": {"_id": "absent", "v": 1, "_last_position": 10},
+    }})  # none was loaded: all are written as inserts first
+    counts = await write_documents(db, outcome, {})
+    assert (counts.inserted, counts.updated, counts.skipped) == (1, 1, 1)
+    stored = {d["_id"]: d["v"] for d in await db["docs"].find({}).to_list(None)}
+    assert stored == {"older": 1, "newer": 0, "absent": 1}

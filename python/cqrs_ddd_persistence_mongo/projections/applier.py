@@ -69,11 +69,13 @@ class Parked:
 @dataclass(slots=True)
 class BatchOutcome:
     """What a batch did. ``changed`` maps collection -> {id key: document to write};
-    ``unset`` the fields a handler removed from a stored document; ``last_position`` is
+    ``unset`` the fields a handler removed from a stored document; ``existing`` the changed
+    documents that were loaded (stored before the batch); ``last_position`` is
     where the checkpoint may move (None: nothing consumed)."""
 
     changed: dict[str, dict[Any, dict[str, Any]]] = field(default_factory=dict)
     unset: dict[DocKey, list[str]] = field(default_factory=dict)
+    existing: set[DocKey] = field(default_factory=set)
     applied: int = 0
     skipped: int = 0
     consumed: int = 0
@@ -192,6 +194,7 @@ def apply_batch(
         outcome.changed.setdefault(key[0], {})[key[1]] = doc
         start, existed = batch.start[key]
         if existed:
+            outcome.existing.add(key)
             removed = [name for name in start if name not in doc]
             if removed:
                 outcome.unset[key] = removed

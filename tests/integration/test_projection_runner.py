@@ -252,26 +252,57 @@ async def test_stop_mode_parks_and_keeps_the_checkpoint_before_the_event(stores:
     assert await stores.problems() == []
 
 
-async def test_change_stream_wakes_the_follower_at_once(stores: Stores) -> None:
+async def test_change_stream_wakes_the_follower_at_once_and_a_restart_resumes(any_driver_stores: Stores) -> None:
+    stores = any_driver_stores
     await stores.append(list(order_history(5, 3, concurrent=5)))
+
+    async def checkpoint() -> int | None:
+        return await stores.positions.get_position("order_summary")
+
     runner = stores.runner()
     task = asyncio.create_task(runner.run_forever(batch_size=100, poll_interval=30, change_stream=True))
     try:
         for _ in range(200):
-            if await stores.positions.get_position("order_summary") == 15:
+            if await checkpoint() == 15:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # now idle, waiting on the change stream (poll is 30 s)
         await stores.append(list(order_history(1, 3, seed=5, concurrent=1, prefix="late")))
         loop = asyncio.get_running_loop()
         started = loop.time()
-        while await stores.positions.get_position("order_summary") != 18:
+        while await checkpoint() != 18:
             assert loop.time() - started < 5, "the follower did not wake up on the new event"
             await asyncio.sleep(0.02)
     finally:
         runner.stop()
         await asyncio.wait_for(task, 10)
+    # events appended while nobody follows are picked up by a new runner (from the checkpoint)
+    await stores.append(list(order_history(2, 3, seed=6, concurrent=2, prefix="offline")))
+    restarted = stores.runner()
+    task = asyncio.create_task(restarted.run_forever(batch_size=100, poll_interval=30, change_stream=True))
+    try:
+        for _ in range(200):
+            if await checkpoint() == 24:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        restarted.stop()
+        await asyncio.wait_for(task, 10)
+    assert await checkpoint() == 24
     assert await stores.problems() == []
+
+
+async def test_a_batch_commits_with_its_checkpoint_or_not_at_all(stores: Stores) -> None:
+    await stores.append(list(order_history(30, 4, concurrent=30)))
+    runner = ProjectionRunner(stores.events, LosingPositionStore(stores.positions, 2), [OrderSummaryProjection()],
+                              connection=stores.connection, transactions=True)
+    assert await runner.run_once(batch_size=60) == 60
+    with pytest.raises(ConnectionError):
+        await runner.run_once(batch_size=60)
+    assert await stores.positions.get_position("order_summary") == 60
+    # the failed batch's documents were rolled back with its checkpoint
+    stored = await read_model(stores.connection.db())
+    assert stored == fold_orders(stores.history[:60])
 
 
 async def test_rebuild_with_two_worker_processes(stores: Stores) -> None:
@@ -333,3 +364,25 @@ async def test_a_document_created_meanwhile_falls_back_to_the_guarded_upsert(sto
     assert (counts.inserted, counts.updated, counts.skipped) == (1, 1, 1)
     stored = {d["_id"]: d["v"] for d in await db["docs"].find({}).to_list(None)}
     assert stored == {"older": 1, "newer": 0, "absent": 1}
+
+
+async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) -> None:
+    await stores.append(list(order_history(60, 5, concurrent=20)))
+    runner = stores.runner()
+    follower = asyncio.create_task(runner.run_forever(batch_size=50, poll_interval=0.02, change_stream=False))
+    try:
+        rebuild = asyncio.create_task(runner.rebuild("order_summary", batch_size=40))
+        for seed in range(3):  # new orders keep arriving during the rebuild
+            await stores.append(list(order_history(4, 3, seed=seed, concurrent=4, prefix=f"live{seed}")))
+            await asyncio.sleep(0.05)
+        report = await rebuild
+        assert report.swapped
+        for _ in range(200):
+            if await stores.positions.get_position("order_summary") == len(stores.history):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(follower, 10)
+    assert await stores.positions.get_position("order_summary") == len(stores.history)
+    assert await stores.problems() == []

@@ -233,6 +233,16 @@ def test_a_failing_event_is_parked_and_leaves_no_trace() -> None:
     assert outcome.last_position == 5  # parked events may be passed
 
 
+def test_without_retries_a_failure_is_parked_at_once() -> None:
+    class NoRetry(Flaky):
+        max_retries = 0
+
+    projection = NoRetry(flaky={2})
+    outcome = apply_batch(projection, ticks(3), {})
+    assert [(p.event.position, p.attempts) for p in outcome.parked] == [(2, 1)]
+    assert outcome.changed["counts"]["c"]["seen"] == [1, 3]
+
+
 def test_stop_mode_ends_the_batch_before_the_failing_event() -> None:
     outcome = apply_batch(StopOnError(bad={3}), ticks(5), {})
     assert outcome.stopped is not None and outcome.stopped.event.position == 3

@@ -164,31 +164,47 @@ def apply_batch(
     batch = _Batch(projection, loaded, position_field)
     outcome = BatchOutcome()
     changed: set[DocKey] = set()
+    default_collection = projection.collections[0] if projection.collections else ""
+    whole = partition.is_whole
+    handlers: dict[str, Any] = {}
     for event in sort_events(events):
-        if upto is not None and event.position > upto:
+        position = event.position
+        if upto is not None and position > upto:
             break
-        targets: list[tuple[DocKey, Any, Route]] = []
+        pending: list[tuple[DocKey, Any, Route]] = []
+        owned = False
         for route in projection.routes(event.event_type):
             doc_id = canonical(route.key(event))
-            if partition.owns(doc_id):
-                targets.append(((route.collection or projection.collections[0], id_key(doc_id)), doc_id, route))
-        pending = [
-            t for t in targets
-            if (batch.doc(t[0], t[1], event).get(position_field) or 0) < event.position
-        ]
-        outcome.skipped += len(targets) > 0 and not pending
+            if whole or partition.owns(doc_id):
+                owned = True
+                key = (route.collection or default_collection, id_key(doc_id))
+                if (batch.doc(key, doc_id, event).get(position_field) or 0) < position:
+                    pending.append((key, doc_id, route))
+        if owned and not pending:
+            outcome.skipped += 1  # already applied to every document it addresses (a replay)
         if pending:
-            failure = _apply_with_retries(batch, event, pending)
+            failure = None
+            try:  # the fast path: every handler succeeds at the first attempt
+                for key, _doc_id, route in pending:
+                    handler = handlers.get(route.method)
+                    if handler is None:
+                        handler = handlers[route.method] = getattr(projection, route.method)
+                    handler(batch.docs[key], event)
+            except Exception as exc:  # restore, retry, maybe park
+                failure = _retry(batch, event, pending, exc)
             if failure is not None:
                 outcome.parked.append(failure)
                 if projection.on_error == "stop":
                     outcome.stopped = failure
                     break
             else:
+                for key, _doc_id, route in pending:
+                    batch.docs[key][position_field] = position
+                    batch.history.setdefault(key, []).append((route, event))
+                    changed.add(key)
                 outcome.applied += 1
-                changed.update(t[0] for t in pending)
         outcome.consumed += 1
-        outcome.last_position = event.position
+        outcome.last_position = position
     for key in changed:
         doc = batch.docs[key]
         outcome.changed.setdefault(key[0], {})[key[1]] = doc
@@ -201,23 +217,22 @@ def apply_batch(
     return outcome
 
 
-def _apply_with_retries(batch: _Batch, event: Any, targets: list[tuple[DocKey, Any, Route]]) -> Parked | None:
-    """Apply ``event`` to its targets; on failure restore them and retry, finally park."""
+def _retry(batch: _Batch, event: Any, targets: list[tuple[DocKey, Any, Route]], error: Exception) -> Parked | None:
+    """``event`` failed on ``targets``: restore them and retry ``max_retries`` times.
+
+    Returns None when a retry succeeded (the documents then hold the event's effects),
+    else the event to park (the documents are restored without it).
+    """
     projection = batch.projection
-    attempts = projection.max_retries + 1
-    error: BaseException | None = None
-    for _ in range(attempts):
+    for _ in range(projection.max_retries):
+        for key, _doc_id, _route in targets:
+            batch.restore(key)
         try:
             for key, _doc_id, route in targets:
                 getattr(projection, route.method)(batch.docs[key], event)
-        except Exception as exc:  # a handler's own failure: restore and retry
+            return None
+        except Exception as exc:  # a handler's own failure: retry
             error = exc
-            for key, _doc_id, _route in targets:
-                batch.restore(key)
-            continue
-        for key, _doc_id, route in targets:
-            batch.docs[key][batch.position_field] = event.position
-            batch.history.setdefault(key, []).append((route, event))
-        return None
-    assert error is not None
-    return Parked(event, error, attempts)
+    for key, _doc_id, _route in targets:
+        batch.restore(key)
+    return Parked(event, error, projection.max_retries + 1)

@@ -5,7 +5,7 @@ own process (so client and server do not share one interpreter), or ``MONGODB_UR
 History size: ``PROJECTION_BENCH_ORDERS`` orders x 10 events (default 3,000 -> 30,000
 events; the 200,000-event history of the demo takes minutes just to append on the
 embedded server). The per-event baseline runs on the first ``PROJECTION_BENCH_BASELINE``
-events of it (default 1,000: at 20-60 ms per event on the embedded server a 5,000-event
+events of it (default 2,000: at 12-60 ms per event on the embedded server a 5,000-event
 slice alone takes minutes; its rate per event does not depend on the slice length).
 
 Gates: engine >= 20x the per-event pattern (events/s); peak client memory of a rebuild
@@ -43,7 +43,7 @@ from cqrs_ddd_persistence_mongo.projections.runner import Target
 from .conftest import report
 
 ORDERS = int(os.environ.get("PROJECTION_BENCH_ORDERS", "3000"))
-BASELINE_EVENTS = int(os.environ.get("PROJECTION_BENCH_BASELINE", "1000"))
+BASELINE_EVENTS = int(os.environ.get("PROJECTION_BENCH_BASELINE", "2000"))
 BATCH = 5_000
 
 _SERVER = (

@@ -386,3 +386,38 @@ async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) 
         await asyncio.wait_for(follower, 10)
     assert await stores.positions.get_position("order_summary") == len(stores.history)
     assert await stores.problems() == []
+
+
+class CrashInSwap(ProjectionRunner):
+    """Dies after swapping in the first collection (a process killed mid-swap)."""
+
+    async def _swap(self, shadow: dict[str, str], existing: set[str]) -> list[str]:
+        first = dict(list(shadow.items())[:1])
+        await super()._swap(first, existing)
+        raise ConnectionError("killed during the swap")
+
+
+async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(stores: Stores) -> None:
+    await stores.append(list(order_history(40, 5, concurrent=10)))
+    crashing = CrashInSwap(stores.events, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=50)
+    names = set(await stores.connection.db().list_collection_names())
+    assert "order_summaries__rebuild" not in names and "product_sales__rebuild" in names
+    report = await stores.runner().rebuild("order_summary", batch_size=50)
+    assert report.swapped == ["product_sales"] and report.events == 0
+    assert await stores.problems() == []
+    assert await stores.positions.get_position("order_summary") == len(stores.history)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) is None
+
+
+async def test_fresh_rebuild_starts_over_after_a_crash(stores: Stores) -> None:
+    await stores.append(list(order_history(30, 5, concurrent=10)))
+    crashing = ProjectionRunner(FailingEventStore(stores.events, 2), stores.positions,
+                                [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=40)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) == 80
+    report = await stores.runner().rebuild("order_summary", batch_size=40, fresh=True)
+    assert report.resumed_from == 0 and report.events == len(stores.history)
+    assert await stores.problems() == []

@@ -6,11 +6,13 @@ mod bulk;
 mod errors;
 mod keys;
 mod mapping;
+mod filters;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
-    bulk::register(m)?;
     mapping::register(m)?;
+    filters::register(m)?;
+    bulk::register(m)?;
     Ok(())
 }

@@ -6,14 +6,19 @@
 //! datetimes -> aware UTC, date -> UTC midnight, Enum -> value, set/tuple -> list);
 //! `map_from_doc` reverses it for `model_validate`. BSON encoding itself stays with
 //! the driver's C codec. Paths are built only when an error is raised.
+use pyo3::ffi;
 use pyo3::intern;
-use pyo3::PyTypeInfo;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::Borrowed;
+use pyo3::PyTypeInfo;
 
 use crate::errors::invalid_document;
-use crate::keys::{bad_key_error, checked_key, child_path, display_path, index_path, key_problem, too_deep_error, MAX_DEPTH};
+use crate::keys::{
+    bad_key_error, checked_key, child_path, display_path, index_path, key_problem, too_deep_error,
+    MAX_DEPTH,
+};
 
 // --- cached Python objects ----------------------------------------------------------
 struct Cache {
@@ -25,18 +30,29 @@ struct Cache {
     decimal128: Py<PyType>,
     binary: Py<PyType>,
     base_model: Py<PyType>,
+    objectid: Py<PyType>,
     mapping: Py<PyType>,
     seqs: Py<PyTuple>,
     byteslike: Py<PyTuple>,
     passthrough: Py<PyTuple>,
     bytes_new: PyObject,
     utc: PyObject,
+    /// `bson.tz_util.utc`, what tz-aware clients attach: already UTC.
+    bson_utc: PyObject,
+    /// `SafeUUID.unknown` when UUIDs can be built like uuid.py does (slots `int`, `is_safe`).
+    uuid_safe_unknown: Option<PyObject>,
+    /// Decimal128 keeps its BID words in the slots `__high` / `__low`.
+    decimal128_slots: bool,
 }
 
 static CACHE: GILOnceCell<Cache> = GILOnceCell::new();
 
 fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
-    Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
+    Ok(py
+        .import(module)?
+        .getattr(name)?
+        .downcast_into::<PyType>()?
+        .unbind())
 }
 
 fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
@@ -68,6 +84,7 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             decimal128: class(py, "bson.decimal128", "Decimal128")?,
             binary: class(py, "bson.binary", "Binary")?,
             base_model: class(py, "pydantic", "BaseModel")?,
+            objectid: class(py, "bson.objectid", "ObjectId")?,
             mapping: class(py, "collections.abc", "Mapping")?,
             seqs: tuple_of(vec![
                 class(py, "builtins", "list")?,
@@ -75,12 +92,197 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 class(py, "builtins", "set")?,
                 class(py, "builtins", "frozenset")?,
             ])?,
-            byteslike: tuple_of(vec![class(py, "builtins", "bytearray")?, class(py, "builtins", "memoryview")?])?,
+            byteslike: tuple_of(vec![
+                class(py, "builtins", "bytearray")?,
+                class(py, "builtins", "memoryview")?,
+            ])?,
             passthrough,
             bytes_new: builtins.getattr("bytes")?.getattr("__new__")?.unbind(),
-            utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
+            uuid_safe_unknown: {
+                let uuid = py.import("uuid")?;
+                let slots = uuid.getattr("UUID")?.getattr("__slots__").ok();
+                let has = |name: &str| {
+                    slots
+                        .as_ref()
+                        .is_some_and(|s| s.contains(name).unwrap_or(false))
+                };
+                if has("int") && has("is_safe") {
+                    Some(uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind())
+                } else {
+                    None
+                }
+            },
+            decimal128_slots: {
+                let cls = py.import("bson.decimal128")?.getattr("Decimal128")?;
+                let slots = cls.getattr("__slots__").ok();
+                let has = |name: &str| {
+                    slots
+                        .as_ref()
+                        .is_some_and(|s| s.contains(name).unwrap_or(false))
+                };
+                has("__high") && has("__low")
+            },
+            utc: py
+                .import("datetime")?
+                .getattr("timezone")?
+                .getattr("utc")?
+                .unbind(),
+            bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
         })
     })
+}
+
+/// `object.__setattr__(obj, name, value)`: what uuid.py uses on its immutable UUIDs.
+fn generic_setattr(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // SAFETY: all three pointers are live, GIL-held Python objects.
+    let rc = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
+    if rc < 0 {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(())
+    }
+}
+
+/// A new, uninitialised instance of the Python class `cls` (`object.__new__(cls)`).
+fn bare_instance<'py>(py: Python<'py>, cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    let args = PyTuple::empty(py);
+    // SAFETY: `cls` is a live type object and `args` a live tuple; the result is a new reference.
+    unsafe {
+        let obj = ffi::PyType_GenericNew(
+            cls.as_ptr().cast::<ffi::PyTypeObject>(),
+            args.as_ptr(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, obj)
+    }
+}
+
+fn new_decimal128<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    high: u64,
+    low: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let cls = c.decimal128.bind(py);
+    if !c.decimal128_slots {
+        return cls.call1(((high, low),));
+    }
+    let obj = bare_instance(py, cls)?;
+    generic_setattr(
+        py,
+        &obj,
+        intern!(py, "_Decimal128__high"),
+        &high.into_pyobject(py)?.into_any(),
+    )?;
+    generic_setattr(
+        py,
+        &obj,
+        intern!(py, "_Decimal128__low"),
+        &low.into_pyobject(py)?.into_any(),
+    )?;
+    Ok(obj)
+}
+
+fn new_uuid<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let cls = c.uuid.bind(py);
+    let Some(unknown) = &c.uuid_safe_unknown else {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "bytes"), PyBytes::new(py, raw))?;
+        return cls.call((), Some(&kwargs));
+    };
+    let mut be = [0u8; 16];
+    be.copy_from_slice(raw);
+    let obj = bare_instance(py, cls)?;
+    generic_setattr(
+        py,
+        &obj,
+        intern!(py, "int"),
+        &u128::from_be_bytes(be).into_pyobject(py)?.into_any(),
+    )?;
+    generic_setattr(py, &obj, intern!(py, "is_safe"), unknown.bind(py))?;
+    Ok(obj)
+}
+
+fn uuid_binary<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let n: u128 = value.getattr(intern!(py, "int"))?.extract()?;
+    let raw = PyBytes::new(py, &n.to_be_bytes());
+    let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), raw))?;
+    binary.setattr(intern!(py, "_Binary__subtype"), 4)?;
+    Ok(binary)
+}
+
+fn utc_midnight<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let y = value.getattr(intern!(py, "year"))?;
+    let m = value.getattr(intern!(py, "month"))?;
+    let d = value.getattr(intern!(py, "day"))?;
+    c.datetime
+        .bind(py)
+        .call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
+}
+
+/// Iterates a dict's items with `PyDict_Next`, as borrowed references: callers look at
+/// plain scalars through them (no Python code runs meanwhile) and take owned references
+/// (`to_owned`) before anything that may run Python code. `PyDict_Next` itself stays
+/// within the table even if such code changed the dict.
+struct Items<'a, 'py> {
+    dict: &'a Bound<'py, PyDict>,
+    pos: ffi::Py_ssize_t,
+}
+
+fn items<'a, 'py>(dict: &'a Bound<'py, PyDict>) -> Items<'a, 'py> {
+    Items { dict, pos: 0 }
+}
+
+impl<'a, 'py> Iterator for Items<'a, 'py> {
+    type Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: PyDict_Next returns live borrowed pointers owned by the dict; see above
+        // for how long they are used borrowed.
+        unsafe {
+            if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
+                return None;
+            }
+            let py = self.dict.py();
+            Some((Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)))
+        }
+    }
+}
+
+/// Exact str, float, bool or None: stored and read as they are, and looking at them runs
+/// no Python code.
+fn plain(value: &Bound<'_, PyAny>) -> bool {
+    value.is_exact_instance_of::<PyString>()
+        || value.is_none()
+        || value.is_exact_instance_of::<PyFloat>()
+        || value.is_exact_instance_of::<PyBool>()
+}
+
+/// The low 64 bits of a Python int (Decimal128 keeps its BID words as ints).
+fn u64_bits(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    // SAFETY: `value` is a live object; errors are reported through the error indicator.
+    let bits = unsafe { ffi::PyLong_AsUnsignedLongLongMask(value.as_ptr()) };
+    if bits == u64::MAX {
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+    }
+    Ok(bits)
 }
 
 // --- lazy paths ------------------------------------------------------------------------
@@ -99,18 +301,30 @@ struct Path<'a, 'py> {
 }
 
 impl<'a, 'py> Path<'a, 'py> {
-    const ROOT: Path<'static, 'static> = Path { parent: None, seg: Seg::Root };
+    const ROOT: Path<'static, 'static> = Path {
+        parent: None,
+        seg: Seg::Root,
+    };
 
     fn key(&'a self, key: &'a str) -> Path<'a, 'py> {
-        Path { parent: Some(self), seg: Seg::Key(key) }
+        Path {
+            parent: Some(self),
+            seg: Seg::Key(key),
+        }
     }
 
     fn obj(&'a self, key: &'a Bound<'py, PyAny>) -> Path<'a, 'py> {
-        Path { parent: Some(self), seg: Seg::Obj(key) }
+        Path {
+            parent: Some(self),
+            seg: Seg::Obj(key),
+        }
     }
 
     fn index(&'a self, index: usize) -> Path<'a, 'py> {
-        Path { parent: Some(self), seg: Seg::Index(index) }
+        Path {
+            parent: Some(self),
+            seg: Seg::Index(index),
+        }
     }
 
     fn render(&self) -> String {
@@ -156,10 +370,18 @@ fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         return Ok((sign | INF, 0));
     }
     if let Some(payload) = body.strip_prefix("sNaN") {
-        return if payload.is_empty() { Ok((sign | SNAN, 0)) } else { Err(BidError::NanPayload) };
+        return if payload.is_empty() {
+            Ok((sign | SNAN, 0))
+        } else {
+            Err(BidError::NanPayload)
+        };
     }
     if let Some(payload) = body.strip_prefix("NaN") {
-        return if payload.is_empty() { Ok((sign | NAN, 0)) } else { Err(BidError::NanPayload) };
+        return if payload.is_empty() {
+            Ok((sign | NAN, 0))
+        } else {
+            Err(BidError::NanPayload)
+        };
     }
     let (mantissa, exp_text) = match body.find(['E', 'e']) {
         Some(at) => (&body[..at], Some(&body[at + 1..])),
@@ -183,12 +405,18 @@ fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         (0u128, exponent.clamp(EXP_MIN, EXP_MAX))
     } else {
         let trailing = digits().rev().take_while(|&b| b == b'0').count() as i128;
-        let exp = exponent.max(exponent + length - MAX_DIGITS).max(EXP_MIN).min(EXP_MAX);
+        let exp = exponent
+            .max(exponent + length - MAX_DIGITS)
+            .clamp(EXP_MIN, EXP_MAX);
         let shift = exp - exponent;
         if shift > trailing || length - shift > MAX_DIGITS {
             return Err(BidError::Inexact);
         }
-        let keep = if shift >= 0 { (length - shift) as usize } else { length as usize };
+        let keep = if shift >= 0 {
+            (length - shift) as usize
+        } else {
+            length as usize
+        };
         let mut coefficient: u128 = 0;
         for b in digits().skip(leading).take(keep) {
             coefficient = coefficient * 10 + u128::from(b - b'0');
@@ -202,32 +430,102 @@ fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
     Ok((high, coefficient as u64))
 }
 
-/// The `str()` of the exact Decimal of BID words (non-canonical coefficients read as 0).
-fn decimal_text_of_bid(high: u64, low: u64) -> String {
-    let sign = if high & SIGN != 0 { "-" } else { "" };
+/// A small stack buffer for number text (no allocation per value).
+struct TextBuf {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl TextBuf {
+    fn new() -> Self {
+        TextBuf {
+            bytes: [0; 96],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    fn as_str(&self) -> &str {
+        // SAFETY: only ASCII digits, signs and letters are ever written.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len]) }
+    }
+}
+
+/// Appends the decimal digits of `n` (u128 division only when needed).
+fn push_digits(out: &mut TextBuf, mut n: u128) {
+    let mut buf = [0u8; 40];
+    let mut at = buf.len();
+    while n > u128::from(u64::MAX) {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let mut small = n as u64;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (small % 10) as u8;
+        small /= 10;
+        if small == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// The text of the exact Decimal of BID words (non-canonical coefficients read as 0),
+/// written into `out`.
+fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
+    if high & SIGN != 0 {
+        out.push(b'-');
+    }
     if high & SNAN == SNAN {
-        return format!("{sign}sNaN");
+        out.extend_from_slice(b"sNaN");
+        return;
     }
     if high & NAN == NAN {
-        return format!("{sign}NaN");
+        out.extend_from_slice(b"NaN");
+        return;
     }
     if high & INF == INF {
-        return format!("{sign}Infinity");
+        out.extend_from_slice(b"Infinity");
+        return;
     }
     let (coefficient, exponent) = if high & COMBINATION_11 == COMBINATION_11 {
         (0u128, ((high >> 47) & 0x3FFF) as i128 - EXP_BIAS)
     } else {
         let c = (u128::from(high & 0x1_FFFF_FFFF_FFFF) << 64) | u128::from(low);
-        (if c > MAX_COEFFICIENT { 0 } else { c }, ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS)
+        (
+            if c > MAX_COEFFICIENT { 0 } else { c },
+            ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS,
+        )
     };
-    format!("{sign}{coefficient}E{exponent}")
+    push_digits(out, coefficient);
+    out.push(b'E');
+    if exponent < 0 {
+        out.push(b'-');
+    }
+    push_digits(out, exponent.unsigned_abs());
 }
 
-fn to_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+fn to_decimal128<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
     let text = value.str()?;
     let text = text.to_str()?;
     match bid_of_decimal_text(text) {
-        Ok((high, low)) => c.decimal128.bind(py).call1(((high, low),)),
+        Ok((high, low)) => new_decimal128(py, c, high, low),
         Err(BidError::Inexact) => Err(invalid_document(
             py,
             format!(
@@ -245,30 +543,58 @@ fn to_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pat
     }
 }
 
-fn from_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let high: u64 = value.getattr(intern!(py, "_Decimal128__high"))?.extract()?;
-    let low: u64 = value.getattr(intern!(py, "_Decimal128__low"))?.extract()?;
-    c.decimal.bind(py).call1((decimal_text_of_bid(high, low),))
+fn from_decimal128<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (high, low) = if c.decimal128_slots {
+        (
+            u64_bits(py, &value.getattr(intern!(py, "_Decimal128__high"))?)?,
+            u64_bits(py, &value.getattr(intern!(py, "_Decimal128__low"))?)?,
+        )
+    } else {
+        value
+            .call_method0(intern!(py, "__getstate__"))?
+            .extract::<(u64, u64)>()?
+    };
+    let mut text = TextBuf::new();
+    decimal_text_of_bid(high, low, &mut text);
+    c.decimal
+        .bind(py)
+        .call1((PyString::new(py, text.as_str()),))
 }
 
 // --- shared value rules ----------------------------------------------------------------
-fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+// Every conversion returns `None` when the value is kept as it is, so containers whose
+// children are all kept are not copied (copy on write; the input is never modified).
+type Mapped<'py> = PyResult<Option<Bound<'py, PyAny>>>;
+
+fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> Mapped<'py> {
     let utc = c.utc.bind(py);
     let tz = value.getattr(intern!(py, "tzinfo"))?;
     if tz.is_none() {
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "tzinfo"), utc)?;
-        value.call_method(intern!(py, "replace"), (), Some(&kwargs))
-    } else if tz.is(utc) {
-        Ok(value.clone())
+        Ok(Some(value.call_method(
+            intern!(py, "replace"),
+            (),
+            Some(&kwargs),
+        )?))
+    } else if tz.is(utc) || tz.is(c.bson_utc.bind(py)) {
+        Ok(None)
     } else {
-        value.call_method1(intern!(py, "astimezone"), (utc,))
+        Ok(Some(value.call_method1(intern!(py, "astimezone"), (utc,))?))
     }
 }
 
-fn int_in_range<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+fn int_in_range<'py>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+) -> Mapped<'py> {
     if value.extract::<i64>().is_ok() {
-        Ok(value.clone())
+        Ok(None)
     } else {
         Err(invalid_document(
             py,
@@ -280,45 +606,111 @@ fn int_in_range<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, path: &Path<'_,
     }
 }
 
-// --- model data -> document ------------------------------------------------------------
-fn seq_to_doc<'py>(py: Python<'py>, c: &Cache, items: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+/// A list: copied on the first changed item (`fresh`: always a new list, e.g. from a tuple).
+fn map_seq<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    items: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+    rule: ValueRule,
+) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let out = PyList::empty(py);
-    if let Ok(list) = items.downcast::<PyList>() {
-        for (i, item) in list.iter().enumerate() {
-            out.append(to_doc_value(py, c, &item, &path.index(i), depth + 1)?)?;
+    if let Ok(list) = items.downcast_exact::<PyList>() {
+        let mut out: Option<Bound<'py, PyList>> = None;
+        // the length is read again each time: Python code run for an item may change it
+        let mut i = 0;
+        while i < list.len() {
+            // SAFETY: `i` is within the current length; the borrowed pointer is looked at
+            // before any Python code runs, and owned before anything else.
+            let borrowed = unsafe {
+                Borrowed::from_ptr(py, ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t))
+            };
+            i += 1;
+            if plain(&borrowed) {
+                continue;
+            }
+            let item = borrowed.to_owned();
+            let i = i - 1;
+            if let Some(new) = rule(py, c, &item, &path.index(i), depth + 1)? {
+                let target = match &out {
+                    Some(o) => o,
+                    None => out.insert(list.get_slice(0, list.len())),
+                };
+                target.set_item(i, new)?;
+            }
         }
-    } else {
-        for (i, item) in items.try_iter()?.enumerate() {
-            out.append(to_doc_value(py, c, &item?, &path.index(i), depth + 1)?)?;
-        }
+        return Ok(out.map(Bound::into_any));
     }
-    Ok(out.into_any())
+    let out = PyList::empty(py);
+    for (i, item) in items.try_iter()?.enumerate() {
+        let item = item?;
+        let new = rule(py, c, &item, &path.index(i), depth + 1)?;
+        out.append(new.unwrap_or(item))?;
+    }
+    Ok(Some(out.into_any()))
 }
 
-fn checked<'a, 'py>(py: Python<'py>, key: &'a Bound<'py, PyAny>, parent: &Path<'_, 'py>) -> PyResult<&'a str> {
+type ValueRule =
+    for<'a, 'py> fn(Python<'py>, &Cache, &Bound<'py, PyAny>, &Path<'a, 'py>, usize) -> Mapped<'py>;
+
+// --- model data -> document ------------------------------------------------------------
+fn checked<'a, 'py>(
+    py: Python<'py>,
+    key: &'a Bound<'py, PyAny>,
+    parent: &Path<'_, 'py>,
+) -> PyResult<&'a str> {
     let Ok(s) = key.downcast::<PyString>() else {
-        return Err(checked_key(py, key, &parent.render()).err().unwrap_or_else(|| invalid_document(py, "bad key".into())));
+        return Err(checked_key(py, key, &parent.render())
+            .err()
+            .unwrap_or_else(|| invalid_document(py, "bad key".into())));
     };
     let text = s.to_str()?;
     if let Some(problem) = key_problem(text) {
-        return Err(bad_key_error(py, &child_path(&parent.render(), text), problem));
+        return Err(bad_key_error(
+            py,
+            &child_path(&parent.render(), text),
+            problem,
+        ));
     }
     Ok(text)
 }
 
-fn dict_to_doc<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyDict>, path: &Path<'_, 'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+/// A dict with checked keys: copied on the first changed value, always copied to a plain
+/// dict when `value` is a dict subclass.
+fn dict_to_doc<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyDict>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let out = PyDict::new(py);
-    for (key, child) in value.iter() {
+    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
+        None
+    } else {
+        Some(value.copy()?)
+    };
+    for (key, child) in items(value) {
+        if plain(&child) && key.is_exact_instance_of::<PyString>() {
+            checked(py, &key, path)?;
+            continue;
+        }
+        let (key, child) = (key.to_owned(), child.to_owned());
         let text = checked(py, &key, path)?;
-        out.set_item(&key, to_doc_value(py, c, &child, &path.key(text), depth + 1)?)?;
+        if let Some(new) = to_doc_value(py, c, &child, &path.key(text), depth + 1)? {
+            let target = match &out {
+                Some(o) => o,
+                None => out.insert(value.copy()?),
+            };
+            target.set_item(&key, new)?;
+        }
     }
-    Ok(out.into_any())
+    Ok(out.map(Bound::into_any))
 }
 
 fn unsupported(py: Python<'_>, value: &Bound<'_, PyAny>, path: &Path<'_, '_>) -> PyErr {
@@ -336,13 +728,19 @@ fn unsupported(py: Python<'_>, value: &Bound<'_, PyAny>, path: &Path<'_, '_>) ->
     )
 }
 
-fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+fn to_doc_value<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyFloat>()
         || value.is_exact_instance_of::<PyBool>()
         || value.is_none()
     {
-        return Ok(value.clone());
+        return Ok(None);
     }
     if value.is_exact_instance_of::<PyInt>() {
         return int_in_range(py, value, path);
@@ -351,33 +749,53 @@ fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path
         return dict_to_doc(py, c, dict, path, depth);
     }
     if value.is_exact_instance_of::<PyList>() {
-        return seq_to_doc(py, c, value, path, depth);
+        return map_seq(py, c, value, path, depth, to_doc_value);
     }
+    // Exact types first (none of them is an Enum): same results as the cascade below.
+    let ty = value.get_type();
+    if ty.is(c.decimal.bind(py)) {
+        return to_decimal128(py, c, value, path).map(Some);
+    }
+    if ty.is(c.datetime.bind(py)) {
+        return utc_datetime(py, c, value);
+    }
+    if ty.is(c.uuid.bind(py)) {
+        return uuid_binary(py, c, value).map(Some);
+    }
+    if ty.is(c.date.bind(py)) {
+        return utc_midnight(py, c, value).map(Some);
+    }
+    if ty.is(c.objectid.bind(py))
+        || ty.is(c.decimal128.bind(py))
+        || ty.is(c.binary.bind(py))
+        || value.is_exact_instance_of::<PyBytes>()
+    {
+        return Ok(None);
+    }
+    // The rule order of the pure twin.
     if value.is_instance(c.enum_.bind(py))? {
         let inner = value.getattr(intern!(py, "_value_"))?;
-        return to_doc_value(py, c, &inner, path, depth);
+        return Ok(Some(
+            to_doc_value(py, c, &inner, path, depth)?.unwrap_or(inner),
+        ));
     }
     if value.is_instance(c.decimal.bind(py))? {
-        return to_decimal128(py, c, value, path);
+        return to_decimal128(py, c, value, path).map(Some);
     }
     if value.is_instance(c.datetime.bind(py))? {
         return utc_datetime(py, c, value);
     }
     if value.is_instance(c.date.bind(py))? {
-        let y = value.getattr(intern!(py, "year"))?;
-        let m = value.getattr(intern!(py, "month"))?;
-        let d = value.getattr(intern!(py, "day"))?;
-        return c.datetime.bind(py).call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)));
+        return utc_midnight(py, c, value).map(Some);
     }
     if value.is_instance(c.uuid.bind(py))? {
-        let n: u128 = value.getattr(intern!(py, "int"))?.extract()?;
-        let raw = PyBytes::new(py, &n.to_be_bytes());
-        let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), raw))?;
-        binary.setattr(intern!(py, "_Binary__subtype"), 4)?;
-        return Ok(binary);
+        return uuid_binary(py, c, value).map(Some);
     }
-    if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyString>() {
-        return Ok(value.clone());
+    if value.is_instance_of::<PyBool>()
+        || value.is_instance_of::<PyFloat>()
+        || value.is_instance_of::<PyString>()
+    {
+        return Ok(None);
     }
     if value.is_instance_of::<PyInt>() {
         return int_in_range(py, value, path);
@@ -386,18 +804,20 @@ fn to_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path
         return dict_to_doc(py, c, dict, path, depth);
     }
     if value.is_instance(c.seqs.bind(py).as_any())? {
-        return seq_to_doc(py, c, value, path, depth);
+        return map_seq(py, c, value, path, depth, to_doc_value);
+    }
+    if value.is_instance(c.byteslike.bind(py).as_any())? {
+        return Ok(Some(PyBytes::type_object(py).call1((value,))?));
+    }
+    if value.is_instance(c.passthrough.bind(py).as_any())? {
+        return Ok(None);
     }
     if value.is_instance(c.base_model.bind(py))? {
         let dumped = value.call_method0(intern!(py, "model_dump"))?;
         let dict = dumped.downcast::<PyDict>()?;
-        return dict_to_doc(py, c, dict, path, depth);
-    }
-    if value.is_instance(c.byteslike.bind(py).as_any())? {
-        return Ok(PyBytes::type_object(py).call1((value,))?);
-    }
-    if value.is_instance(c.passthrough.bind(py).as_any())? {
-        return Ok(value.clone());
+        return Ok(Some(
+            dict_to_doc(py, c, dict, path, depth)?.unwrap_or_else(|| dict.clone().into_any()),
+        ));
     }
     Err(unsupported(py, value, path))
 }
@@ -415,37 +835,79 @@ pub fn map_to_doc<'py>(
     let c = cache(py)?;
     let Ok(data) = data.downcast::<PyDict>() else {
         let name: String = data.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(py, format!("a model's data must be a dict, got {name}; pass model_dump()")));
+        return Err(invalid_document(
+            py,
+            format!("a model's data must be a dict, got {name}; pass model_dump()"),
+        ));
     };
     let root = Path::ROOT;
-    let doc = PyDict::new(py);
-    let id_key = intern!(py, "_id");
-    let version_key = intern!(py, "version");
-    let version_doc_key = intern!(py, "_version");
-    if let Some(ident) = data.get_item(id_field)? {
-        if !ident.is_none() {
-            doc.set_item(id_key, to_doc_value(py, c, &ident, &root.key("_id"), 1)?)?;
-        }
-    }
-    if versioned {
-        if let Some(version) = data.get_item(version_key)? {
-            doc.set_item(version_doc_key, to_doc_value(py, c, &version, &root.key("_version"), 1)?)?;
-        }
-    }
+    // start from a copy (one cheap clone of the table) and change only what must change
+    let doc: Bound<'py, PyDict> = if data.is_exact_instance_of::<PyDict>() {
+        data.copy()?
+    } else {
+        PyDict::type_object(py)
+            .call1((data,))?
+            .downcast_into::<PyDict>()?
+    };
     let id_text = id_field.to_str()?;
-    for (key, value) in data.iter() {
-        if let Ok(k) = key.downcast::<PyString>() {
-            let k = k.to_str()?;
-            if k == id_text || (versioned && k == "version") {
-                continue;
+    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
+    for (bkey, bvalue) in items(data) {
+        // Fast path through borrowed references: an exact str key, no rename map (so no
+        // lookup that could run Python code) and a plain value.
+        if field_map.is_none() && plain(&bvalue) {
+            if let Ok(k) = bkey.downcast_exact::<PyString>() {
+                let text = k.to_str()?;
+                if text != id_text && !(versioned && text == "version") {
+                    checked(py, &bkey, &root)?;
+                    continue;
+                }
             }
         }
-        let key = match field_map {
-            Some(map) => map.get_item(&key)?.unwrap_or(key),
-            None => key,
+        let (key, value) = (bkey.to_owned(), bvalue.to_owned());
+        let text = key
+            .downcast::<PyString>()
+            .ok()
+            .map(|k| k.to_str())
+            .transpose()?;
+        if text == Some(id_text) || (versioned && text == Some("version")) {
+            doc.del_item(&key)?;
+            if text == Some(id_text) {
+                if !value.is_none() {
+                    let new = to_doc_value(py, c, &value, &root.key("_id"), 1)?;
+                    renamed.push((intern!(py, "_id").clone().into_any(), new.unwrap_or(value)));
+                }
+            } else {
+                let new = to_doc_value(py, c, &value, &root.key("_version"), 1)?;
+                renamed.push((
+                    intern!(py, "_version").clone().into_any(),
+                    new.unwrap_or(value),
+                ));
+            }
+            continue;
+        }
+        let target = match field_map {
+            Some(map) => map.get_item(&key)?,
+            None => None,
         };
-        let text = checked(py, &key, &root)?;
-        if doc.contains(&key)? {
+        match target {
+            None => {
+                let text = checked(py, &key, &root)?;
+                if let Some(new) = to_doc_value(py, c, &value, &root.key(text), 1)? {
+                    doc.set_item(&key, new)?;
+                }
+            }
+            Some(target) => {
+                let text = checked(py, &target, &root)?;
+                let new = to_doc_value(py, c, &value, &root.key(text), 1)?;
+                doc.del_item(&key)?;
+                renamed.push((target.clone(), new.unwrap_or(value)));
+            }
+        }
+    }
+    for (target, value) in renamed {
+        if doc.contains(&target)? {
+            // the document is dropped: nothing half-written reaches the caller
+            let text = target.str()?.to_string();
             return Err(invalid_document(
                 py,
                 format!(
@@ -453,74 +915,86 @@ pub fn map_to_doc<'py>(
                 ),
             ));
         }
-        doc.set_item(&key, to_doc_value(py, c, &value, &root.key(text), 1)?)?;
+        doc.set_item(target, value)?;
     }
     Ok(doc)
 }
 
 // --- document -> model data -------------------------------------------------------------
-fn map_from_items<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+/// A dict: copied on the first changed value, always copied when a dict subclass.
+fn dict_from_doc<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyDict>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let out = PyDict::new(py);
-    if let Ok(dict) = value.downcast::<PyDict>() {
-        for (k, v) in dict.iter() {
-            out.set_item(&k, from_doc_value(py, c, &v, &path.obj(&k), depth + 1)?)?;
-        }
+    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
+        None
     } else {
-        for pair in value.call_method0(intern!(py, "items"))?.try_iter()? {
-            let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = pair?.extract()?;
-            out.set_item(&k, from_doc_value(py, c, &v, &path.obj(&k), depth + 1)?)?;
+        Some(value.copy()?)
+    };
+    for (key, child) in items(value) {
+        if plain(&child) || child.is_exact_instance_of::<PyInt>() {
+            continue;
+        }
+        let (key, child) = (key.to_owned(), child.to_owned());
+        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1)? {
+            let target = match &out {
+                Some(o) => o,
+                None => out.insert(value.copy()?),
+            };
+            target.set_item(&key, new)?;
         }
     }
-    Ok(out.into_any())
+    Ok(out.map(Bound::into_any))
 }
 
-fn map_from_seq<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
-    if depth >= MAX_DEPTH {
-        return Err(too_deep(py, path));
-    }
-    let out = PyList::empty(py);
-    for (i, item) in value.try_iter()?.enumerate() {
-        out.append(from_doc_value(py, c, &item?, &path.index(i), depth + 1)?)?;
-    }
-    Ok(out.into_any())
-}
-
-fn binary_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let subtype: i64 = value.getattr(intern!(py, "subtype"))?.extract()?;
+fn binary_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> Mapped<'py> {
+    let subtype: i64 = match value.getattr(intern!(py, "_Binary__subtype")) {
+        Ok(s) => s.extract()?,
+        Err(_) => value.getattr(intern!(py, "subtype"))?.extract()?,
+    };
     if subtype == 4 {
         let raw = value.downcast::<PyBytes>()?.as_bytes();
         if raw.len() == 16 {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item(intern!(py, "bytes"), PyBytes::new(py, raw))?;
-            return c.uuid.bind(py).call((), Some(&kwargs));
+            return new_uuid(py, c, raw).map(Some);
         }
     } else if subtype == 0 {
-        return Ok(PyBytes::new(py, value.downcast::<PyBytes>()?.as_bytes()).into_any());
+        return Ok(Some(
+            PyBytes::new(py, value.downcast::<PyBytes>()?.as_bytes()).into_any(),
+        ));
     }
-    Ok(value.clone())
+    Ok(None)
 }
 
-fn from_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+fn from_doc_value<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    value: &Bound<'py, PyAny>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyInt>()
         || value.is_exact_instance_of::<PyFloat>()
         || value.is_exact_instance_of::<PyBool>()
         || value.is_none()
     {
-        return Ok(value.clone());
+        return Ok(None);
     }
-    let ty = value.get_type();
-    if value.is_exact_instance_of::<PyDict>() {
-        return map_from_items(py, c, value, path, depth);
+    if let Ok(dict) = value.downcast_exact::<PyDict>() {
+        return dict_from_doc(py, c, dict, path, depth);
     }
     if value.is_exact_instance_of::<PyList>() {
-        return map_from_seq(py, c, value, path, depth);
+        return map_seq(py, c, value, path, depth, from_doc_value);
     }
+    let ty = value.get_type();
     if ty.is(c.decimal128.bind(py)) {
-        return from_decimal128(py, c, value);
+        return from_decimal128(py, c, value).map(Some);
     }
     if ty.is(c.datetime.bind(py)) {
         return utc_datetime(py, c, value);
@@ -528,19 +1002,41 @@ fn from_doc_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>, pa
     if ty.is(c.binary.bind(py)) {
         return binary_value(py, c, value);
     }
-    if value.is_instance_of::<PyDict>() {
-        return map_from_items(py, c, value, path, depth);
+    if ty.is(c.uuid.bind(py)) || ty.is(c.objectid.bind(py)) {
+        return Ok(None); // what the cascade below concludes, sooner
+    }
+    if let Ok(dict) = value.downcast::<PyDict>() {
+        return dict_from_doc(py, c, dict, path, depth);
     }
     if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
-        return map_from_seq(py, c, value, path, depth);
+        return map_seq(py, c, value, path, depth, from_doc_value);
     }
     if value.is_instance(c.decimal128.bind(py))? {
-        return from_decimal128(py, c, value);
+        return from_decimal128(py, c, value).map(Some);
     }
     if value.is_instance(c.datetime.bind(py))? {
         return utc_datetime(py, c, value);
     }
-    Ok(value.clone())
+    Ok(None)
+}
+
+/// `Some("_id")` / `Some("_version")` for those keys, else None (cheap length test first:
+/// most keys are neither).
+fn reserved_name<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
+    let Ok(s) = key.downcast::<PyString>() else {
+        return Ok(None);
+    };
+    // SAFETY: `s` is a live str object.
+    let len = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
+    if len != 3 && len != 8 {
+        return Ok(None);
+    }
+    let text = s.to_str()?;
+    Ok(if text == "_id" || text == "_version" {
+        Some(text)
+    } else {
+        None
+    })
 }
 
 /// The model data of a stored document, ready for `model_validate`; see the pure twin.
@@ -554,35 +1050,62 @@ pub fn map_from_doc<'py>(
     versioned: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let c = cache(py)?;
-    let pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = if let Ok(dict) = doc.downcast::<PyDict>() {
-        dict.iter().collect()
+    let data: Bound<'py, PyDict> = if let Ok(dict) = doc.downcast_exact::<PyDict>() {
+        dict.copy()?
     } else if doc.is_instance(c.mapping.bind(py))? {
-        let mut pairs = Vec::new();
-        for pair in doc.call_method0(intern!(py, "items"))?.try_iter()? {
-            pairs.push(pair?.extract()?);
-        }
-        pairs
+        PyDict::type_object(py)
+            .call1((doc,))?
+            .downcast_into::<PyDict>()?
     } else {
         let name: String = doc.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(py, format!("a stored document must be a mapping, got {name}")));
+        return Err(invalid_document(
+            py,
+            format!("a stored document must be a mapping, got {name}"),
+        ));
     };
     let root = Path::ROOT;
-    let data = PyDict::new(py);
+    // iterate the caller's dict (never modified) or, for other mappings, a snapshot
+    let source: Bound<'py, PyDict> = match doc.downcast_exact::<PyDict>() {
+        Ok(d) => d.clone(),
+        Err(_) => data.copy()?,
+    };
+    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
     let mut saw_version = false;
-    for (key, value) in pairs.iter() {
-        let text = key.downcast::<PyString>().ok().map(|s| s.to_str()).transpose()?;
-        let name: Bound<'py, PyAny> = match text {
-            Some("_id") => id_field.clone().into_any(),
+    for (key, value) in items(&source) {
+        if reverse_map.is_none()
+            && (plain(&value) || value.is_exact_instance_of::<PyInt>())
+            && reserved_name(&key)?.is_none()
+        {
+            continue;
+        }
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let new = from_doc_value(py, c, &value, &root.obj(&key), 1)?;
+        let text = reserved_name(&key)?;
+        let name: Option<Bound<'py, PyAny>> = match text {
+            Some("_id") => Some(id_field.clone().into_any()),
             Some("_version") if versioned => {
                 saw_version = true;
-                intern!(py, "version").clone().into_any()
+                Some(intern!(py, "version").clone().into_any())
             }
             _ => match reverse_map {
-                Some(map) => map.get_item(key)?.unwrap_or_else(|| key.clone()),
-                None => key.clone(),
+                Some(map) => map.get_item(&key)?,
+                None => None,
             },
         };
-        data.set_item(&name, from_doc_value(py, c, value, &root.obj(key), 1)?)?;
+        match name {
+            Some(name) => {
+                data.del_item(&key)?;
+                renamed.push((name, new.unwrap_or(value)));
+            }
+            None => {
+                if let Some(new) = new {
+                    data.set_item(&key, new)?;
+                }
+            }
+        }
+    }
+    for (name, value) in renamed {
+        data.set_item(name, value)?;
     }
     if versioned && !saw_version {
         data.set_item(intern!(py, "version"), 0)?;

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from ._pure import bulk as _pure_bulk
+from ._pure import filters as _pure_filters
 from ._pure import keys as _pure_keys
 from ._pure import mapping as _pure_mapping
 
@@ -24,6 +25,9 @@ _TWINS: dict[str, Callable[..., Any]] = {
     "map_to_doc": _pure_mapping.map_to_doc,
     "map_from_doc": _pure_mapping.map_from_doc,
     # filters (issue 4)
+    "compile_filter": _pure_filters.compile_filter,
+    "compile_sort": _pure_filters.compile_sort,
+    "compile_projection": _pure_filters.compile_projection,
     # bulk (issue 6)
     "build_upserts": _pure_bulk.build_upserts,
     "canonical_id": _pure_bulk.canonical_id,
@@ -80,13 +84,18 @@ def native_function(name: str) -> Callable[..., Any] | None:
 
 validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
 
-# --- bulk (issue 6) -------------------------------------------------------------
+# mapping (issue 3)
+map_to_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_to_doc"]
+map_from_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_from_doc"]
+
+# filters (issue 4)
+compile_filter: Callable[..., dict[str, Any]] = _BOUND["compile_filter"]
+compile_sort: Callable[[Any], list[tuple[str, int]]] = _BOUND["compile_sort"]
+compile_projection: Callable[[Any], dict[str, int] | None] = _BOUND["compile_projection"]
+
+# bulk (issue 6)
 build_upserts: Callable[..., list[tuple[dict[str, Any], dict[str, Any]]]] = _BOUND["build_upserts"]
 """Projection upsert statements ``[(filter, update), ...]`` (twin of ``rust/bulk.rs``)."""
 
 canonical_id: Callable[[Any], Any] = _BOUND["canonical_id"]
 """The ``_id`` stored for a key (composite dict keys in sorted field order)."""
-
-# mapping (issue 3)
-map_to_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_to_doc"]
-map_from_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_from_doc"]

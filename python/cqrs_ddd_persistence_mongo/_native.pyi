@@ -3,7 +3,7 @@
 Every function here has a pure twin of the same signature in ``_pure/``.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 # --- keys ---------------------------------------------------------------------
 def validate_keys(doc: Any) -> None: ...
@@ -13,6 +13,9 @@ def map_to_doc(data: Any, id_field: str, field_map: dict[str, str] | None, versi
 def map_from_doc(doc: Any, id_field: str, reverse_map: dict[str, str] | None, versioned: bool) -> dict[str, Any]: ...
 
 # --- filters (issue 4) --------------------------------------------------------
+def compile_filter(spec: Any, custom: dict[str, Callable[[str, Any], Any]] | None = None) -> dict[str, Any]: ...
+def compile_sort(order_by: Any) -> list[tuple[str, int]]: ...
+def compile_projection(fields: Any) -> dict[str, int] | None: ...
 
 # --- bulk (issue 6) -----------------------------------------------------------
 def build_upserts(

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
-from cqrs_ddd_persistence_mongo.advanced import MongoProjectionStore
+from cqrs_ddd_persistence_mongo.advanced import MongoProjectionStore, build_upserts, write_upserts
 from cqrs_ddd_persistence_mongo.exceptions import (
     DuplicateEntityError,
     InvalidDocument,
@@ -205,3 +205,21 @@ async def test_bulk_in_an_aborted_transaction_writes_nothing(store: MongoProject
         await store.bulk_upsert(C, [{"id": f"a{i}"} for i in range(10)], uow=uow)
         assert await store.count(C, uow=uow) == 10
     assert await store.count(C) == 0
+
+
+@pytest.mark.parametrize("insert_first", [True, False])
+async def test_write_upserts_with_and_without_the_insert_pass(
+    pymongo_connection: MongoConnectionManager, insert_first: bool
+) -> None:
+    collection = pymongo_connection.db()[C]
+    await write_upserts(collection, build_upserts([{"id": "a", "_last_position": 5, "v": "old"}]))
+    statements = build_upserts(
+        [{"id": "a", "_last_position": 9, "v": "new"}, {"id": "b", "_last_position": 1, "v": "b"},
+         {"id": "a2", "_last_position": 2}]
+    )
+    result = await write_upserts(collection, statements, insert_first=insert_first)
+    assert (result.inserted, result.updated, result.skipped) == (2, 1, 0)
+    again = await write_upserts(collection, statements, insert_first=insert_first)
+    assert (again.inserted, again.updated, again.skipped) == (0, 0, 3)
+    assert (await collection.find_one({"_id": "a"}))["v"] == "new"
+    assert await collection.count_documents({}) == 3

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
@@ -37,7 +38,7 @@ class LosesFirstRace:
         return await self._collection.update_one(*args, **kwargs)
 
     async def bulk_write(self, requests: list[Any], **kwargs: Any) -> Any:
-        if not self.raced:
+        if not self.raced and isinstance(requests[0], UpdateOne):  # the guarded-upsert pass
             self.raced += 1
             errors = [{"index": i, "code": 11000, "keyPattern": {"_id": 1}, "errmsg": "E11000"} for i in range(len(requests))]
             raise BulkWriteError({"writeErrors": errors, "nUpserted": 0, "nMatched": 0, "upserted": []})

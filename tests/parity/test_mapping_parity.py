@@ -38,6 +38,23 @@ def _shown(result: tuple[str, Any]) -> tuple[str, str]:
     return result[0], repr(result[1])
 
 
+def _shared(source: Any, result: Any, path: str = "") -> list[str]:
+    """Paths where the result reuses the input's own container (copy-on-write must agree)."""
+    found: list[str] = []
+    if isinstance(source, dict) and isinstance(result, dict):
+        for key, value in source.items():
+            if key in result:
+                if result[key] is value and isinstance(value, (dict, list)):
+                    found.append(f"{path}.{key!r}")
+                found += _shared(value, result[key], f"{path}.{key!r}")
+    elif isinstance(source, list) and isinstance(result, list):
+        for i, (a, b) in enumerate(zip(source, result)):
+            if a is b and isinstance(a, (dict, list)):
+                found.append(f"{path}[{i}]")
+            found += _shared(a, b, f"{path}[{i}]")
+    return found
+
+
 digits_text = st.text(alphabet="0123456789", min_size=1, max_size=40)
 decimals = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True),
@@ -84,6 +101,30 @@ to_documents = st.recursive(
     ),
     max_leaves=20,
 )
+valid_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.decimals(allow_nan=False, places=4, min_value=-(10**12), max_value=10**12),
+    datetimes,
+    st.dates(),
+    st.uuids(),
+    st.sampled_from(list(Color) + list(Level)),
+    st.binary(max_size=4),
+    st.builds(ObjectId),
+)
+valid_documents = st.recursive(
+    valid_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.frozensets(st.integers(-3, 3), max_size=3),
+        st.dictionaries(st.text(alphabet="abcxyz_", max_size=4), children, max_size=4),
+    ),
+    max_leaves=20,
+)
 field_maps = st.one_of(st.none(), st.dictionaries(st.sampled_from(["a", "b", "c", "", "1"]), st.sampled_from(["x", "a", "$y", "_id", "b.c"]), max_size=3))
 
 
@@ -94,6 +135,22 @@ def test_to_doc_agrees(data: dict[Any, Any], id_field: str, field_map: dict[str,
     n = outcome(native, data, id_field, field_map, versioned)
     p = outcome(pure, data, id_field, field_map, versioned)
     assert _shown(n) == _shown(p)
+    if n[0] == "ok":
+        assert _shared(data, n[1]) == _shared(data, p[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["id", "version", "a", "b", "c", "d"]), valid_documents, max_size=6), field_maps, st.booleans())
+def test_to_doc_agrees_on_storable_data(data: dict[str, Any], field_map: dict[str, str] | None, versioned: bool) -> None:
+    """Mostly-valid data: the successful results (and what they share with the input) agree."""
+    native, pure = both("map_to_doc")
+    n = outcome(native, data, "id", field_map, versioned)
+    p = outcome(pure, data, "id", field_map, versioned)
+    assert _shown(n) == _shown(p)
+    if n[0] == "ok":
+        assert _shared(data, n[1]) == _shared(data, p[1])
+        back = both("map_from_doc")
+        assert _shown(outcome(back[0], n[1], "id", None, versioned)) == _shown(outcome(back[1], p[1], "id", None, versioned))
 
 
 bid_words = st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
@@ -135,6 +192,8 @@ def test_from_doc_agrees(doc: dict[str, Any], id_field: str, reverse_map: dict[s
     n = outcome(native, doc, id_field, reverse_map, versioned)
     p = outcome(pure, doc, id_field, reverse_map, versioned)
     assert _shown(n) == _shown(p)
+    if n[0] == "ok":
+        assert _shared(doc, n[1]) == _shared(doc, p[1])
 
 
 @settings(max_examples=500, deadline=None)

@@ -88,7 +88,7 @@ def test_to_doc_shape_and_round_trip() -> None:
     doc = mapper.to_doc(order)
     assert doc["_id"] == "o1" and "id" not in doc
     assert doc["_version"] == 3 and "version" not in doc
-    assert list(doc)[:2] == ["_id", "_version"]
+    assert list(doc)[-2:] == ["_id", "_version"]  # renamed fields go last (the driver writes _id first)
     assert doc["total"] == Decimal128("12.50")
     assert doc["lines"][2] == {"sku": "s2", "qty": 2, "price": Decimal128("2.99")}
     assert doc["token"] == Binary(uuid.UUID(int=7).bytes, 4)
@@ -388,3 +388,45 @@ def test_non_canonical_decimal128_reads_as_zero() -> None:
     assert from_doc({"v": value})["v"] == value.to_decimal() == Decimal(0)
     too_big = Decimal128(((0x3040 << 48) | 0x1_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF))
     assert str(from_doc({"v": too_big})["v"]) == str(too_big.to_decimal())
+
+
+def test_from_doc_keeps_bson_utc_and_does_not_modify_the_document() -> None:
+    from bson.tz_util import utc as bson_utc
+
+    when = dt.datetime(2024, 1, 1, tzinfo=bson_utc)
+    doc = {"_id": "a", "when": when, "items": [{"p": Decimal128("1.5")}], "plain": {"x": 1}}
+    snapshot = repr(doc)
+    data = from_doc(doc)
+    assert data["when"] is when  # a tz-aware client's UTC is already UTC
+    assert data["items"] == [{"p": Decimal("1.5")}]
+    assert repr(doc) == snapshot  # copies are made where something changes
+    assert data["plain"] is doc["plain"]  # and only there
+
+
+def test_overridden_model_dump_and_model_validate_are_used() -> None:
+    calls: list[str] = []
+
+    class Custom(BaseModel):
+        id: str
+        name: str = "x"
+
+        def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+            calls.append("dump")
+            return super().model_dump(**kwargs)
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> "Custom":  # type: ignore[override]
+            calls.append("validate")
+            return super().model_validate(obj, **kwargs)
+
+    mapper = MongoDBModelMapper(Custom)
+    assert mapper.from_doc(mapper.to_doc(Custom(id="a"))) == Custom(id="a")
+    assert calls == ["dump", "validate"]
+
+
+def test_subclass_entities_are_dumped_with_their_own_fields() -> None:
+    class Special(Address):
+        extra: int = 5
+
+    mapper = MongoDBModelMapper(Address, id_field="city")
+    assert mapper.to_doc(Special(city="x")) == {"zip": None, "extra": 5, "_id": "x"}

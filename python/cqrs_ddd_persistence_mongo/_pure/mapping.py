@@ -6,7 +6,8 @@ the driver encodes: ``id_field`` becomes ``_id``, ``version`` becomes ``_version
 (Decimal -> Decimal128, UUID -> Binary subtype 4, datetimes -> aware UTC, date -> UTC
 midnight, Enum -> value, set/frozenset/tuple -> list). ``map_from_doc`` reverses it for
 ``model_validate``. Bad input raises ``InvalidDocument`` naming the document path; the
-input is never modified, so nothing is half-written.
+input is never modified (containers are copied where something in them changes, and
+reused where nothing does), so nothing is half-written.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import datetime as _dt
 import enum
 import uuid
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
+from bson.tz_util import utc as _BSON_UTC
 from pydantic import BaseModel
 
 from ..exceptions import InvalidDocument
@@ -151,24 +153,50 @@ def _datetime(value: _dt.datetime) -> _dt.datetime:
     tz = value.tzinfo
     if tz is None:
         return value.replace(tzinfo=_UTC)
-    if tz is _UTC:
+    if tz is _UTC or tz is _BSON_UTC:  # what tz-aware clients attach is already UTC
         return value
     return value.astimezone(_UTC)
 
 
-def _seq_to_doc(items: Any, path: str, depth: int) -> list[Any]:
+Rule = Callable[[Any, str, int], Any]
+
+
+def _map_seq(items: Any, path: str, depth: int, rule: Rule) -> list[Any]:
+    """A list: copied on the first changed item; other sequences always become a new list."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
-    return [_to_doc_value(item, index_path(path, i), depth + 1) for i, item in enumerate(items)]
+    if type(items) is list:
+        out: list[Any] | None = None
+        for i, item in enumerate(items):
+            new = rule(item, index_path(path, i), depth + 1)
+            if new is not item:
+                if out is None:
+                    out = items.copy()
+                out[i] = new
+        return items if out is None else out
+    return [rule(item, index_path(path, i), depth + 1) for i, item in enumerate(items)]
+
+
+def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check_keys: bool) -> dict[Any, Any]:
+    """A dict: copied on the first changed value; a dict subclass always becomes a plain dict."""
+    if depth >= MAX_DEPTH:
+        raise too_deep_error(path)
+    out: dict[Any, Any] | None = None if type(value) is dict else dict(value)
+    for key, child in value.items():
+        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1)
+        if new is not child:
+            if out is None:
+                out = value.copy()  # type: ignore[attr-defined]
+            out[key] = new
+    return value if out is None else out  # type: ignore[return-value]
+
+
+def _seq_to_doc(items: Any, path: str, depth: int) -> list[Any]:
+    return _map_seq(items, path, depth, _to_doc_value)
 
 
 def _dict_to_doc(value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
-    if depth >= MAX_DEPTH:
-        raise too_deep_error(path)
-    out: dict[str, Any] = {}
-    for key, child in value.items():
-        out[key] = _to_doc_value(child, checked_key(key, path), depth + 1)
-    return out
+    return _map_dict(value, path, depth, _to_doc_value, True)
 
 
 def _to_doc_value(value: Any, path: str, depth: int) -> Any:
@@ -199,12 +227,12 @@ def _to_doc_value(value: Any, path: str, depth: int) -> Any:
         return _dict_to_doc(value, path, depth)
     if isinstance(value, (list, tuple, set, frozenset)):
         return _seq_to_doc(value, path, depth)
-    if isinstance(value, BaseModel):
-        return _dict_to_doc(value.model_dump(), path, depth)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, _PASSTHROUGH):
         return value
+    if isinstance(value, BaseModel):
+        return _dict_to_doc(value.model_dump(), path, depth)
     raise _unsupported(value, path)
 
 
@@ -220,30 +248,37 @@ def map_to_doc(
     ObjectId); when ``versioned``, ``data['version']`` becomes ``_version``; other keys are
     renamed through ``field_map`` ({model field: document field}). ``data`` is not modified.
     """
-    if type(data) is not dict:
-        if not isinstance(data, dict):
-            raise InvalidDocument(
-                f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()"
-            )
-    doc: dict[str, Any] = {}
-    if id_field in data:
-        ident = data[id_field]
-        if ident is not None:
-            doc["_id"] = _to_doc_value(ident, "_id", 1)
-    if versioned and "version" in data:
-        doc["_version"] = _to_doc_value(data["version"], "_version", 1)
+    if not isinstance(data, dict):
+        raise InvalidDocument(f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()")
+    doc = dict(data)  # change only what must change
+    renamed: list[tuple[str, Any]] = []
     for key, value in data.items():
         if key == id_field or (versioned and key == "version"):
+            del doc[key]
+            if key == id_field:
+                if value is not None:
+                    renamed.append(("_id", _to_doc_value(value, "_id", 1)))
+            else:
+                renamed.append(("_version", _to_doc_value(value, "_version", 1)))
             continue
         if field_map is not None and key in field_map:
-            key = field_map[key]
+            target = field_map[key]
+            path = checked_key(target, "")
+            new = _to_doc_value(value, path, 1)
+            del doc[key]
+            renamed.append((target, new))
+            continue
         path = checked_key(key, "")
-        if key in doc:
+        new = _to_doc_value(value, path, 1)
+        if new is not value:
+            doc[key] = new
+    for target, value in renamed:  # renamed fields go last
+        if target in doc:
             raise InvalidDocument(
-                f"document field '{key}' is written twice; check field_map for two fields "
+                f"document field '{target}' is written twice; check field_map for two fields "
                 "mapped to the same name or a field named like '_id'/'_version'"
             )
-        doc[key] = _to_doc_value(value, path, 1)
+        doc[target] = value
     return doc
 
 
@@ -253,13 +288,9 @@ def _from_doc_value(value: Any, path: str, depth: int) -> Any:
     if cls is str or cls is int or cls is float or cls is bool or value is None:
         return value
     if cls is dict:
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return {k: _from_doc_value(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+        return _map_dict(value, path, depth, _from_doc_value, False)
     if cls is list:
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return [_from_doc_value(v, index_path(path, i), depth + 1) for i, v in enumerate(value)]
+        return _map_seq(value, path, depth, _from_doc_value)
     if cls is Decimal128:
         return _from_decimal128(value)
     if cls is _dt.datetime:
@@ -272,13 +303,9 @@ def _from_doc_value(value: Any, path: str, depth: int) -> Any:
             return bytes(value)
         return value
     if isinstance(value, dict):
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return {k: _from_doc_value(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+        return _map_dict(value, path, depth, _from_doc_value, False)
     if isinstance(value, (list, tuple)):
-        if depth >= MAX_DEPTH:
-            raise too_deep_error(path)
-        return [_from_doc_value(v, index_path(path, i), depth + 1) for i, v in enumerate(value)]
+        return _map_seq(value, path, depth, _from_doc_value)
     if isinstance(value, Decimal128):
         return _from_decimal128(value)
     if isinstance(value, _dt.datetime):
@@ -300,17 +327,26 @@ def map_from_doc(
     """
     if not isinstance(doc, Mapping):
         raise InvalidDocument(f"a stored document must be a mapping, got {type(doc).__qualname__}")
-    data: dict[str, Any] = {}
-    for key, value in doc.items():
+    data = dict(doc)
+    renamed: list[tuple[str, Any]] = []
+    for key, value in list(data.items()):
+        new = _from_doc_value(value, str(key), 1)
         if key == "_id":
-            name = id_field
+            name: str | None = id_field
         elif versioned and key == "_version":
             name = "version"
         elif reverse_map is not None and key in reverse_map:
             name = reverse_map[key]
         else:
-            name = key
-        data[name] = _from_doc_value(value, str(key), 1)
+            name = None
+        if name is None:
+            if new is not value:
+                data[key] = new
+        else:  # renamed fields go last and win over a same-named field
+            del data[key]
+            renamed.append((name, new))
+    for name, value in renamed:
+        data[name] = value
     if versioned and "_version" not in doc:
         data["version"] = 0
     return data

@@ -9,6 +9,11 @@ native builder (``_accel.build_upserts``, twin ``_pure/bulk.py``):
               "_last_event_id": {"$ne": e}}               # when the doc carries _last_event_id
     update = {"$set": <every field but the key>}          # sent with upsert=True
 
+Sending (outside a transaction): every statement is first sent as the insert of
+``{"_id": key, **$set}`` (what its upsert would create for a missing key, and the cheapest
+write); keys that already exist answer E11000 on ``_id`` and only those get their guarded
+upsert statement.
+
 Guard semantics (how guard + upsert never create a second document): ``_id`` is unique, so
 an upsert can only ever insert the one document with that key. When the document exists but
 its guard fails (a newer or the same position / event is already stored), the filter
@@ -32,7 +37,7 @@ from typing import Any
 
 import bson
 from bson.errors import BSONError
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .. import _accel
@@ -199,19 +204,37 @@ def _raise_other_errors(
     raise ProjectionError(message)
 
 
-async def _write_batch(collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult) -> None:
-    counts, errors = await _bulk(collection, to_update_ones(batch), session)
-    result.inserted += counts.get("nUpserted", 0)
-    result.updated += counts.get("nMatched", 0)
-    _raise_other_errors(collection, errors, result)
-    if not errors:
-        return
-    retry = [batch[e["index"]] for e in errors]
-    counts, errors = await _bulk(collection, to_update_ones(retry), session)
-    result.inserted += counts.get("nUpserted", 0)
-    result.updated += counts.get("nMatched", 0)
-    _raise_other_errors(collection, errors, result)
-    result.skipped += len(errors)
+def to_insert_ones(statements: Sequence[Statement]) -> list[InsertOne]:
+    """``{"_id": key, **$set}``: exactly what each upsert would create for a missing key."""
+    return [InsertOne({"_id": filter_["_id"], **update["$set"]}) for filter_, update in statements]
+
+
+async def _write_batch(
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, insert_first: bool
+) -> None:
+    """Insert first, then guarded upserts for the keys that exist, then one retry of E11000s.
+
+    A missing key passes every guard, so inserting it is what its upsert would do; inserts
+    are the cheapest write a server has (a rebuild writes almost only new keys). Existing
+    keys answer E11000 and get their guarded upsert statement; those that fail the guard
+    answer E11000 again and, after one retry (a concurrent delete/insert of the key), are
+    counted as skipped.
+    """
+    pending = batch
+    if insert_first:
+        counts, errors = await _bulk(collection, to_insert_ones(batch), session)
+        result.inserted += counts.get("nInserted", 0)
+        _raise_other_errors(collection, errors, result)
+        pending = [batch[e["index"]] for e in errors]
+    for _ in range(2):  # the guarded upserts, then one retry of their E11000s
+        if not pending:
+            return
+        counts, errors = await _bulk(collection, to_update_ones(pending), session)
+        result.inserted += counts.get("nUpserted", 0)
+        result.updated += counts.get("nMatched", 0)
+        _raise_other_errors(collection, errors, result)
+        pending = [pending[e["index"]] for e in errors]
+    result.skipped += len(pending)
 
 
 async def _write_batch_in_transaction(
@@ -237,6 +260,7 @@ async def write_upserts(
     session: Any = None,
     in_transaction: bool = False,
     limits: BulkLimits = BulkLimits(),
+    insert_first: bool = True,
 ) -> BulkUpsertResult:
     """Send guarded upsert ``statements`` as unordered bulk writes within ``limits``.
 
@@ -247,6 +271,10 @@ async def write_upserts(
     not; re-sending the same statements is idempotent (guards skip what is already there, and
     unguarded statements rewrite the same values). A concurrent writer of the same key sees
     either the old or the new document, never two documents.
+
+    ``insert_first`` (outside transactions): try every statement as an insert first (best
+    when most keys are new or unknown); pass False when the caller knows the keys exist, to
+    skip that pass.
     """
     check_unique_keys(statements)
     sizes = statement_sizes(statements, collection.codec_options)
@@ -256,6 +284,6 @@ async def write_upserts(
         if in_transaction:
             await _write_batch_in_transaction(collection, batch, session, result)
         else:
-            await _write_batch(collection, batch, session, result)
+            await _write_batch(collection, batch, session, result, insert_first)
         result.batches += 1
     return result

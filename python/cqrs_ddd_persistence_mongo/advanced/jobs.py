@@ -17,6 +17,7 @@ Two kinds of writes:
 
 from __future__ import annotations
 
+import random
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -139,10 +140,11 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         next one or None when the queue is empty (a pending job whose cancellation was
         requested is already cancelled, see :meth:`request_cancellation`). With ``claim_prefetch > 1`` the
         repository reads the ids of the oldest pending jobs in one query and claims them one
-        by one by ``_id`` (a cheap point update instead of a sorted search per claim);
-        workers sharing the repository take distinct candidates, a candidate someone else
-        took is skipped, candidates older than a few seconds are re-read. Order is then
-        oldest first per batch; exactly-once is unchanged. Jobs whose cancellation was requested
+        by one by ``_id`` (a cheap point update instead of a sorted search per claim), in
+        random order within the batch so workers of different processes rarely race for
+        the same job; workers sharing the repository take distinct candidates, a
+        candidate someone else took is skipped, candidates older than a few seconds are
+        re-read. Order is then "the oldest batch first"; exactly-once is unchanged. Jobs whose cancellation was requested
         are skipped. The claimed job comes back running, owned by ``worker_id``, with a
         fresh heartbeat and its new version. A crash after the claim leaves the job
         running; :meth:`get_stale_jobs` finds it once its heartbeat is old.
@@ -181,7 +183,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         collection = await self._coll()
         session = session_of(uow)
         with self._errors("claiming a job"):
-            result = await collection.update_one({**query, "_id": job_id}, update, session=session)
+            result = await collection.update_one({"_id": job_id, **query}, update, session=session)
             if result.modified_count != 1:
                 return None
             doc = await collection.find_one({"_id": job_id}, session=session)
@@ -197,7 +199,9 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         with self._errors("finding jobs to claim"):
             cursor = collection.find(query, {"_id": 1}, session=session_of(uow)).sort(sort).limit(self.claim_prefetch)
             docs = await self._connection.driver().to_list(cursor, self.claim_prefetch)
-        self._candidates[key] = (time.monotonic(), deque(doc["_id"] for doc in docs))
+        ids = [doc["_id"] for doc in docs]
+        random.shuffle(ids)  # workers of other processes read the same batch: spread them out
+        self._candidates[key] = (time.monotonic(), deque(ids))
         return bool(docs)
 
     async def update_progress(

@@ -122,7 +122,9 @@ class MongoProjectionStore:
         no-op). Both are then recorded. Without ``_version`` in ``doc``, an ``expected_version``
         write stores ``expected_version + 1``.
 
-        Guarantee: atomic for the document; idempotent under ``event_id`` / ``event_position``.
+        Guarantee: atomic for the document (a crash leaves it wholly old or wholly new);
+        idempotent under ``event_id`` / ``event_position``; concurrent readers see the old
+        or the new document, never a mix.
         Two concurrent writers of a new key never create two documents (``_id`` is unique):
         the loser's insert hits E11000, is retried once against the now-existing document and
         then applies or skips by its guard. Inside a transaction the write uses two error-free

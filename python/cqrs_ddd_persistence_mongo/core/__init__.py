@@ -7,6 +7,7 @@ from .repository import MongoRepository
 from .uow import MongoUnitOfWork
 
 # --- search (issue 4) ---
+from .search import SearchResult, search_collection
 
 # --- event store and outbox (issue 5) ---
 from .event_store import MongoEventStore

@@ -65,11 +65,22 @@ class MongoDBModelMapper(Generic[T]):
         )
         self._forward_map: dict[str, str] | None = self.field_map or None
         self._exclude: set[str] | None = set(self.exclude_fields) or None
+        # model_dump / model_validate are thin Python wrappers over pydantic-core's
+        # serializer and validator; call those directly (same engine, same defaults, same
+        # result) unless the model overrides the wrappers, whose behaviour then wins.
+        self._direct_dump: bool = model_cls.model_dump is BaseModel.model_dump
+        self._direct_validate: bool = (
+            getattr(model_cls.model_validate, "__func__", None) is BaseModel.model_validate.__func__  # type: ignore[attr-defined]
+        )
 
     # --- entity -> document -------------------------------------------------------
     def to_doc(self, entity: T) -> dict[str, Any]:
         """The document to store for ``entity`` (raises ``InvalidDocument`` naming the path)."""
-        data = entity.model_dump(exclude=self._exclude)
+        cls = type(entity)
+        if cls is self.model_cls and self._direct_dump:
+            data = cls.__pydantic_serializer__.to_python(entity, exclude=self._exclude)
+        else:
+            data = entity.model_dump(exclude=self._exclude)
         return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned)
 
     def to_docs(self, entities: Iterable[T]) -> list[dict[str, Any]]:
@@ -80,6 +91,8 @@ class MongoDBModelMapper(Generic[T]):
     def from_doc(self, doc: Mapping[str, Any]) -> T:
         """The entity of a stored document, validated by the model."""
         data = _accel.map_from_doc(doc, self.id_field, self._reverse_map, self.versioned)
+        if self._direct_validate:
+            return self.model_cls.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
         return self.model_cls.model_validate(data)
 
     def from_docs(self, docs: Iterable[Mapping[str, Any]]) -> list[T]:

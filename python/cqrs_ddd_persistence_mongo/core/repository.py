@@ -29,6 +29,7 @@ from ..exceptions import (
 from ._session import session_of
 from .entity_stream import EntityStream, iterate_cursor_batches
 from .model_mapper import MongoDBModelMapper
+from .search import SearchResult, search_collection
 
 T = TypeVar("T")
 ID = TypeVar("ID")
@@ -529,6 +530,44 @@ class MongoRepository(Generic[T, ID]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model_cls.__name__} in '{self.collection_name}'>"
+
+    # --- search (issue 4) -------------------------------------------------------------
+    def _document_field_names(self) -> dict[str, str]:
+        """Model field -> document field, for conditions, ordering and selected fields."""
+        names = {self._mapper.id_field: "_id", **getattr(self._mapper, "field_map", {})}
+        if self.versioned:
+            names["version"] = "_version"
+        return names
+
+    def _encode_search_value(self, value: Any) -> Any:
+        """A condition value in its stored form (the mapper's type rules); data stays data."""
+        if value is None or type(value) in (str, int, float, bool):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [self._encode_search_value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._encode_search_value(v) for k, v in value.items()}
+        return self._key(value)
+
+    async def search(self, criteria: Any = None, options: Any = None, uow: Any = None) -> SearchResult:
+        """Entities matching a specification (or spec dict / ``QueryOptions``) as a
+        :class:`SearchResult`: ``await result`` -> list, ``result.stream(batch_size=)``,
+        ``await result.first()``, ``await result.count()``.
+
+        Read-only. Filter, ordering, pagination and selected fields run on the server, in
+        ``uow``'s session when given (its transaction sees its own writes). Field names are
+        the model's (``id`` means ``_id``); with selected fields the items are raw documents.
+        """
+        return search_collection(
+            self.collection(),
+            criteria,
+            options,
+            session=_session(uow),
+            decode=self._mapper_from_doc,
+            adapter=self._connection.driver(),
+            field_names=self._document_field_names(),
+            encode_value=self._encode_search_value,
+        )
 
 
 def _session(uow: Any) -> Any:

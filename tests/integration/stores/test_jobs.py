@@ -100,6 +100,12 @@ async def test_workers_with_their_own_repositories_claim_each_job_once(real_conn
     await _race(repos, 60)
 
 
+async def test_workers_sharing_one_repository_take_distinct_candidates(real_connection) -> None:
+    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob, claim_prefetch=8)
+    claims = await _race([repo] * 8, 80)
+    assert sum(1 for ids in claims.values() if ids) > 1
+
+
 async def test_direct_sorted_claims_without_prefetch(real_connection) -> None:
     repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob, claim_prefetch=0)
     claims = await _race([repo] * 4, 30)
@@ -108,8 +114,11 @@ async def test_direct_sorted_claims_without_prefetch(real_connection) -> None:
 
 
 async def test_eight_workers_claim_500_jobs_each_exactly_once(real_connection) -> None:
-    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob)
-    claims = await _race([repo] * 8, 500)
+    """Eight workers, each with its own repository (as in eight processes): they read the
+    same candidates and race for every job; the conditional update lets one win each."""
+    repos = [MongoBackgroundJobRepository(real_connection, EmailBatchJob) for _ in range(8)]
+    repo = repos[0]
+    claims = await _race(repos, 500)
     assert sum(1 for ids in claims.values() if ids) > 1  # the work really was shared
     stored = Counter()
     async for doc in (await repo._coll()).find({}, {"worker_id": 1, "status": 1}):
@@ -181,7 +190,7 @@ async def test_mark_failed_and_transitions_from_wrong_state(real_connection) -> 
 
 
 async def test_cancellation(real_connection) -> None:
-    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob)
+    repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob, claim_prefetch=0)  # strict order
     await repo.add(EmailBatchJob(id="pending"))
     await repo.add(EmailBatchJob(id="running", created_at=utc_now() - timedelta(minutes=1)))
     await repo.claim_next("w1")  # oldest: "running"
@@ -235,14 +244,17 @@ async def test_find_by_status_newest_first_paged_and_counts(real_connection) -> 
 async def test_purge_completed(real_connection) -> None:
     repo = MongoBackgroundJobRepository(real_connection, EmailBatchJob)
     await _seed(repo, _jobs(4))
+    done = set()
     for _ in range(3):
         job = await repo.claim_next("w")
         await repo.mark_completed(job.id)
+        done.add(job.id)
+    (left,) = {f"job-{i:04d}" for i in range(4)} - done
     cutoff = utc_now() + timedelta(seconds=1)
     assert await repo.purge_completed(utc_now() - timedelta(days=1)) == 0
     assert await repo.purge_completed(cutoff) == 3
     assert await repo.purge_completed(cutoff) == 0
-    assert [j.id for j in await repo.find_by_status([s for s in JobStatus], limit=10)] == ["job-0003"]
+    assert [j.id for j in await repo.find_by_status([s for s in JobStatus], limit=10)] == [left]
     with pytest.raises(InvalidStoreArgument, match="pending or running"):
         await repo.purge_completed(cutoff, statuses=[JobStatus.COMPLETED, JobStatus.RUNNING])
 

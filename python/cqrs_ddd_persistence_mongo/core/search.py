@@ -1,0 +1,218 @@
+"""SearchResult: a lazy, server-side search over one collection.
+
+Filter, ordering, pagination and field selection are compiled when the search is created
+(bad specifications fail at the call) and applied by the server when it runs. Read-only:
+no write guarantees to state; reads see the data as of the cursor's batches (no snapshot
+across batches outside a transaction session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo.errors import OperationFailure
+
+from ..connection import DriverAdapter
+from ..exceptions import InvalidSpecification, MongoQueryError
+from ..query_builder import MongoQueryBuilder, find_operator
+from ..specifications import OperatorRegistry, QueryOptions, Specification
+
+DEFAULT_BATCH_SIZE = 100
+_NEAR = frozenset({"$near", "$nearSphere"})
+
+
+def _identity(doc: dict[str, Any]) -> Any:
+    return doc
+
+
+@contextmanager
+def _server_errors(collection: Any) -> Iterator[None]:
+    """Turn the server's refusal of a filter into a library error that says what to check."""
+    try:
+        yield
+    except OperationFailure as exc:
+        name = getattr(collection, "name", "?")
+        raise MongoQueryError(
+            f"the server rejected the search on '{name}': {exc.details.get('errmsg') if exc.details else exc}; "
+            "check the specification (a regex the server's engine does not support, a missing "
+            "2dsphere or text index for geometry / text operators)"
+        ) from exc
+
+
+class SearchResult:
+    """``await result`` -> list, ``result.stream(batch_size=...)`` -> async iterator holding one
+    batch, ``await result.first()`` -> one item or None, ``await result.count()`` -> server count.
+
+    With selected fields (a projection) items are the raw documents: a partial document
+    usually cannot be decoded into the model.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        filter: dict[str, Any],
+        *,
+        sort: list[tuple[str, int]] | None = None,
+        projection: dict[str, int] | None = None,
+        skip: int = 0,
+        limit: int | None = None,
+        session: Any = None,
+        decode: Callable[[dict[str, Any]], Any] | None = None,
+        adapter: DriverAdapter | None = None,
+    ) -> None:
+        self.collection = collection
+        self.filter = filter
+        self.sort = sort or []
+        self.projection = projection
+        self.skip = skip
+        self.limit = limit
+        self.session = session
+        self._decode = _identity if projection is not None or decode is None else decode
+        self._adapter: Any = adapter or DriverAdapter
+
+    def _cursor(self, *, limit: int | None = None, batch_size: int | None = None) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self.sort:
+            kwargs["sort"] = self.sort
+        if self.skip:
+            kwargs["skip"] = self.skip
+        effective = limit if limit is not None else self.limit
+        if effective:
+            kwargs["limit"] = effective
+        if batch_size:
+            kwargs["batch_size"] = batch_size
+        if self.session is not None:
+            kwargs["session"] = self.session
+        return self.collection.find(self.filter, self.projection, **kwargs)
+
+    async def to_list(self) -> list[Any]:
+        with _server_errors(self.collection):
+            docs = await self._adapter.to_list(self._cursor())
+        return [self._decode(doc) for doc in docs]
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.to_list().__await__()
+
+    async def stream(self, batch_size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[Any]:
+        """Yield items as the server sends them; at most one batch is held in memory."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidSpecification(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        cursor = self._cursor(batch_size=batch_size)
+        try:
+            with _server_errors(self.collection):
+                async for doc in cursor:
+                    yield self._decode(doc)
+        finally:
+            close = getattr(cursor, "close", None)
+            if close is not None:
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+
+    async def first(self) -> Any:
+        """The first item in the search's order (one document fetched), or None."""
+        with _server_errors(self.collection):
+            docs = await self._adapter.to_list(self._cursor(limit=1), 1)
+        return self._decode(docs[0]) if docs else None
+
+    async def count(self) -> int:
+        """Number of matching documents, counted by the server; ignores limit/offset (a total)."""
+        if find_operator(self.filter, _NEAR):
+            raise InvalidSpecification(
+                "count() cannot run with 'near' (MongoDB forbids $near in counts); use dwithin to count"
+            )
+        kwargs: dict[str, Any] = {}
+        if self.session is not None:
+            kwargs["session"] = self.session
+        with _server_errors(self.collection):
+            return int(await self.collection.count_documents(self.filter, **kwargs))
+
+
+def _renamed(path: Any, names: Mapping[str, str]) -> Any:
+    if not isinstance(path, str):
+        return path
+    head, sep, rest = path.partition(".")
+    new = names.get(head)
+    return path if new is None else new + sep + rest
+
+
+def rename_tree(
+    tree: Any, names: Mapping[str, str], encode: Callable[[Any], Any] | None = None
+) -> Any:
+    """``tree`` with the first segment of every field path renamed (model field -> document
+    field, e.g. ``id`` -> ``_id``) and, with ``encode``, every value passed through it (the
+    mapper's type rules: UUID, Decimal, Enum ...); malformed parts are left for the compiler."""
+    if not isinstance(tree, dict):
+        return tree
+    conditions = tree.get("conditions")
+    if isinstance(conditions, (list, tuple)):
+        return {**tree, "conditions": [rename_tree(c, names, encode) for c in conditions]}
+    if "attr" in tree:
+        leaf = {**tree, "attr": _renamed(tree["attr"], names)}
+        if encode is not None and "val" in leaf:
+            leaf["val"] = encode(leaf["val"])
+        return leaf
+    return tree
+
+
+def _renamed_order(item: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(item, str):
+        text = item.strip()
+        sign = text[:1] if text[:1] in ("-", "+") else ""
+        return sign + _renamed(text[len(sign):], names)
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        return (_renamed(item[0], names), item[1])
+    return item
+
+
+def search_collection(
+    collection: Any,
+    criteria: Specification | dict[str, Any] | QueryOptions | None = None,
+    options: QueryOptions | None = None,
+    *,
+    session: Any = None,
+    decode: Callable[[dict[str, Any]], Any] | None = None,
+    adapter: DriverAdapter | None = None,
+    registry: OperatorRegistry | None = None,
+    field_names: Mapping[str, str] | None = None,
+    encode_value: Callable[[Any], Any] | None = None,
+) -> SearchResult:
+    """Build the :class:`SearchResult` of ``criteria`` (a Specification, a spec dict or
+    QueryOptions) and ``options``; a specification in both is combined with AND.
+
+    ``field_names`` renames model fields to document fields in conditions, ordering and
+    selected fields (a repository passes ``{"id": "_id", ...}``); ``encode_value`` converts
+    condition values to their stored form."""
+    if isinstance(criteria, QueryOptions):
+        if options is not None:
+            raise InvalidSpecification("pass QueryOptions once: as criteria or as options, not both")
+        criteria, options = None, criteria
+    options = options or QueryOptions()
+    registry = registry or options.registry
+    if isinstance(criteria, dict):
+        criteria = Specification.from_dict(criteria, registry=registry)
+    spec = criteria
+    if options.specification is not None:
+        spec = options.specification if spec is None else spec & options.specification
+    builder = MongoQueryBuilder(registry)
+    order_by: list[Any] = list(options.order_by)
+    fields: Any = options.fields
+    tree: Any = spec
+    if field_names or encode_value is not None:
+        names = field_names or {}
+        tree = rename_tree(spec.tree if isinstance(spec, Specification) else spec, names, encode_value)
+        order_by = [_renamed_order(item, names) for item in order_by]
+        fields = None if fields is None else [_renamed(f, names) for f in fields]
+    return SearchResult(
+        collection,
+        builder.build_match(tree),
+        sort=builder.build_sort(order_by),
+        projection=builder.build_project(fields),
+        skip=options.offset,
+        limit=options.limit,
+        session=session,
+        decode=decode,
+        adapter=adapter,
+    )

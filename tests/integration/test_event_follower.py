@@ -7,10 +7,9 @@ import asyncio
 import random
 
 from cqrs_ddd_persistence_mongo import ConcurrencyConflict, MongoConnectionManager
-from cqrs_ddd_persistence_mongo.core import MongoEventStore
+from cqrs_ddd_persistence_mongo.core import MongoEventStore, MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
 
-from ._txn import TxnUnitOfWork
 
 APPENDERS = 8
 EVENTS_EACH = 200
@@ -66,10 +65,10 @@ async def test_follower_never_skips_with_concurrent_appenders(real_connection: M
     assert store.reader_holds > 0  # and met holes in flight: a naive reader would have skipped
 
 
-async def test_follower_with_transactional_appenders(pymongo_connection: MongoConnectionManager) -> None:
+async def test_follower_with_transactional_appenders(real_connection: MongoConnectionManager) -> None:
     """Appenders in transactions serialize on the counter (conflicts are retried): positions
     are gapless and the follower sees them all, in order."""
-    store = MongoEventStore(pymongo_connection, gap_timeout=30)
+    store = MongoEventStore(real_connection, gap_timeout=30)
     await store.ensure_indexes()
     appenders, each = 4, 25
     conflicts = 0
@@ -79,7 +78,7 @@ async def test_follower_with_transactional_appenders(pymongo_connection: MongoCo
         for version in range(1, each + 1):
             while True:
                 try:
-                    async with TxnUnitOfWork(pymongo_connection) as uow:
+                    async with MongoUnitOfWork(connection=real_connection) as uow:
                         await store.append(StoredEvent(event_type="Tick", aggregate_id=f"t{worker}",
                                                        version=version), uow=uow)
                         await asyncio.sleep(0)

@@ -16,7 +16,7 @@ from cqrs_ddd_persistence_mongo.core import MongoEventStore
 from cqrs_ddd_persistence_mongo.domain import AggregateRoot, DomainEvent, StoredEvent
 from cqrs_ddd_persistence_mongo.exceptions import InvalidEvent
 
-from ._txn import TxnUnitOfWork
+from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
 
 
 def ev(stream: str, version: int, **payload: Any) -> StoredEvent:
@@ -109,17 +109,17 @@ async def test_expected_version_checks_the_stream_head(real_connection: MongoCon
 async def test_batch_in_transaction_is_gapless_and_atomic(real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection)
     await store.ensure_indexes()
-    async with TxnUnitOfWork(real_connection) as uow:
+    async with MongoUnitOfWork(connection=real_connection) as uow:
         assert await store.append_batch([ev("a", 1), ev("a", 2)], uow=uow) == [1, 2]
         await uow.commit()
     await store.append(ev("b", 1))  # position 3
     # a conflicting batch in a transaction: nothing of it, nor its positions, survives
     with pytest.raises(ConcurrencyConflict):
-        async with TxnUnitOfWork(real_connection) as uow:
+        async with MongoUnitOfWork(connection=real_connection) as uow:
             await store.append_batch([ev("c", 1), ev("b", 1), ev("c", 2)], uow=uow)
             await uow.commit()
     # an aborted transaction gives its positions back too
-    async with TxnUnitOfWork(real_connection) as uow:
+    async with MongoUnitOfWork(connection=real_connection) as uow:
         await store.append_batch([ev("d", 1)], uow=uow)
     assert await store.append(ev("e", 1)) == 4
     assert await positions_in_db(real_connection) == [1, 2, 3, 4]
@@ -130,10 +130,10 @@ async def test_concurrent_appending_transactions_conflict_instead_of_interleavin
         real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection)
     await store.ensure_indexes()
-    async with TxnUnitOfWork(real_connection) as first:
+    async with MongoUnitOfWork(connection=real_connection) as first:
         await store.append(ev("a", 1), uow=first)
         with pytest.raises(ConcurrencyConflict, match="retry the unit of work"):
-            async with TxnUnitOfWork(real_connection) as second:
+            async with MongoUnitOfWork(connection=real_connection) as second:
                 await store.append(ev("b", 1), uow=second)
         await first.commit()
     assert await positions_in_db(real_connection) == [1]
@@ -274,8 +274,6 @@ def test_bad_arguments() -> None:
 async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connection: MongoConnectionManager) -> None:
     """The store's collection and unique indexes are created inside the transaction when it
     is the first use, instead of a catalog change the transaction would conflict with."""
-    from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
-
     store = MongoEventStore(real_connection)
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await real_connection.db().orders.insert_one({"_id": 1}, session=uow.session)
@@ -289,3 +287,22 @@ async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connectio
     with pytest.raises(ConcurrencyConflict):  # the unique stream index exists for good
         await store.append(ev("a", 2))
     assert [e.version for e in await store.get_events_after(0)] == [1, 2]
+
+
+async def test_crashed_appender_at_the_head_is_fenced_after_gap_timeout(
+        real_connection: MongoConnectionManager) -> None:
+    """A hole with nothing after it yet: the counter says the positions are reserved, so the
+    reader holds back, then fences them, and later appends are read without waiting."""
+    store = MongoEventStore(real_connection, gap_timeout=0.2)
+    await store.append(ev("a", 1))  # position 1
+    slow = SlowAppender(real_connection)
+    crashed = asyncio.create_task(slow.append_batch([ev("b", 1), ev("b", 2)]))
+    await slow.reserved.wait()
+    crashed.cancel()  # the process dies between reserving 2..3 and writing them
+    await asyncio.gather(crashed, return_exceptions=True)
+    assert [e.position for e in await store.get_events_after(0)] == [1]
+    assert store.reader_holds >= 1
+    await asyncio.sleep(0.25)
+    assert await store.get_events_after(1) == []  # fenced now: nothing to read, nothing to wait for
+    await store.append(ev("a", 2))
+    assert [e.position for e in await store.get_events_after(1)] == [4]

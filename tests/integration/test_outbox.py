@@ -15,7 +15,7 @@ from cqrs_ddd_persistence_mongo.core import MongoOutboxStorage, OutboxPublisher
 from cqrs_ddd_persistence_mongo.domain import OutboxMessage
 from cqrs_ddd_persistence_mongo.exceptions import InvalidOutboxMessage
 
-from ._txn import TxnUnitOfWork
+from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -33,11 +33,11 @@ async def statuses(connection: MongoConnectionManager, collection: str = "outbox
 async def test_save_in_transaction_commits_or_vanishes_with_it(real_connection: MongoConnectionManager) -> None:
     outbox = MongoOutboxStorage(real_connection)
     await outbox.ensure_indexes()
-    async with TxnUnitOfWork(real_connection) as uow:
+    async with MongoUnitOfWork(connection=real_connection) as uow:
         await outbox.save_messages(msgs(3, "a"), uow=uow)
         await real_connection.db().orders.insert_one({"_id": "o1"}, session=uow.session)
     assert await outbox.get_pending() == []  # aborted with the rest of the unit of work
-    async with TxnUnitOfWork(real_connection) as uow:
+    async with MongoUnitOfWork(connection=real_connection) as uow:
         await outbox.save_messages(msgs(3, "b"), uow=uow)
         await outbox.save_messages([], uow=uow)  # no-op
         await uow.commit()
@@ -119,9 +119,7 @@ async def wait_until(condition: Any, seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_four_publishers_publish_each_message_exactly_once(pymongo_connection: MongoConnectionManager) -> None:
-    """Heavy: one driver (the embedded server scans the whole due range per claim)."""
-    real_connection = pymongo_connection
+async def test_four_publishers_publish_each_message_exactly_once(real_connection: MongoConnectionManager) -> None:
     outbox = MongoOutboxStorage(real_connection)
     await outbox.save_messages(msgs(2000))
     published: list[str] = []

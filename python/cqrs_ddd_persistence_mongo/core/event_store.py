@@ -20,6 +20,7 @@ Guarantees (details and costs in docs/event-store.md):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,8 @@ from ._event_codec import as_stored, from_document, gap_document, is_gap, to_doc
 from ._event_stream import EventStream, GapClock
 from ._lazy_indexes import ensure_store_indexes
 from ._session import session_of
+
+logger = logging.getLogger(__name__)
 
 _DUPLICATE_KEY = 11000
 _WRITE_CONFLICT = 112
@@ -84,7 +87,7 @@ class MongoEventStore:
         if seconds < 0:
             raise EventStoreError(f"gap_timeout must be >= 0 seconds, not {seconds}")
         self._gaps = GapClock(seconds)
-        self._indexes_ready = False
+        self._ready_groups: set[str] = set()
 
     @property
     def reader_holds(self) -> int:
@@ -98,30 +101,36 @@ class MongoEventStore:
     def _counters(self) -> Any:
         return self._connection.db(self._database)[self.counters_collection_name]
 
-    _INDEXES = (
-        {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
-        {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
-    )
+    #: index groups, each created on the first use that needs it (appends need both)
+    _INDEXES: dict[str, dict[str, Any]] = {
+        "position": {"keys": [("position", 1)], "unique": True, "name": POSITION_INDEX},
+        "stream": {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
+    }
+    _ALL = ("position", "stream")
 
     async def ensure_indexes(self) -> None:
         """Create the unique position and stream indexes and the counter document (idempotent).
 
-        Called lazily on first use; call it at startup to keep it off the first request.
+        Done lazily on first use otherwise (reads create only the index they use; appends
+        both); call it at startup to keep it off the first request.
         """
-        await self._ready(None)
+        await self._ready(None, self._ALL)
 
-    async def _ready(self, session: Any = None) -> None:
-        if self._indexes_ready:
+    async def _ready(self, session: Any = None, groups: tuple[str, ...] = _ALL) -> None:
+        missing = [group for group in groups if group not in self._ready_groups]
+        if not missing:
             return
-        if not await ensure_store_indexes(self._connection, self._collection(), self._INDEXES, session):
+        specs = [self._INDEXES[group] for group in missing]
+        if not await ensure_store_indexes(self._connection, self._collection(), specs, session):
             return  # created inside the caller's transaction: look again next time
-        try:
-            await self._counters().update_one(
-                {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
-            )
-        except DuplicateKeyError:
-            pass  # a concurrent caller created it
-        self._indexes_ready = True
+        if not self._ready_groups:
+            try:
+                await self._counters().update_one(
+                    {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
+                )
+            except DuplicateKeyError:
+                pass  # a concurrent caller created it
+        self._ready_groups.update(missing)
 
     async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int = 0,
                     session: Any = None) -> list[dict[str, Any]]:
@@ -151,6 +160,8 @@ class MongoEventStore:
         Outside: not atomic; events are written in order and a failure keeps the ones
         before it (the error says how many); the unused positions get hole markers.
         Not idempotent: appending the same event id twice is an error.
+        Concurrent readers see the events once committed (in a transaction) or written,
+        and a follower never passes a position still being written (see get_events_after).
         """
         return await self._append(list(events), uow, None)
 
@@ -173,14 +184,14 @@ class MongoEventStore:
             await self._collection().insert_many(docs, ordered=True, session=session)
         except BulkWriteError as exc:
             if not in_transaction:
-                await self._fence(positions)
+                await self._fence_quietly(positions)
             raise self._append_error(exc, docs, positions, in_transaction) from exc
         except BsonInvalidDocument as exc:  # raised before anything was sent
-            await self._fence(positions, session=session)
+            await self._fence_quietly(positions, session)
             raise InvalidEvent(f"an event cannot be encoded as BSON: {exc}") from exc
         except OperationFailure as exc:
             if not in_transaction:
-                await self._fence(positions)
+                await self._fence_quietly(positions)
             if exc.code == _WRITE_CONFLICT or exc.has_error_label("TransientTransactionError"):
                 raise ConcurrencyConflict(
                     f"a concurrent transaction wrote the same events in '{self.collection_name}'; "
@@ -189,7 +200,7 @@ class MongoEventStore:
             raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
         except PyMongoError as exc:
             if not in_transaction:
-                await self._fence(positions)
+                await self._fence_quietly(positions)
             raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
         for original, position in zip(events, positions):
             if isinstance(original, StoredEvent):
@@ -284,6 +295,14 @@ class MongoEventStore:
             )
         return EventStoreError(f"appending to '{self.collection_name}' failed: {error.get('errmsg', exc)}{partial}")
 
+    async def _fence_quietly(self, positions: list[int], session: Any = None) -> None:
+        """Mark a failed append's positions; if even that fails, readers fence them after
+        gap_timeout, so the append's own error is the one worth raising."""
+        try:
+            await self._fence(positions, session=session)
+        except EventStoreError as exc:
+            logger.warning("could not mark positions %s..%s as abandoned: %s", positions[0], positions[-1], exc)
+
     async def _fence(self, positions: Iterable[int], session: Any = None) -> None:
         """Fill unused positions with hole markers. Idempotent: a taken position stays as is."""
         markers = [gap_document(position) for position in positions]
@@ -301,7 +320,7 @@ class MongoEventStore:
     # --- reading ----------------------------------------------------------------------
     async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
         """The events of one stream in version order, those after ``after_version`` when > 0."""
-        await self._ready(session_of(uow))
+        await self._ready(session_of(uow), ("stream",))
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:
             filter_["version"] = {"$gt": after_version}
@@ -318,7 +337,7 @@ class MongoEventStore:
         """
         if limit <= 0:
             raise EventStoreError(f"limit must be a positive int, not {limit!r}")
-        await self._ready()
+        await self._ready(None, ("position",))
         events: list[StoredEvent] = []
         after = max(position, 0)  # positions start at 1
         while len(events) < limit:
@@ -343,7 +362,7 @@ class MongoEventStore:
         return self.get_events_from_position(0, batch_size)
 
     async def _stream(self, position: int, batch_size: int) -> AsyncIterator[StoredEvent]:
-        await self._ready()
+        await self._ready(None, ("position",))
         after = max(position, 0)
         more = True
         while more:
@@ -397,7 +416,7 @@ class MongoEventStore:
 
         Positions reserved by appenders still in flight and hole markers are not counted.
         """
-        await self._ready()
+        await self._ready(None, ("position",))
         high = await self._reserved_head()
         step = 64
         while high > 0:

@@ -71,7 +71,8 @@ async def test_follow_in_small_batches_equals_the_direct_fold(any_driver_stores:
     assert await stores.problems() == []
 
 
-async def test_rebuild_equals_the_direct_fold_and_swaps_atomically(stores: Stores) -> None:
+async def test_rebuild_equals_the_direct_fold_and_swaps_atomically(any_driver_stores: Stores) -> None:
+    stores = any_driver_stores
     await stores.append(list(order_history(150, 8, concurrent=30)))
     runner = stores.runner()
     report = await runner.rebuild("order_summary", batch_size=300)

@@ -65,6 +65,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BACKEND",
+    "Projection",
+    "ProjectionRunner",
     "AggregateRoot",
     "BackgroundJob",
     "BaseBackgroundJob",

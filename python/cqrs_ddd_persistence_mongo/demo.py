@@ -62,13 +62,28 @@ STEPS: list[tuple[str, Step]] = [
 ]
 
 
-async def run_demo(url: str, out: Callable[[str], Any] = print) -> None:
+def _projection_step(orders: int, out: Callable[[str], Any]) -> Step:
+    """The projection tour (projections/demo_tour.py) as a demo step."""
+
+    async def step(connection: MongoConnectionManager) -> str:
+        from .projections.demo_tour import run_tour
+
+        numbers = await run_tour(connection, orders=orders, out=out)
+        return f"projection tour passed ({numbers['events_per_second']:,.0f} events/s rebuild)"
+
+    return step
+
+
+async def run_demo(url: str, out: Callable[[str], Any] = print, *, orders: int | None = None) -> None:
     """Run every step against ``url`` on a throw-away database, printing as it goes."""
     out(f"cqrs-ddd-persistence-mongo {__version__}, backend: {BACKEND}")
     database = f"demo_{uuid.uuid4().hex[:8]}"
     async with MongoConnectionManager(url=url, database=database) as connection:
         try:
-            for name, step in STEPS:
+            from .projections.demo_tour import DEFAULT_ORDERS
+
+            steps = [*STEPS, ("projections", _projection_step(DEFAULT_ORDERS if orders is None else orders, out))]
+            for name, step in steps:
                 started = time.perf_counter()
                 message = await step(connection)
                 out(f"  [{name}] {message} ({(time.perf_counter() - started) * 1000:.0f} ms)")

@@ -141,6 +141,21 @@ class InvalidOutboxMessage(OutboxError, ValueError):
     """An outbox message cannot be saved as given (missing id or type, bad payload)."""
 
 
+# --- projection engine (issue 7) ------------------------------------------------------
+class ProjectionHandlerFailed(ProjectionError):
+    """A handler kept failing on an event of a projection configured with ``on_error="stop"``.
+
+    The event is parked in the dead-letter collection, everything before it is applied and
+    checkpointed, and the checkpoint stays before it: fix the handler and run again.
+    """
+
+    def __init__(self, message: str, *, projection: str, event_id: Any, position: int | None) -> None:
+        self.projection = projection
+        self.event_id = event_id
+        self.position = position
+        super().__init__(message)
+
+
 __all__ = [
     "BackgroundJobError",
     "ConcurrencyConflict",
@@ -162,6 +177,7 @@ __all__ = [
     "OutboxError",
     "PositionStoreError",
     "ProjectionError",
+    "ProjectionHandlerFailed",
     "ResultTooLarge",
     "SagaStoreError",
     "SnapshotStoreError",

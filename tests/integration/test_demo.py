@@ -10,7 +10,7 @@ import sys
 def test_demo_command_passes(mongo_url: str) -> None:
     env = {**os.environ, "MONGODB_URL": mongo_url}
     result = subprocess.run(
-        [sys.executable, "-m", "cqrs_ddd_persistence_mongo", "demo"],
+        [sys.executable, "-m", "cqrs_ddd_persistence_mongo", "demo", "--orders", "100"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,424 @@
+"""The projection engine on the real-wire server with the real event and position stores."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from cqrs_ddd_persistence_mongo import MongoConnectionManager
+from cqrs_ddd_persistence_mongo.advanced import MongoProjectionPositionStore
+from cqrs_ddd_persistence_mongo.advanced.bulk_upserts import build_upserts, write_upserts
+from cqrs_ddd_persistence_mongo.core import MongoEventStore
+from cqrs_ddd_persistence_mongo.domain import StoredEvent
+from cqrs_ddd_persistence_mongo.exceptions import ProjectionError, ProjectionHandlerFailed
+from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, rebuild_checkpoint
+from cqrs_ddd_persistence_mongo.projections.orders import (
+    ORDER_SUMMARIES,
+    OrderSummaryProjection,
+    differences,
+    fold_orders,
+    order_history,
+    read_model,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Stores:
+    def __init__(self, connection: MongoConnectionManager) -> None:
+        self.connection = connection
+        self.events = MongoEventStore(connection)
+        self.positions = MongoProjectionPositionStore(connection)
+        self.history: list[StoredEvent] = []
+
+    async def append(self, events: list[StoredEvent]) -> None:
+        for start in range(0, len(events), 2000):
+            await self.events.append_batch(events[start : start + 2000])
+        self.history.extend(events)
+
+    def runner(self, *projections: Projection, **options: Any) -> ProjectionRunner:
+        return ProjectionRunner(self.events, self.positions, projections or [OrderSummaryProjection()],
+                                connection=self.connection, **options)
+
+    async def problems(self) -> list[str]:
+        return differences(fold_orders(self.history), await read_model(self.connection.db()))
+
+
+@pytest.fixture
+async def stores(pymongo_connection: MongoConnectionManager) -> Stores:
+    return Stores(pymongo_connection)
+
+
+@pytest.fixture
+async def any_driver_stores(real_connection: MongoConnectionManager) -> Stores:
+    return Stores(real_connection)
+
+
+async def test_follow_in_small_batches_equals_the_direct_fold(any_driver_stores: Stores) -> None:
+    stores = any_driver_stores
+    await stores.append(list(order_history(40, 6, concurrent=10)))
+    runner = stores.runner()
+    while await runner.run_once(batch_size=37):
+        pass
+    assert await stores.problems() == []
+    assert await stores.positions.get_position("order_summary") == len(stores.history)
+    # new events are picked up from the checkpoint
+    await stores.append(list(order_history(5, 4, seed=99, concurrent=5, prefix="late")))
+    while await runner.run_once(batch_size=37):
+        pass
+    assert await stores.problems() == []
+
+
+async def test_rebuild_equals_the_direct_fold_and_swaps_atomically(any_driver_stores: Stores) -> None:
+    stores = any_driver_stores
+    await stores.append(list(order_history(150, 8, concurrent=30)))
+    runner = stores.runner()
+    report = await runner.rebuild("order_summary", batch_size=300)
+    assert report.events == len(stores.history) and report.swapped == [ORDER_SUMMARIES, "product_sales"]
+    assert await stores.problems() == []
+    names = set(await stores.connection.db().list_collection_names())
+    assert not {n for n in names if n.endswith("__rebuild")}
+    assert await stores.positions.get_position("order_summary") == len(stores.history)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) is None
+    indexes = await stores.connection.db()[ORDER_SUMMARIES].index_information()
+    assert "customer_id_1_status_1" in indexes  # built on the shadow, kept by the rename
+
+
+class FailingEventStore:
+    """The real event store, failing (like a lost connection) after ``reads`` batches."""
+
+    def __init__(self, inner: MongoEventStore, reads: int) -> None:
+        self.inner = inner
+        self.reads = reads
+        self.collection_name = inner.collection_name
+
+    async def get_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
+        if self.reads == 0:
+            raise ConnectionError("simulated crash")
+        self.reads -= 1
+        return await self.inner.get_events_after(position, limit)
+
+    async def get_latest_position(self) -> int:
+        return await self.inner.get_latest_position()
+
+
+async def test_crashed_rebuild_resumes_and_equals_a_clean_rebuild(stores: Stores) -> None:
+    await stores.append(list(order_history(100, 6, concurrent=20)))
+    clean = stores.runner()
+    await clean.rebuild("order_summary", batch_size=100)
+    expected = await read_model(stores.connection.db())
+    await stores.connection.db()[ORDER_SUMMARIES].update_many({}, {"$set": {"old": True}})
+    crashing = ProjectionRunner(FailingEventStore(stores.events, 3), stores.positions,
+                                [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=100)
+    # the live read model still serves the old data, untouched
+    assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 100
+    report = await stores.runner().rebuild("order_summary", batch_size=100)
+    assert report.resumed_from == 300 and report.events == len(stores.history) - 300
+    assert await read_model(stores.connection.db()) == expected
+    assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 0
+
+
+class LosingPositionStore:
+    """A position store whose saves fail once (after the documents were written)."""
+
+    def __init__(self, inner: MongoProjectionPositionStore, fail_on: int) -> None:
+        self.inner = inner
+        self.fail_on = fail_on
+        self.collection_name = inner.collection_name
+
+    async def save_position(self, name: str, position: int, **kwargs: Any) -> int:
+        self.fail_on -= 1
+        if self.fail_on == 0:
+            raise ConnectionError("lost the checkpoint write")
+        return await self.inner.save_position(name, position, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_replayed_batches_without_transactions_leave_the_same_read_model(stores: Stores) -> None:
+    await stores.append(list(order_history(60, 6, concurrent=20)))
+    runner = ProjectionRunner(stores.events, LosingPositionStore(stores.positions, 3), [OrderSummaryProjection()],
+                              connection=stores.connection, transactions=False)
+    with pytest.raises(ConnectionError):
+        while await runner.run_once(batch_size=50):
+            pass
+    # documents of batch 3 are written, its checkpoint is not: the next run replays it
+    assert await stores.positions.get_position("order_summary") == 100
+    replay = stores.runner(transactions=False)
+    while await replay.run_once(batch_size=70):
+        pass
+    assert await stores.problems() == []
+
+
+async def test_a_stale_write_never_overwrites_newer_state(stores: Stores) -> None:
+    collection = stores.connection.db()["guarded"]
+    newer = build_upserts([{"_id": "o1", "status": "shipped", "_last_position": 9}], "_id", "_last_position", None)
+    older = build_upserts([{"_id": "o1", "status": "placed", "_last_position": 4}], "_id", "_last_position", None)
+    await write_upserts(collection, newer)
+    result = await write_upserts(collection, older)  # arrives late (out of order)
+    assert result.skipped == 1
+    assert (await collection.find_one({"_id": "o1"}))["status"] == "shipped"
+
+
+class Versioned(OrderSummaryProjection):
+    """The same read model, stamped with the code version that built it."""
+
+    generation = "v1"
+
+    def on_OrderPlaced(self, doc: dict[str, Any], event: Any) -> None:
+        super().on_OrderPlaced(doc, event)
+        doc["generation"] = self.generation
+
+
+class VersionTwo(Versioned):
+    projection_name = "order_summary"
+    generation = "v2"
+
+
+async def test_readers_see_the_old_or_the_new_read_model_never_a_mix(stores: Stores) -> None:
+    await stores.append(list(order_history(80, 5, concurrent=20)))
+    await stores.runner(Versioned()).rebuild("order_summary", batch_size=100)
+    collection = stores.connection.db()[ORDER_SUMMARIES]
+    seen: list[tuple[int, frozenset[str]]] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            docs = await collection.find({}, {"generation": 1}).to_list(None)
+            seen.append((len(docs), frozenset(d.get("generation") for d in docs)))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(reader())
+    await stores.runner(VersionTwo()).rebuild("order_summary", batch_size=40)
+    await asyncio.sleep(0.05)
+    done.set()
+    await task
+    assert len(seen) > 3
+    assert {generations for _, generations in seen} <= {frozenset({"v1"}), frozenset({"v2"})}
+    assert {count for count, _ in seen} == {80}
+    assert seen[-1][1] == {"v2"}
+
+
+class Fragile(OrderSummaryProjection):
+    max_retries = 1
+
+    def __init__(self, poison: str) -> None:
+        self.poison = poison
+
+    def on_OrderShipped(self, doc: dict[str, Any], event: Any) -> None:
+        if event.aggregate_id == self.poison:
+            raise ValueError("cannot ship this one")
+        super().on_OrderShipped(doc, event)
+
+
+class FragileStop(Fragile):
+    on_error = "stop"
+
+
+async def test_failing_events_are_parked_and_the_projection_continues(stores: Stores) -> None:
+    history = list(order_history(30, 4, concurrent=5))
+    await stores.append(history)
+    poison = next(e for e in history if e.event_type == "OrderShipped").aggregate_id
+    runner = stores.runner(Fragile(poison))
+    while await runner.run_once(batch_size=25):
+        pass
+    parked = await runner.dead_letters.list("order_summary")
+    assert [(p["aggregate_id"], p["event_type"], p["attempts"]) for p in parked] == [(poison, "OrderShipped", 2)]
+    assert "cannot ship this one" in parked[0]["error"]
+    assert await stores.positions.get_position("order_summary") == len(history)
+    stored = await stores.connection.db()[ORDER_SUMMARIES].find_one({"_id": poison})
+    assert stored["status"] == "placed"  # the parked event left no trace
+
+
+async def test_stop_mode_parks_and_keeps_the_checkpoint_before_the_event(stores: Stores) -> None:
+    history = list(order_history(30, 4, concurrent=5))
+    await stores.append(history)
+    bad = next(e for e in history if e.event_type == "OrderShipped")
+    runner = stores.runner(FragileStop(bad.aggregate_id))
+    with pytest.raises(ProjectionHandlerFailed) as failure:
+        while await runner.run_once(batch_size=1000):
+            pass
+    assert failure.value.position == bad.position
+    assert await stores.positions.get_position("order_summary") == bad.position - 1
+    assert len(await runner.dead_letters.list("order_summary")) == 1
+    # the handler is fixed: the next run applies the event and goes on
+    fixed = stores.runner()
+    while await fixed.run_once(batch_size=1000):
+        pass
+    assert await stores.problems() == []
+
+
+async def test_change_stream_wakes_the_follower_at_once_and_a_restart_resumes(any_driver_stores: Stores) -> None:
+    stores = any_driver_stores
+    await stores.append(list(order_history(5, 3, concurrent=5)))
+
+    async def checkpoint() -> int | None:
+        return await stores.positions.get_position("order_summary")
+
+    runner = stores.runner()
+    task = asyncio.create_task(runner.run_forever(batch_size=100, poll_interval=30, change_stream=True))
+    try:
+        for _ in range(200):
+            if await checkpoint() == 15:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # now idle, waiting on the change stream (poll is 30 s)
+        await stores.append(list(order_history(1, 3, seed=5, concurrent=1, prefix="late")))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while await checkpoint() != 18:
+            assert loop.time() - started < 5, "the follower did not wake up on the new event"
+            await asyncio.sleep(0.02)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+    # events appended while nobody follows are picked up by a new runner (from the checkpoint)
+    await stores.append(list(order_history(2, 3, seed=6, concurrent=2, prefix="offline")))
+    restarted = stores.runner()
+    task = asyncio.create_task(restarted.run_forever(batch_size=100, poll_interval=30, change_stream=True))
+    try:
+        for _ in range(200):
+            if await checkpoint() == 24:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        restarted.stop()
+        await asyncio.wait_for(task, 10)
+    assert await checkpoint() == 24
+    assert await stores.problems() == []
+
+
+async def test_a_batch_commits_with_its_checkpoint_or_not_at_all(stores: Stores) -> None:
+    await stores.append(list(order_history(30, 4, concurrent=30)))
+    runner = ProjectionRunner(stores.events, LosingPositionStore(stores.positions, 2), [OrderSummaryProjection()],
+                              connection=stores.connection, transactions=True)
+    assert await runner.run_once(batch_size=60) == 60
+    with pytest.raises(ConnectionError):
+        await runner.run_once(batch_size=60)
+    assert await stores.positions.get_position("order_summary") == 60
+    # the failed batch's documents were rolled back with its checkpoint
+    stored = await read_model(stores.connection.db())
+    assert stored == fold_orders(stores.history[:60])
+
+
+async def test_rebuild_with_two_worker_processes(stores: Stores) -> None:
+    await stores.append(list(order_history(120, 6, concurrent=30)))
+    report = await stores.runner().rebuild("order_summary", batch_size=200, workers=2)
+    assert report.workers == 2 and report.position == len(stores.history)
+    assert await stores.problems() == []
+    positions = await stores.positions.get_all_positions()
+    assert set(positions) == {"order_summary"}
+
+
+class Audit(Projection):
+    """An imperative projection: writes through its own store calls."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    async def on_OrderShipped(self, event: Any) -> None:
+        await self.db["shipped_log"].update_one({"_id": event.aggregate_id}, {"$set": {"at": event.position}},
+                                                upsert=True)
+
+    async def reset(self, db: Any = None) -> None:
+        await self.db.drop_collection("shipped_log")
+
+
+async def test_imperative_projection_follows_and_rebuilds_in_place(stores: Stores) -> None:
+    history = list(order_history(20, 3, concurrent=5))
+    await stores.append(history)
+    db = stores.connection.db()
+    runner = stores.runner(Audit(db))
+    while await runner.run_once(batch_size=16):
+        pass
+    shipped = {e.aggregate_id for e in history if e.event_type == "OrderShipped"}
+    assert {d["_id"] for d in await db["shipped_log"].find({}).to_list(None)} == shipped
+    await db["shipped_log"].insert_one({"_id": "junk"})
+    report = await runner.rebuild("Audit", batch_size=16)
+    assert report.events == len(history)
+    assert {d["_id"] for d in await db["shipped_log"].find({}).to_list(None)} == shipped
+
+
+async def test_unknown_projection_is_a_clear_error(stores: Stores) -> None:
+    with pytest.raises(ProjectionError, match="unknown projection 'nope'; known: order_summary"):
+        await stores.runner().rebuild("nope")
+
+
+async def test_a_document_created_meanwhile_falls_back_to_the_guarded_upsert(stores: Stores) -> None:
+    from cqrs_ddd_persistence_mongo.projections.applier import BatchOutcome
+    from cqrs_ddd_persistence_mongo.projections.documents import write_documents
+
+    db = stores.connection.db()
+    await db["docs"].insert_many([{"_id": "older", "v": 0, "_last_position": 3},
+                                  {"_id": "newer", "v": 0, "_last_position": 50}])
+    outcome = BatchOutcome(changed={"docs": {
+        "older": {"_id": "older", "v": 1, "_last_position": 10},
+        "newer": {"_id": "newer", "v": 1, "_last_position": 10},
+        "absent": {"_id": "absent", "v": 1, "_last_position": 10},
+    }})  # none was loaded: all are written as inserts first
+    counts = await write_documents(db, outcome, {})
+    assert (counts.inserted, counts.updated, counts.skipped) == (1, 1, 1)
+    stored = {d["_id"]: d["v"] for d in await db["docs"].find({}).to_list(None)}
+    assert stored == {"older": 1, "newer": 0, "absent": 1}
+
+
+async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) -> None:
+    await stores.append(list(order_history(60, 5, concurrent=20)))
+    runner = stores.runner()
+    follower = asyncio.create_task(runner.run_forever(batch_size=50, poll_interval=0.02, change_stream=False))
+    try:
+        rebuild = asyncio.create_task(runner.rebuild("order_summary", batch_size=40))
+        for seed in range(3):  # new orders keep arriving during the rebuild
+            await stores.append(list(order_history(4, 3, seed=seed, concurrent=4, prefix=f"live{seed}")))
+            await asyncio.sleep(0.05)
+        report = await rebuild
+        assert report.swapped
+        for _ in range(200):
+            if await stores.positions.get_position("order_summary") == len(stores.history):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(follower, 10)
+    assert await stores.positions.get_position("order_summary") == len(stores.history)
+    assert await stores.problems() == []
+
+
+class CrashInSwap(ProjectionRunner):
+    """Dies after swapping in the first collection (a process killed mid-swap)."""
+
+    async def _swap(self, shadow: dict[str, str], existing: set[str]) -> list[str]:
+        first = dict(list(shadow.items())[:1])
+        await super()._swap(first, existing)
+        raise ConnectionError("killed during the swap")
+
+
+async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(stores: Stores) -> None:
+    await stores.append(list(order_history(40, 5, concurrent=10)))
+    crashing = CrashInSwap(stores.events, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=50)
+    names = set(await stores.connection.db().list_collection_names())
+    assert "order_summaries__rebuild" not in names and "product_sales__rebuild" in names
+    report = await stores.runner().rebuild("order_summary", batch_size=50)
+    assert report.swapped == ["product_sales"] and report.events == 0
+    assert await stores.problems() == []
+    assert await stores.positions.get_position("order_summary") == len(stores.history)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) is None
+
+
+async def test_fresh_rebuild_starts_over_after_a_crash(stores: Stores) -> None:
+    await stores.append(list(order_history(30, 5, concurrent=10)))
+    crashing = ProjectionRunner(FailingEventStore(stores.events, 2), stores.positions,
+                                [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=40)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) == 80
+    report = await stores.runner().rebuild("order_summary", batch_size=40, fresh=True)
+    assert report.resumed_from == 0 and report.events == len(stores.history)
+    assert await stores.problems() == []

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+
+from cqrs_ddd_persistence_mongo.embedded import server_url
 
 _REPORT: list[str] = []
 
@@ -51,3 +55,34 @@ def require_native() -> None:
 
     if _accel.native_function("validate_keys") is None:
         pytest.fail("benchmarks compare native with pure: build the native module first")
+
+
+async def best_pair(a: Callable[[], Any], b: Callable[[], Any], number: int, repeat: int = 5) -> tuple[float, float]:
+    """Seconds per call of coroutine functions ``a`` and ``b``: calls alternate (a, b, a, b, ...)
+    so load from other processes hits both alike, and the lower quartile of
+    ``number * repeat`` timed calls of each is kept (robust against a shared machine's spikes)."""
+    loop = asyncio.get_running_loop()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(number * repeat):
+        for k, fn in enumerate((a, b)):
+            started = loop.time()
+            await fn()
+            times[k].append(loop.time() - started)
+    quartile = [sorted(t)[len(t) // 4] for t in times]
+    return quartile[0], quartile[1]
+
+
+@pytest.fixture(scope="module")
+def mongo_url() -> Iterator[str]:
+    """MONGODB_URL, else a fresh embedded real-wire server per bench module (the embedded
+    server slows as it fills, so modules do not share one)."""
+    with server_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop per module for synchronous benchmark bodies."""
+    event_loop = asyncio.new_event_loop()
+    yield event_loop
+    event_loop.close()

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager, _accel
 from cqrs_ddd_persistence_mongo.advanced import MongoProjectionStore
@@ -106,19 +103,6 @@ def test_build_upserts_native_beats_pure(benchmark: Any, require_native: None) -
         f"{t_native_gc * 1e3:.0f} ms, pure {t_pure_gc * 1e3:.0f} ms ({t_pure_gc / t_native_gc:.1f}x)"
     )
     assert t_pure / t_native >= 5, "native statement building should be >= 5x faster than pure"
-
-
-@pytest.fixture(scope="module")
-def mongo_url() -> Iterator[str]:
-    """MONGODB_URL, else an embedded real-wire server (benches/conftest.py has no server fixture)."""
-    url = os.environ.get("MONGODB_URL")
-    if url:
-        yield url
-        return
-    from secantus import SecantusDBServer
-
-    with SecantusDBServer(storage_path=":memory:") as server:
-        yield server.uri
 
 
 def test_bulk_upsert_beats_single_upserts(benchmark: Any, mongo_url: str) -> None:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 import tracemalloc
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import pytest
 from pymongo import monitoring
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
@@ -51,18 +48,6 @@ class CommandCounter(monitoring.CommandListener):
         return sum(n for name, n in self.names.items() if name not in ("endSessions", "hello", "ismaster"))
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    url = os.environ.get("MONGODB_URL")
-    if url:
-        yield url
-        return
-    from secantus import SecantusDBServer
-
-    with SecantusDBServer(storage_path=":memory:") as server:
-        yield server.uri
-
-
 class Session:
     """An event loop plus a connected store on a fresh database, for synchronous benchmarks."""
 
@@ -92,9 +77,9 @@ def events(n: int) -> list[StoredEvent]:
                         payload={"i": i, "label": "tick"}) for i in range(n)]
 
 
-def test_append_batch_vs_one_by_one(benchmark: Any, server_url: str) -> None:
+def test_append_batch_vs_one_by_one(benchmark: Any, mongo_url: str) -> None:
     counter = CommandCounter()
-    session = Session(server_url, event_listeners=[counter])
+    session = Session(mongo_url, event_listeners=[counter])
     store = session.store
     try:
         # commands per batch: constant in the batch size
@@ -180,8 +165,8 @@ def _stream_peaks(session: Session, batch_size: int, marks: tuple[int, ...]) -> 
     return peaks
 
 
-def test_streaming_memory_is_bounded_by_the_batch(benchmark: Any, server_url: str) -> None:
-    session = Session(server_url, indexes=False)
+def test_streaming_memory_is_bounded_by_the_batch(benchmark: Any, mongo_url: str) -> None:
+    session = Session(mongo_url, indexes=False)
     try:
         started = time.perf_counter()
         _insert_history(session, HISTORY)

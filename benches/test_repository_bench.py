@@ -4,7 +4,6 @@ and mapping over raw driver calls, and what add_many / streaming buy. Same-run r
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoRepository, MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.domain import AggregateRoot
 
-from .conftest import report
+from .conftest import best_pair, report
 
 
 class Order(AggregateRoot):
@@ -28,40 +27,12 @@ def _order(i: int) -> Order:
     return Order(id=f"o{i:05d}", total=i, lines=[{"sku": f"s{j}", "qty": j} for j in range(5)])
 
 
-async def _best_pair(a: Any, b: Any, number: int, repeat: int = 5) -> tuple[float, float]:
-    """Seconds per call of ``a`` and ``b``: calls alternate (a, b, a, b, ...) so load from
-    other processes hits both alike, and the lower quartile of ``number * repeat`` timed
-    calls of each is kept (robust against the spikes of a shared machine)."""
-    loop = asyncio.get_running_loop()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(number * repeat):
-        for k, fn in enumerate((a, b)):
-            started = loop.time()
-            await fn()
-            times[k].append(loop.time() - started)
-    quartile = [sorted(t)[len(t) // 4] for t in times]
-    return quartile[0], quartile[1]
-
 
 @pytest.fixture
 def loop() -> Any:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
-
-
-@pytest.fixture(scope="module")
-def mongo_url() -> Any:
-    """MONGODB_URL, else an embedded real-wire server for this module (benches/conftest.py
-    has no server fixture)."""
-    url = os.environ.get("MONGODB_URL")
-    if url:
-        yield url
-        return
-    from secantus import SecantusDBServer
-
-    with SecantusDBServer(storage_path=":memory:") as server:
-        yield server.uri
 
 
 @pytest.fixture
@@ -90,7 +61,7 @@ def test_versioned_save_costs_little_over_raw_replace(benchmark: Any, loop: Any,
         await raw.replace_one({"_id": doc["_id"]}, doc)
 
     benchmark(lambda: loop.run_until_complete(save()))
-    t_repo, t_raw = loop.run_until_complete(_best_pair(save, raw_replace, 50, repeat=7))
+    t_repo, t_raw = loop.run_until_complete(best_pair(save, raw_replace, 50, repeat=7))
     ratio = t_repo / t_raw
     report(f"versioned save: repo.add {t_repo * 1e6:.0f} us, raw replace_one {t_raw * 1e6:.0f} us -> {ratio:.2f}x")
     # an extra round trip would make this >= 2x; mapping + version filter stay well below
@@ -111,7 +82,7 @@ def test_add_many_beats_one_by_one(loop: Any, conn: MongoConnectionManager) -> N
         for i in range(n):
             await repo.add(_order(base + i))
 
-    t_many, t_single = loop.run_until_complete(_best_pair(many, one_by_one, 1, repeat=3))
+    t_many, t_single = loop.run_until_complete(best_pair(many, one_by_one, 1, repeat=3))
     report(f"add {n} new aggregates: add_many {t_many * 1e3:.1f} ms, add x{n} {t_single * 1e3:.1f} ms -> {t_single / t_many:.1f}x")
     assert t_single / t_many >= 2, "one bulk write should be >= 2x faster than single inserts"
 
@@ -129,7 +100,7 @@ def test_streaming_list_all_costs_little_over_raw_cursor(loop: Any, conn: MongoC
         async for doc in repo.collection().find({}).sort("_id", 1).batch_size(repo.batch_size):
             mapper.from_doc(doc)
 
-    t_stream, t_raw = loop.run_until_complete(_best_pair(stream, raw, 1, repeat=5))
+    t_stream, t_raw = loop.run_until_complete(best_pair(stream, raw, 1, repeat=5))
     ratio = t_stream / t_raw
     report(f"stream 1000 aggregates: list_all {t_stream * 1e3:.1f} ms, raw cursor+from_doc {t_raw * 1e3:.1f} ms -> {ratio:.2f}x")
     assert ratio <= 1.5, "streaming list_all should cost at most 1.5x a raw cursor with the same mapping"
@@ -149,7 +120,7 @@ def test_unit_of_work_commit_overhead(loop: Any, conn: MongoConnectionManager) -
     async def plain() -> None:
         await repo.add(_order(10**8 + next(counter)))
 
-    t_uow, t_plain = loop.run_until_complete(_best_pair(in_uow, plain, 30, repeat=5))
+    t_uow, t_plain = loop.run_until_complete(best_pair(in_uow, plain, 30, repeat=5))
     ratio = t_uow / t_plain
     report(f"one insert: in a unit of work {t_uow * 1e6:.0f} us, without {t_plain * 1e6:.0f} us -> {ratio:.2f}x")
     # session + commit are one extra round trip; the hello check must not add another

@@ -1,6 +1,6 @@
 """Issue-6 stores on the embedded real-wire server (or MONGODB_URL): what claiming a job,
 reading a snapshot and saving a checkpoint cost over the raw driver calls they are made
-of. Same-run ratios, calls alternated (see ``_best_pair``)."""
+of. Same-run ratios, calls alternated (see ``best_pair``)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,14 @@ from cqrs_ddd_persistence_mongo.advanced import (
 )
 from cqrs_ddd_persistence_mongo.domain import BaseBackgroundJob, utc_now
 
-from .conftest import report
-from .test_repository_bench import _best_pair, loop, mongo_url  # noqa: F401  (shared fixtures)
+from .conftest import best_pair, report
 
 DB = "bench_stores"
 QUEUE = 260  # pending jobs per queue: benchmark rounds + timed calls
 
 
 @pytest.fixture
-def conn(loop: Any, mongo_url: str) -> Any:  # noqa: F811
+def conn(loop: Any, mongo_url: str) -> Any:
     connection = MongoConnectionManager(url=mongo_url, database=DB)
     loop.run_until_complete(connection.connect())
     loop.run_until_complete(connection.client.drop_database(DB))
@@ -71,9 +70,9 @@ def test_claim_next_costs_little_over_a_raw_point_claim(benchmark: Any, loop: An
         await raw.find_one({"_id": job_id})
 
     benchmark.pedantic(lambda: loop.run_until_complete(prefetch.claim_next("bench")), rounds=60, iterations=1)
-    t_claim, t_raw = loop.run_until_complete(_best_pair(lambda: prefetch.claim_next("w"), raw_claim, number=30, repeat=3))
+    t_claim, t_raw = loop.run_until_complete(best_pair(lambda: prefetch.claim_next("w"), raw_claim, number=30, repeat=3))
     t_direct, t_claim2 = loop.run_until_complete(
-        _best_pair(lambda: direct.claim_next("w"), lambda: prefetch.claim_next("w"), number=30, repeat=3)
+        best_pair(lambda: direct.claim_next("w"), lambda: prefetch.claim_next("w"), number=30, repeat=3)
     )
     report(
         f"claim_next: prefetched {t_claim * 1e3:.2f} ms, raw point claim {t_raw * 1e3:.2f} ms "
@@ -115,10 +114,10 @@ def test_snapshot_and_position_cost_little_over_raw(benchmark: Any, loop: Any, c
 
     benchmark(lambda: loop.run_until_complete(snapshots.get_latest_snapshot("Order", "o-1")))
     t_latest, t_raw_latest = loop.run_until_complete(
-        _best_pair(lambda: snapshots.get_latest_snapshot("Order", "o-1"), raw_latest, number=30, repeat=3)
+        best_pair(lambda: snapshots.get_latest_snapshot("Order", "o-1"), raw_latest, number=30, repeat=3)
     )
     t_save, t_raw_save = loop.run_until_complete(
-        _best_pair(lambda: positions.save_position("P", next(counter)), raw_position, number=30, repeat=3)
+        best_pair(lambda: positions.save_position("P", next(counter)), raw_position, number=30, repeat=3)
     )
     report(
         f"get_latest_snapshot {t_latest * 1e3:.2f} ms vs raw {t_raw_latest * 1e3:.2f} ms (x{t_latest / t_raw_latest:.2f}); "

@@ -4,13 +4,13 @@ real-wire server (SecantusDB, started once per session) or a real ``mongod`` whe
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
+from cqrs_ddd_persistence_mongo.embedded import server_url
 
 DRIVERS = ["pymongo", "motor"]
 
@@ -18,14 +18,8 @@ DRIVERS = ["pymongo", "motor"]
 @pytest.fixture(scope="session")
 def mongo_url() -> Iterator[str]:
     """URL of a real MongoDB-wire server: MONGODB_URL, else the embedded one."""
-    url = os.environ.get("MONGODB_URL")
-    if url:
+    with server_url() as url:
         yield url
-        return
-    from secantus import SecantusDBServer
-
-    with SecantusDBServer(storage_path=":memory:") as server:
-        yield server.uri
 
 
 def unique_db_name(prefix: str = "t") -> str:

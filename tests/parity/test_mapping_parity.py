@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
-import uuid
 from decimal import Decimal
 from typing import Any
 

@@ -9,3 +9,16 @@ from .position_store import MongoProjectionPositionStore
 from .snapshots import MongoSnapshotStore
 from .jobs import MongoBackgroundJobRepository
 from .saga import MongoSagaRepository
+
+__all__ = [
+    "BulkLimits",
+    "BulkUpsertResult",
+    "MongoBackgroundJobRepository",
+    "MongoProjectionPositionStore",
+    "MongoProjectionStore",
+    "MongoSagaRepository",
+    "MongoSnapshotStore",
+    "build_upserts",
+    "to_update_ones",
+    "write_upserts",
+]

@@ -12,3 +12,15 @@ from .search import SearchResult, search_collection
 # --- event store and outbox (issue 5) ---
 from .event_store import MongoEventStore
 from .outbox import MongoOutboxStorage, OutboxPublisher
+
+__all__ = [
+    "EntityStream",
+    "MongoDBModelMapper",
+    "MongoEventStore",
+    "MongoOutboxStorage",
+    "MongoRepository",
+    "MongoUnitOfWork",
+    "OutboxPublisher",
+    "SearchResult",
+    "search_collection",
+]

@@ -25,6 +25,16 @@ def msgs(n: int, prefix: str = "m") -> list[OutboxMessage]:
                           created_at=T0 + timedelta(milliseconds=i)) for i in range(n)]
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The outbox's clock, driven by the test: a slow machine cannot end a lease or a backoff early."""
+    from cqrs_ddd_persistence_mongo.core import outbox as outbox_module
+
+    now = [datetime(2030, 1, 1, tzinfo=timezone.utc)]
+    monkeypatch.setattr(outbox_module, "utc_now", lambda: now[0])
+    return now
+
+
 async def statuses(connection: MongoConnectionManager, collection: str = "outbox") -> Counter[str]:
     docs = await connection.db()[collection].find({}, {"status": 1}).to_list(None)
     return Counter(d["status"] for d in docs)
@@ -73,14 +83,17 @@ async def test_duplicate_message_id_and_bad_messages(real_connection: MongoConne
         await outbox.mark_failed("nope", "boom")
 
 
-async def test_retries_back_off_then_dead_letter_then_requeue(real_connection: MongoConnectionManager) -> None:
+async def test_retries_back_off_then_dead_letter_then_requeue(
+    real_connection: MongoConnectionManager, clock: list[datetime]
+) -> None:
     outbox = MongoOutboxStorage(real_connection, max_retries=2, retry_backoff=timedelta(milliseconds=150))
     await outbox.save_messages(msgs(2))
     assert await outbox.mark_failed("m00000", "broker down") == "failed"
     failed = await outbox.get_message("m00000")
     assert failed.retry_count == 1 and failed.error == "broker down"
+    clock[0] += timedelta(milliseconds=149)
     assert [m.message_id for m in await outbox.get_pending()] == ["m00001"]  # backing off
-    await asyncio.sleep(0.2)
+    clock[0] += timedelta(milliseconds=51)
     assert [m.message_id for m in await outbox.get_pending()] == ["m00001", "m00000"]  # due again, by due time
     assert await outbox.mark_failed("m00000", "still down") == "failed"
     assert outbox.backoff(2) == timedelta(milliseconds=300)
@@ -95,7 +108,9 @@ async def test_retries_back_off_then_dead_letter_then_requeue(real_connection: M
     assert await outbox.get_dead() == []
 
 
-async def test_claims_are_exclusive_until_the_lease_expires(real_connection: MongoConnectionManager) -> None:
+async def test_claims_are_exclusive_until_the_lease_expires(
+    real_connection: MongoConnectionManager, clock: list[datetime]
+) -> None:
     outbox = MongoOutboxStorage(real_connection)
     await outbox.save_messages(msgs(10))
     first = await outbox.claim_batch("w1", 6, lease=timedelta(milliseconds=300))
@@ -105,7 +120,9 @@ async def test_claims_are_exclusive_until_the_lease_expires(real_connection: Mon
     assert sorted(first_ids + second_ids) == [f"m{i:05d}" for i in range(10)]  # disjoint, complete
     assert {m.locked_by for m in first} == {"w1"} and first[0].status == "publishing"
     assert await outbox.claim_batch("w3", 10) == []
-    await asyncio.sleep(0.35)  # w1 died: its lease runs out
+    clock[0] += timedelta(milliseconds=299)
+    assert await outbox.claim_batch("w3", 10) == []  # w1's lease still holds
+    clock[0] += timedelta(milliseconds=2)  # w1 died: its lease runs out
     third = await outbox.claim_batch("w3", 10)
     assert [m.message_id for m in third] == first_ids
     assert await outbox.release([m.message_id for m in third], "someone-else") == 0

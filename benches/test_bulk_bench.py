@@ -91,7 +91,7 @@ def test_build_upserts_native_beats_pure(benchmark: Any, require_native: None) -
     assert native(docs[:500]) == pure(docs[:500])
     benchmark.pedantic(native, args=(docs,), rounds=3, iterations=1)
     times = builder_times(
-        {"native": lambda: native(docs), "pure": lambda: pure(docs), "naive": lambda: naive_build(docs)}, repeat=3
+        {"native": lambda: native(docs), "pure": lambda: pure(docs), "naive": lambda: naive_build(docs)}, repeat=5
     )
     t_native, t_pure, t_naive = times["native"], times["pure"], times["naive"]
     t_native_gc = best_time(lambda: native(docs), repeat=2)

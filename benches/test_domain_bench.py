@@ -1,5 +1,5 @@
-"""Aggregate validation must cost about what a plain pydantic model costs: the private
-event list once made every load of an aggregate ~100x slower."""
+"""Aggregate validation must cost what a plain pydantic model costs: a declared private
+event list once made every load of an aggregate ~300x, then ~3x, slower."""
 
 from __future__ import annotations
 
@@ -34,4 +34,4 @@ def test_aggregate_validation_costs_like_a_plain_model(benchmark: Any) -> None:
     plain = best_time(lambda: PlainOrder.model_validate(DATA), number=2000)
     report(f"AggregateRoot.model_validate {aggregate * 1e6:.2f} us vs plain model {plain * 1e6:.2f} us "
            f"({aggregate / plain:.1f}x)")
-    assert aggregate / plain <= 4
+    assert aggregate / plain <= 1.5

@@ -38,3 +38,26 @@ def test_to_stored_keeps_payload_apart_from_envelope() -> None:
     assert isinstance(stored, StoredEvent)
     assert stored.payload == {"total": 9}
     assert (stored.event_id, stored.position, stored.correlation_id) == (event.event_id, 7, "c")
+
+
+def test_events_survive_alongside_a_subclass_private_attribute() -> None:
+    from pydantic import PrivateAttr
+
+    class Tracked(AggregateRoot):
+        id: str
+        _note: str = PrivateAttr(default="n")
+
+    tracked = Tracked(id="t")
+    tracked.record_event(OrderPlaced(total=1))
+    assert tracked._note == "n"
+    assert [e.total for e in tracked.pull_domain_events()] == [1]
+
+
+def test_copies_and_pickles_keep_their_events() -> None:
+    import pickle
+
+    order = Order(id="p")
+    order.record_event(OrderPlaced(total=2))
+    assert [e.total for e in pickle.loads(pickle.dumps(order)).domain_events] == [2]
+    assert [e.total for e in order.model_copy(deep=True).domain_events] == [2]
+    assert Order(id="q").pull_domain_events() == []

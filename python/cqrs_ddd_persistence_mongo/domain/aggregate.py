@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 from .events import DomainEvent
 
@@ -23,9 +23,22 @@ class AggregateRoot(BaseModel):
     id: Any = None
     version: int = 0
 
-    # default=[] (copied per instance by pydantic), not default_factory=list: pydantic 2.13
-    # inspects a factory's signature on every instance, which made validation ~100x slower.
-    _domain_events: list[DomainEvent] = PrivateAttr(default=[])
+    def _pending_events(self) -> list[DomainEvent]:
+        """The recorded, not yet pulled events, created on first use.
+
+        They live in pydantic's per-instance private storage, set up lazily instead of
+        declared with ``PrivateAttr``: any declared private attribute makes pydantic run a
+        Python-level initialiser on every instance, which tripled the cost of loading an
+        aggregate (``model_validate``) for a list most loaded aggregates never use.
+        """
+        private = self.__pydantic_private__
+        if private is None:
+            private = {}
+            object.__setattr__(self, "__pydantic_private__", private)
+        events = private.get("_domain_events")
+        if events is None:
+            events = private["_domain_events"] = []
+        return events
 
     def record_event(self, event: DomainEvent) -> DomainEvent:
         """Record ``event`` as happened to this aggregate (fills id, type and version)."""
@@ -33,16 +46,19 @@ class AggregateRoot(BaseModel):
             event.aggregate_id = self.id
         if not event.aggregate_type:
             event.aggregate_type = type(self).__name__
+        pending = self._pending_events()
         if not event.version:
-            event.version = self.version + len(self._domain_events) + 1
-        self._domain_events.append(event)
+            event.version = self.version + len(pending) + 1
+        pending.append(event)
         return event
 
     add_domain_event = record_event
 
     def pull_domain_events(self) -> list[DomainEvent]:
         """Return the recorded events and forget them."""
-        events, self._domain_events = self._domain_events, []
+        pending = self._pending_events()
+        events = list(pending)
+        pending.clear()
         return events
 
     def collect_events(self) -> list[DomainEvent]:
@@ -52,7 +68,7 @@ class AggregateRoot(BaseModel):
     @property
     def domain_events(self) -> tuple[DomainEvent, ...]:
         """The events recorded and not yet pulled (read-only view)."""
-        return tuple(self._domain_events)
+        return tuple(self._pending_events())
 
     def __eq__(self, other: Any) -> bool:  # pydantic's eq also compares private attrs
         return type(other) is type(self) and self.model_dump() == other.model_dump()

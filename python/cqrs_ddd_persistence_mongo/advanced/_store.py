@@ -11,7 +11,7 @@ from bson.errors import InvalidDocument as BsonInvalidDocument
 from pymongo.errors import PyMongoError
 
 from ..exceptions import InvalidDocument, InvalidStoreArgument, MongoPersistenceError
-from ..indexes import ensure_indexes
+from ..indexes import ensure_indexes, ensure_store_indexes
 
 
 class CollectionStore:
@@ -53,10 +53,11 @@ class CollectionStore:
         self._indexed = True
         return names
 
-    async def _coll(self) -> Any:
-        """The collection, with its indexes created on first use."""
+    async def _coll(self, session: Any = None) -> Any:
+        """The collection, with its indexes created on first use (inside ``session``'s
+        transaction when that is the only safe place, see ``ensure_store_indexes``)."""
         if self._auto_index and not self._indexed:
-            await self.ensure_indexes()
+            self._indexed = await ensure_store_indexes(self._connection, self.collection, self.index_specs, session)
         return self.collection
 
     def _errors(self, what: str) -> Any:

@@ -34,7 +34,7 @@ class MongoProjectionPositionStore(CollectionStore):
     async def get_position(self, projection_name: str, *, uow: Any = None) -> int | None:
         """The saved position of ``projection_name``, or None if it never saved one."""
         require_name(projection_name, "projection_name")
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"reading the position of '{projection_name}'"):
             doc = await collection.find_one(
                 {"_id": projection_name}, {"position": 1}, session=session_of(uow)
@@ -74,7 +74,7 @@ class MongoProjectionPositionStore(CollectionStore):
         (or, on some servers, no document back) and repeating the same idempotent update
         then applies it to the winner's document.
         """
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"saving the position of '{projection_name}'"):
             for _ in range(_UPSERT_ATTEMPTS):
                 try:
@@ -101,14 +101,14 @@ class MongoProjectionPositionStore(CollectionStore):
         Guarantee: one atomic delete, idempotent; returns True if a checkpoint existed.
         """
         require_name(projection_name, "projection_name")
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"resetting the position of '{projection_name}'"):
             result = await collection.delete_one({"_id": projection_name}, session=session_of(uow))
         return result.deleted_count == 1
 
     async def get_all_positions(self, *, uow: Any = None) -> dict[str, int]:
         """Every projection's checkpoint, by name (for dashboards and the CLI)."""
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors("listing positions"):
             cursor = collection.find({}, {"position": 1}, session=session_of(uow))
             docs = await self._connection.driver().to_list(cursor, None)

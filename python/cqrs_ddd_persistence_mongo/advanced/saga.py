@@ -16,7 +16,7 @@ from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..domain import SagaState, SagaStatus, utc_now
 from ..exceptions import InvalidStoreArgument, SagaStoreError
-from ..indexes import ensure_indexes
+from ..indexes import ensure_indexes, ensure_store_indexes
 from ._store import require_limit, require_name, store_errors
 
 S = TypeVar("S", bound=SagaState)
@@ -79,7 +79,9 @@ class MongoSagaRepository(MongoRepository[S, Any]):
     async def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, uow: Any) -> list[dict[str, Any]]:
         require_limit(limit)
         if self._auto_index and not self._indexed:
-            await self.ensure_indexes()
+            self._indexed = await ensure_store_indexes(
+                self._connection, self.collection(), SAGA_INDEXES, session_of(uow)
+            )
         with store_errors(SagaStoreError, f"finding sagas in '{self.collection_name}'"):
             cursor = self.collection().find(query, session=session_of(uow)).sort(sort).limit(limit)
             return await self._connection.driver().to_list(cursor, limit)

@@ -86,7 +86,7 @@ class MongoSnapshotStore(CollectionStore):
                 f"snapshot_data must be a dict (e.g. aggregate.model_dump()), got {type(snapshot_data).__name__}"
             )
         session = session_of(uow)
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"saving the snapshot of {aggregate_type} {aggregate_id!r} v{version}"):
             if self.keep_last is not None and await self._newer_count(collection, key, version, session) >= self.keep_last:
                 return False
@@ -120,7 +120,7 @@ class MongoSnapshotStore(CollectionStore):
         """The newest snapshot (``aggregate_type``, ``aggregate_id``, ``version``,
         ``snapshot_data``, ``created_at``), or None when the aggregate has none."""
         key = self._key(aggregate_type, aggregate_id)
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"reading the snapshot of {aggregate_type} {aggregate_id!r}"):
             cursor = collection.find(key, {"_id": 0}, session=session_of(uow)).sort(_LATEST).limit(1)
             docs = await self._connection.driver().to_list(cursor, 1)
@@ -132,7 +132,7 @@ class MongoSnapshotStore(CollectionStore):
         """The snapshot taken at exactly ``version``, or None."""
         key = self._key(aggregate_type, aggregate_id)
         require_int(version, "version")
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"reading the snapshot of {aggregate_type} {aggregate_id!r} v{version}"):
             return await collection.find_one({**key, "version": version}, {"_id": 0}, session=session_of(uow))
 
@@ -153,7 +153,7 @@ class MongoSnapshotStore(CollectionStore):
         query: dict[str, Any] = dict(key)
         if before_version is not None:
             query["version"] = {"$lt": require_int(before_version, "before_version")}
-        collection = await self._coll()
+        collection = await self._coll(session_of(uow))
         with self._errors(f"deleting the snapshots of {aggregate_type} {aggregate_id!r}"):
             result = await collection.delete_many(query, session=session_of(uow))
         return result.deleted_count

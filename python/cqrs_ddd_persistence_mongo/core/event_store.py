@@ -33,7 +33,7 @@ from ..domain.events import StoredEvent
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock
-from ._lazy_indexes import ensure_store_indexes
+from ..indexes import ensure_store_indexes
 from ._session import session_of
 
 logger = logging.getLogger(__name__)

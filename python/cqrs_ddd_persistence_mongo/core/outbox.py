@@ -20,7 +20,7 @@ from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
 from ._documents import checked_mapping
-from ._lazy_indexes import ensure_store_indexes
+from ..indexes import ensure_store_indexes
 from ._session import session_of
 from .outbox_publisher import OutboxPublisher
 

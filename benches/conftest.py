@@ -74,9 +74,10 @@ async def best_pair(a: Callable[[], Any], b: Callable[[], Any], number: int, rep
 
 @pytest.fixture(scope="module")
 def mongo_url() -> Iterator[str]:
-    """MONGODB_URL, else a fresh embedded real-wire server per bench module (the embedded
-    server slows as it fills, so modules do not share one)."""
-    with server_url() as url:
+    """MONGODB_URL, else a fresh embedded real-wire server per bench module (it slows as it
+    fills, so modules do not share one), in its own process so that client and server do
+    not compete for one interpreter and the client's timings stay steady."""
+    with server_url(separate_process=True) as url:
         yield url
 
 

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 import tracemalloc
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,31 +43,6 @@ ORDERS = int(os.environ.get("PROJECTION_BENCH_ORDERS", "3000"))
 BASELINE_EVENTS = int(os.environ.get("PROJECTION_BENCH_BASELINE", "2000"))
 BATCH = 5_000
 
-_SERVER = (
-    "import sys, time\n"
-    "from secantus import SecantusDBServer\n"
-    "with SecantusDBServer(storage_path=':memory:') as s:\n"
-    "    print(s.uri, flush=True)\n"
-    "    sys.stdin.read()\n"
-)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    url = os.environ.get("MONGODB_URL")
-    if url:
-        yield url
-        return
-    process = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        process.wait(timeout=30)
-
-
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -94,17 +66,17 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-def history(server: str) -> tuple[str, str, int]:
+def history(mongo_url: str) -> tuple[str, str, int]:
     database = f"bench_{uuid.uuid4().hex[:8]}"
 
     async def fill() -> int:
-        async with Bench(server, database) as bench:
+        async with Bench(mongo_url, database) as bench:
             events = list(order_history(ORDERS, 10, concurrent=200))
             for start in range(0, len(events), 5000):
                 await bench.events.append_batch(events[start : start + 5000])
             return len(events)
 
-    return server, database, run(fill())
+    return mongo_url, database, run(fill())
 
 
 async def per_event_baseline(bench: Bench, limit: int) -> int:

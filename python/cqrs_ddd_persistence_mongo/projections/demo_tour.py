@@ -27,7 +27,7 @@ from .orders import OrderSummaryProjection, differences, fold_orders, order_hist
 from .progress import Progress
 from .runner import ProjectionRunner
 
-DEFAULT_ORDERS = 10_000
+DEFAULT_ORDERS = 20_000
 APPEND_CHUNK = 5_000
 
 

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::invalid_document;
-use crate::keys::{checked_key, display_path, index_path, key_problem, too_deep_error, walk, MAX_DEPTH};
+use crate::keys::{all_valid, checked_key, display_path, index_path, key_ok, too_deep_error, walk, MAX_DEPTH};
 
 fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.get_type().getattr("__name__")?.to_string())
@@ -89,46 +89,6 @@ struct Names<'py> {
 /// True when `value` (at `depth`) has only valid field names and stays within the depth
 /// limit. Builds no paths: it is the fast pass; on `false` the path-building `walk`
 /// runs to raise the exact error (same order, so the same first offence).
-fn all_valid(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
-    if let Ok(dict) = value.downcast::<PyDict>() {
-        if depth >= MAX_DEPTH {
-            return Ok(false);
-        }
-        for (k, v) in dict.iter() {
-            if !key_ok(&k)? || !all_valid(&v, depth + 1)? {
-                return Ok(false);
-            }
-        }
-    } else if let Ok(list) = value.downcast::<PyList>() {
-        if depth >= MAX_DEPTH {
-            return Ok(false);
-        }
-        for v in list.iter() {
-            if !all_valid(&v, depth + 1)? {
-                return Ok(false);
-            }
-        }
-    } else if let Ok(tuple) = value.downcast::<PyTuple>() {
-        if depth >= MAX_DEPTH {
-            return Ok(false);
-        }
-        for v in tuple.iter() {
-            if !all_valid(&v, depth + 1)? {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
-fn key_ok(key: &Bound<'_, PyAny>) -> PyResult<bool> {
-    match key.downcast::<PyString>() {
-        Ok(s) => Ok(key_problem(s.to_str()?).is_none()),
-        Err(_) => Ok(false),
-    }
-}
-
-/// Validate every field of `doc` (found at `path`); raises the first offence with its path.
 fn check_fields(py: Python<'_>, doc: &Bound<'_, PyDict>, path: &dyn Fn() -> String) -> PyResult<()> {
     for (k, v) in doc.iter() {
         if !key_ok(&k)? || !all_valid(&v, 1)? {

@@ -84,6 +84,48 @@ pub fn checked_key(py: Python<'_>, key: &Bound<'_, PyAny>, parent: &str) -> PyRe
 }
 
 /// Validate `value` found at `path`, `depth` levels below the document root.
+/// True when `value` has no invalid key at any depth: the allocation-free check that runs
+/// first; only a failing value is walked again with paths (`walk`) to name the offender.
+pub fn all_valid(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
+    if let Ok(dict) = value.downcast::<PyDict>() {
+        if depth >= MAX_DEPTH {
+            return Ok(false);
+        }
+        for (k, v) in dict.iter() {
+            if !key_ok(&k)? || !all_valid(&v, depth + 1)? {
+                return Ok(false);
+            }
+        }
+    } else if let Ok(list) = value.downcast::<PyList>() {
+        if depth >= MAX_DEPTH {
+            return Ok(false);
+        }
+        for v in list.iter() {
+            if !all_valid(&v, depth + 1)? {
+                return Ok(false);
+            }
+        }
+    } else if let Ok(tuple) = value.downcast::<PyTuple>() {
+        if depth >= MAX_DEPTH {
+            return Ok(false);
+        }
+        for v in tuple.iter() {
+            if !all_valid(&v, depth + 1)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+pub fn key_ok(key: &Bound<'_, PyAny>) -> PyResult<bool> {
+    match key.downcast::<PyString>() {
+        Ok(s) => Ok(key_problem(s.to_str()?).is_none()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Validate every field of `doc` (found at `path`); raises the first offence with its path.
 pub fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<()> {
     if let Ok(dict) = value.downcast::<PyDict>() {
         if depth >= MAX_DEPTH {
@@ -114,6 +156,9 @@ pub fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) 
 /// Raise `InvalidDocument` naming the first offending path in `doc`.
 #[pyfunction]
 pub fn validate_keys(py: Python<'_>, doc: &Bound<'_, PyAny>) -> PyResult<()> {
+    if all_valid(doc, 0)? {
+        return Ok(());
+    }
     walk(py, doc, "", 0)
 }
 

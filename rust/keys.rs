@@ -1,7 +1,10 @@
 //! Document key validation: MongoDB field names may not start with `$`, contain `.`
 //! or NUL, and documents may not nest deeper than MongoDB's 100 levels.
 //! Twin: `python/cqrs_ddd_persistence_mongo/_pure/keys.py` (same messages).
+use std::cell::RefCell;
+
 use pyo3::prelude::*;
+use pyo3::sync::GILProtected;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::invalid_document;
@@ -33,17 +36,69 @@ pub fn display_path(path: &str) -> &str {
     }
 }
 
-/// Why `key` cannot be a MongoDB field name, if it cannot.
+/// Why `key` cannot be a MongoDB field name, if it cannot (a `.` anywhere is reported
+/// before a NUL, as the pure twin does).
 pub fn key_problem(key: &str) -> Option<&'static str> {
-    if key.starts_with('$') {
-        Some("field names may not start with '$'")
-    } else if key.contains('.') {
-        Some("field names may not contain '.'")
-    } else if key.contains('\0') {
-        Some("field names may not contain NUL")
-    } else {
-        None
+    let bytes = key.as_bytes();
+    if bytes.first() == Some(&b'$') {
+        return Some("field names may not start with '$'");
     }
+    if !has_dot_or_nul(bytes) {
+        return None;
+    }
+    if bytes.contains(&b'.') {
+        Some("field names may not contain '.'")
+    } else {
+        Some("field names may not contain NUL")
+    }
+}
+
+/// Whether `bytes` holds a `.` or a NUL, eight bytes at a time (keys are short and
+/// checked on every write, so this is most of the cost of validating a document).
+fn has_dot_or_nul(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const DOTS: u64 = ONES * b'.' as u64;
+    let has_zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        if has_zero_byte(w) || has_zero_byte(w ^ DOTS) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b == b'.' || b == 0)
+}
+
+// --- keys already found valid ---------------------------------------------------------
+// A model's field names are the same str objects in every dump, so the mapping pass
+// remembers the key objects it has validated (a small table indexed by address, holding
+// a reference so that an address is never reused while it is remembered) and skips
+// decoding and scanning them next time. str objects are immutable: a remembered key
+// stays valid.
+const KNOWN_SLOTS: usize = 1024;
+
+static KNOWN_GOOD: GILProtected<RefCell<[Option<Py<PyString>>; KNOWN_SLOTS]>> =
+    GILProtected::new(RefCell::new([const { None }; KNOWN_SLOTS]));
+
+fn known_slot(key: &Bound<'_, PyAny>) -> usize {
+    let address = key.as_ptr() as usize as u64;
+    ((address >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % KNOWN_SLOTS
+}
+
+/// Whether `key` is a str object already validated by [`remember_good_key`].
+pub fn known_good_key(key: &Bound<'_, PyAny>) -> bool {
+    let table = KNOWN_GOOD.get(key.py()).borrow();
+    matches!(&table[known_slot(key)], Some(known) if known.as_ptr() == key.as_ptr())
+}
+
+/// Remember `key`, a valid exact str, as valid (it replaces whatever shared its slot).
+pub fn remember_good_key(key: &Bound<'_, PyString>) {
+    let slot = known_slot(key.as_any());
+    let old = KNOWN_GOOD.get(key.py()).borrow_mut()[slot].replace(key.clone().unbind());
+    drop(old); // after the borrow ends: releasing a str runs no Python code, but be plain
 }
 
 pub fn bad_key_error(py: Python<'_>, path: &str, problem: &str) -> PyErr {

@@ -16,13 +16,16 @@ use pyo3::PyTypeInfo;
 
 use crate::errors::invalid_document;
 use crate::keys::{
-    bad_key_error, checked_key, child_path, display_path, index_path, key_problem, too_deep_error,
-    MAX_DEPTH,
+    bad_key_error, checked_key, child_path, display_path, index_path, key_problem,
+    known_good_key, remember_good_key, too_deep_error, MAX_DEPTH,
 };
 
 // --- cached Python objects ----------------------------------------------------------
 struct Cache {
     decimal: Py<PyType>,
+    /// `Decimal.__new__` as a C function: what `Decimal(text)` runs, minus the generic
+    /// call machinery (Decimal has no `__init__` of its own to skip).
+    decimal_new: Option<ffi::newfunc>,
     uuid: Py<PyType>,
     datetime: Py<PyType>,
     date: Py<PyType>,
@@ -39,10 +42,11 @@ struct Cache {
     utc: PyObject,
     /// `bson.tz_util.utc`, what tz-aware clients attach: already UTC.
     bson_utc: PyObject,
-    /// `SafeUUID.unknown` when UUIDs can be built like uuid.py does (slots `int`, `is_safe`).
-    uuid_safe_unknown: Option<PyObject>,
-    /// Decimal128 keeps its BID words in the slots `__high` / `__low`.
-    decimal128_slots: bool,
+    /// `SafeUUID.unknown` and the `int` / `is_safe` slots, when UUIDs can be built like
+    /// uuid.py builds them.
+    uuid_slots: Option<(PyObject, Slot, Slot)>,
+    /// Decimal128's BID words: the slots `__high` / `__low`, when it keeps them there.
+    decimal128_slots: Option<(Slot, Slot)>,
 }
 
 static CACHE: GILOnceCell<Cache> = GILOnceCell::new();
@@ -77,6 +81,19 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
         ])?;
         Ok(Cache {
             decimal: class(py, "decimal", "Decimal")?,
+            decimal_new: {
+                let cls = class(py, "decimal", "Decimal")?;
+                let object_init = py.import("builtins")?.getattr("object")?.getattr("__init__")?;
+                let own_init = cls.bind(py).getattr("__init__")?.is(&object_init);
+                // SAFETY: a live type object; Py_tp_new is a documented slot.
+                let new = unsafe {
+                    ffi::PyType_GetSlot(cls.as_ptr().cast::<ffi::PyTypeObject>(), ffi::Py_tp_new)
+                };
+                (own_init && !new.is_null()).then(|| {
+                    // SAFETY: a non-null tp_new has the newfunc signature.
+                    unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(new) }
+                })
+            },
             uuid: class(py, "uuid", "UUID")?,
             datetime: class(py, "datetime", "datetime")?,
             date: class(py, "datetime", "date")?,
@@ -98,29 +115,28 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             ])?,
             passthrough,
             bytes_new: builtins.getattr("bytes")?.getattr("__new__")?.unbind(),
-            uuid_safe_unknown: {
+            uuid_slots: {
                 let uuid = py.import("uuid")?;
-                let slots = uuid.getattr("UUID")?.getattr("__slots__").ok();
-                let has = |name: &str| {
-                    slots
-                        .as_ref()
-                        .is_some_and(|s| s.contains(name).unwrap_or(false))
-                };
-                if has("int") && has("is_safe") {
-                    Some(uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind())
-                } else {
-                    None
+                let cls = uuid.getattr("UUID")?.downcast_into::<PyType>()?;
+                match (Slot::of(&cls, "int")?, Slot::of(&cls, "is_safe")?) {
+                    (Some(int), Some(is_safe)) => Some((
+                        uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind(),
+                        int,
+                        is_safe,
+                    )),
+                    _ => None,
                 }
             },
             decimal128_slots: {
-                let cls = py.import("bson.decimal128")?.getattr("Decimal128")?;
-                let slots = cls.getattr("__slots__").ok();
-                let has = |name: &str| {
-                    slots
-                        .as_ref()
-                        .is_some_and(|s| s.contains(name).unwrap_or(false))
-                };
-                has("__high") && has("__low")
+                let cls = class(py, "bson.decimal128", "Decimal128")?;
+                let cls = cls.bind(py);
+                match (
+                    Slot::of(cls, "_Decimal128__high")?,
+                    Slot::of(cls, "_Decimal128__low")?,
+                ) {
+                    (Some(high), Some(low)) => Some((high, low)),
+                    _ => None,
+                }
             },
             utc: py
                 .import("datetime")?
@@ -132,19 +148,66 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
     })
 }
 
-/// `object.__setattr__(obj, name, value)`: what uuid.py uses on its immutable UUIDs.
-fn generic_setattr(
-    py: Python<'_>,
-    obj: &Bound<'_, PyAny>,
-    name: &Bound<'_, PyString>,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    // SAFETY: all three pointers are live, GIL-held Python objects.
-    let rc = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
-    if rc < 0 {
-        Err(PyErr::fetch(py))
-    } else {
-        Ok(())
+/// A `__slots__` member of a class, read and written through its descriptor's own
+/// functions: what `getattr` / `object.__setattr__` end up calling for it, without the
+/// attribute lookup on the way (only used on exact instances of the class).
+struct Slot {
+    descr: PyObject,
+    get: ffi::descrgetfunc,
+    set: ffi::descrsetfunc,
+}
+
+impl Slot {
+    /// The slot `name` of `cls`, if `cls` defines it as a member descriptor.
+    fn of(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Option<Slot>> {
+        let py = cls.py();
+        let Ok(descr) = cls.getattr("__dict__")?.get_item(name) else {
+            return Ok(None);
+        };
+        let member = py.import("types")?.getattr("MemberDescriptorType")?;
+        if !descr.get_type().is(&member) {
+            return Ok(None);
+        }
+        // SAFETY: the descriptor's type is a live type object; the slots read are the
+        // documented tp_descr_get / tp_descr_set (PyType_GetSlot works on static types).
+        let (get, set) = unsafe {
+            let ty = descr.get_type().as_ptr().cast::<ffi::PyTypeObject>();
+            (
+                ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_get),
+                ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_set),
+            )
+        };
+        if get.is_null() || set.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(Slot {
+            descr: descr.unbind(),
+            // SAFETY: non-null function pointers of the documented signatures.
+            get: unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get) },
+            set: unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrsetfunc>(set) },
+        }))
+    }
+
+    fn get<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = obj.py();
+        // SAFETY: live descriptor, instance and type; the result is a new reference.
+        unsafe {
+            let ty = obj.get_type();
+            Bound::from_owned_ptr_or_err(
+                py,
+                (self.get)(self.descr.as_ptr(), obj.as_ptr(), ty.as_ptr()),
+            )
+        }
+    }
+
+    fn set(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        // SAFETY: live descriptor, instance and value; the setter increfs what it keeps.
+        let rc = unsafe { (self.set)(self.descr.as_ptr(), obj.as_ptr(), value.as_ptr()) };
+        if rc < 0 {
+            Err(PyErr::fetch(obj.py()))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -169,28 +232,18 @@ fn new_decimal128<'py>(
     low: u64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cls = c.decimal128.bind(py);
-    if !c.decimal128_slots {
+    let Some((high_slot, low_slot)) = &c.decimal128_slots else {
         return cls.call1(((high, low),));
-    }
+    };
     let obj = bare_instance(py, cls)?;
-    generic_setattr(
-        py,
-        &obj,
-        intern!(py, "_Decimal128__high"),
-        &high.into_pyobject(py)?.into_any(),
-    )?;
-    generic_setattr(
-        py,
-        &obj,
-        intern!(py, "_Decimal128__low"),
-        &low.into_pyobject(py)?.into_any(),
-    )?;
+    high_slot.set(&obj, &high.into_pyobject(py)?.into_any())?;
+    low_slot.set(&obj, &low.into_pyobject(py)?.into_any())?;
     Ok(obj)
 }
 
 fn new_uuid<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let cls = c.uuid.bind(py);
-    let Some(unknown) = &c.uuid_safe_unknown else {
+    let Some((unknown, int, is_safe)) = &c.uuid_slots else {
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "bytes"), PyBytes::new(py, raw))?;
         return cls.call((), Some(&kwargs));
@@ -198,14 +251,15 @@ fn new_uuid<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, 
     let mut be = [0u8; 16];
     be.copy_from_slice(raw);
     let obj = bare_instance(py, cls)?;
-    generic_setattr(
-        py,
-        &obj,
-        intern!(py, "int"),
-        &u128::from_be_bytes(be).into_pyobject(py)?.into_any(),
-    )?;
-    generic_setattr(py, &obj, intern!(py, "is_safe"), unknown.bind(py))?;
+    int.set(&obj, &u128::from_be_bytes(be).into_pyobject(py)?.into_any())?;
+    is_safe.set(&obj, unknown.bind(py))?;
     Ok(obj)
+}
+
+/// Decimal128's BID-word slots, when `value` is exactly a Decimal128 that keeps them.
+fn exact_slots<'c>(c: &'c Cache, value: &Bound<'_, PyAny>) -> Option<&'c (Slot, Slot)> {
+    let slots = c.decimal128_slots.as_ref()?;
+    value.get_type().is(c.decimal128.bind(value.py())).then_some(slots)
 }
 
 fn uuid_binary<'py>(
@@ -213,7 +267,11 @@ fn uuid_binary<'py>(
     c: &Cache,
     value: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let n: u128 = value.getattr(intern!(py, "int"))?.extract()?;
+    let int = match &c.uuid_slots {
+        Some((_, slot, _)) if value.get_type().is(c.uuid.bind(py)) => slot.get(value)?,
+        _ => value.getattr(intern!(py, "int"))?,
+    };
+    let n: u128 = int.extract()?;
     let raw = PyBytes::new(py, &n.to_be_bytes());
     let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), raw))?;
     binary.setattr(intern!(py, "_Binary__subtype"), 4)?;
@@ -508,12 +566,41 @@ fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
             ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS,
         )
     };
+    if (-PLAIN_SCALE..=0).contains(&exponent) {
+        push_plain(out, coefficient, exponent.unsigned_abs() as usize);
+        return;
+    }
     push_digits(out, coefficient);
     out.push(b'E');
     if exponent < 0 {
         out.push(b'-');
     }
     push_digits(out, exponent.unsigned_abs());
+}
+
+/// Exponents down to this are written as plain decimals ("19.99", "0.005"), which
+/// Decimal parses faster than "1999E-2" and reads as the same coefficient and exponent.
+const PLAIN_SCALE: i128 = 40;
+
+/// `coefficient` scaled down by `scale` digits, written as a plain decimal.
+fn push_plain(out: &mut TextBuf, coefficient: u128, scale: usize) {
+    let mut digits = TextBuf::new();
+    push_digits(&mut digits, coefficient);
+    let digits = &digits.bytes[..digits.len];
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > scale {
+        let point = digits.len() - scale;
+        out.extend_from_slice(&digits[..point]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[point..]);
+    } else {
+        out.extend_from_slice(b"0.");
+        for _ in digits.len()..scale {
+            out.push(b'0');
+        }
+        out.extend_from_slice(digits);
+    }
 }
 
 fn to_decimal128<'py>(
@@ -548,11 +635,8 @@ fn from_decimal128<'py>(
     c: &Cache,
     value: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (high, low) = if c.decimal128_slots {
-        (
-            u64_bits(py, &value.getattr(intern!(py, "_Decimal128__high"))?)?,
-            u64_bits(py, &value.getattr(intern!(py, "_Decimal128__low"))?)?,
-        )
+    let (high, low) = if let Some((high, low)) = exact_slots(c, value) {
+        (u64_bits(py, &high.get(value)?)?, u64_bits(py, &low.get(value)?)?)
     } else {
         value
             .call_method0(intern!(py, "__getstate__"))?
@@ -560,9 +644,18 @@ fn from_decimal128<'py>(
     };
     let mut text = TextBuf::new();
     decimal_text_of_bid(high, low, &mut text);
-    c.decimal
-        .bind(py)
-        .call1((PyString::new(py, text.as_str()),))
+    let args = PyTuple::new(py, [PyString::new(py, text.as_str())])?;
+    let cls = c.decimal.bind(py);
+    match c.decimal_new {
+        // SAFETY: Decimal's own tp_new, called with its type and a live args tuple.
+        Some(new) => unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                new(cls.as_ptr().cast::<ffi::PyTypeObject>(), args.as_ptr(), std::ptr::null_mut()),
+            )
+        },
+        None => cls.call1(args),
+    }
 }
 
 // --- shared value rules ----------------------------------------------------------------
@@ -606,13 +699,15 @@ fn int_in_range<'py>(
     }
 }
 
-/// A list: copied on the first changed item (`fresh`: always a new list, e.g. from a tuple).
+/// A list: copied on the first changed item, or changed in place when `owned`; other
+/// sequences (tuple, set, ...) always become a new list.
 fn map_seq<'py>(
     py: Python<'py>,
     c: &Cache,
     items: &Bound<'py, PyAny>,
     path: &Path<'_, 'py>,
     depth: usize,
+    owned: bool,
     rule: ValueRule,
 ) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
@@ -634,9 +729,10 @@ fn map_seq<'py>(
             }
             let item = borrowed.to_owned();
             let i = i - 1;
-            if let Some(new) = rule(py, c, &item, &path.index(i), depth + 1)? {
+            if let Some(new) = rule(py, c, &item, &path.index(i), depth + 1, owned)? {
                 let target = match &out {
                     Some(o) => o,
+                    None if owned => list,
                     None => out.insert(list.get_slice(0, list.len())),
                 };
                 target.set_item(i, new)?;
@@ -647,21 +743,27 @@ fn map_seq<'py>(
     let out = PyList::empty(py);
     for (i, item) in items.try_iter()?.enumerate() {
         let item = item?;
-        let new = rule(py, c, &item, &path.index(i), depth + 1)?;
+        let new = rule(py, c, &item, &path.index(i), depth + 1, owned)?;
         out.append(new.unwrap_or(item))?;
     }
     Ok(Some(out.into_any()))
 }
 
-type ValueRule =
-    for<'a, 'py> fn(Python<'py>, &Cache, &Bound<'py, PyAny>, &Path<'a, 'py>, usize) -> Mapped<'py>;
+type ValueRule = for<'a, 'py> fn(
+    Python<'py>,
+    &Cache,
+    &Bound<'py, PyAny>,
+    &Path<'a, 'py>,
+    usize,
+    bool,
+) -> Mapped<'py>;
 
 // --- model data -> document ------------------------------------------------------------
-fn checked<'a, 'py>(
-    py: Python<'py>,
-    key: &'a Bound<'py, PyAny>,
-    parent: &Path<'_, 'py>,
-) -> PyResult<&'a str> {
+/// Raises `InvalidDocument` naming the key when `key` cannot be a field name under `parent`.
+fn check_key<'py>(py: Python<'py>, key: &Bound<'py, PyAny>, parent: &Path<'_, 'py>) -> PyResult<()> {
+    if known_good_key(key) {
+        return Ok(());
+    }
     let Ok(s) = key.downcast::<PyString>() else {
         return Err(checked_key(py, key, &parent.render())
             .err()
@@ -675,17 +777,22 @@ fn checked<'a, 'py>(
             problem,
         ));
     }
-    Ok(text)
+    if let Ok(exact) = key.downcast_exact::<PyString>() {
+        remember_good_key(exact);
+    }
+    Ok(())
 }
 
-/// A dict with checked keys: copied on the first changed value, always copied to a plain
-/// dict when `value` is a dict subclass.
+/// A dict with checked keys: copied on the first changed value (changed in place when
+/// `owned`: only values of existing keys are replaced, which iteration allows), always
+/// copied to a plain dict when `value` is a dict subclass.
 fn dict_to_doc<'py>(
     py: Python<'py>,
     c: &Cache,
     value: &Bound<'py, PyDict>,
     path: &Path<'_, 'py>,
     depth: usize,
+    owned: bool,
 ) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
@@ -697,14 +804,15 @@ fn dict_to_doc<'py>(
     };
     for (key, child) in items(value) {
         if plain(&child) && key.is_exact_instance_of::<PyString>() {
-            checked(py, &key, path)?;
+            check_key(py, &key, path)?;
             continue;
         }
         let (key, child) = (key.to_owned(), child.to_owned());
-        let text = checked(py, &key, path)?;
-        if let Some(new) = to_doc_value(py, c, &child, &path.key(text), depth + 1)? {
+        check_key(py, &key, path)?;
+        if let Some(new) = to_doc_value(py, c, &child, &path.obj(&key), depth + 1, owned)? {
             let target = match &out {
                 Some(o) => o,
+                None if owned => value,
                 None => out.insert(value.copy()?),
             };
             target.set_item(&key, new)?;
@@ -734,6 +842,7 @@ fn to_doc_value<'py>(
     value: &Bound<'py, PyAny>,
     path: &Path<'_, 'py>,
     depth: usize,
+    owned: bool,
 ) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyFloat>()
@@ -746,10 +855,10 @@ fn to_doc_value<'py>(
         return int_in_range(py, value, path);
     }
     if let Ok(dict) = value.downcast_exact::<PyDict>() {
-        return dict_to_doc(py, c, dict, path, depth);
+        return dict_to_doc(py, c, dict, path, depth, owned);
     }
     if value.is_exact_instance_of::<PyList>() {
-        return map_seq(py, c, value, path, depth, to_doc_value);
+        return map_seq(py, c, value, path, depth, owned, to_doc_value);
     }
     // Exact types first (none of them is an Enum): same results as the cascade below.
     let ty = value.get_type();
@@ -776,7 +885,7 @@ fn to_doc_value<'py>(
     if value.is_instance(c.enum_.bind(py))? {
         let inner = value.getattr(intern!(py, "_value_"))?;
         return Ok(Some(
-            to_doc_value(py, c, &inner, path, depth)?.unwrap_or(inner),
+            to_doc_value(py, c, &inner, path, depth, owned)?.unwrap_or(inner),
         ));
     }
     if value.is_instance(c.decimal.bind(py))? {
@@ -801,10 +910,10 @@ fn to_doc_value<'py>(
         return int_in_range(py, value, path);
     }
     if let Ok(dict) = value.downcast::<PyDict>() {
-        return dict_to_doc(py, c, dict, path, depth);
+        return dict_to_doc(py, c, dict, path, depth, owned);
     }
     if value.is_instance(c.seqs.bind(py).as_any())? {
-        return map_seq(py, c, value, path, depth, to_doc_value);
+        return map_seq(py, c, value, path, depth, owned, to_doc_value);
     }
     if value.is_instance(c.byteslike.bind(py).as_any())? {
         return Ok(Some(PyBytes::type_object(py).call1((value,))?));
@@ -816,96 +925,42 @@ fn to_doc_value<'py>(
         let dumped = value.call_method0(intern!(py, "model_dump"))?;
         let dict = dumped.downcast::<PyDict>()?;
         return Ok(Some(
-            dict_to_doc(py, c, dict, path, depth)?.unwrap_or_else(|| dict.clone().into_any()),
+            dict_to_doc(py, c, dict, path, depth, false)?.unwrap_or_else(|| dict.clone().into_any()),
         ));
     }
     Err(unsupported(py, value, path))
 }
 
-/// The MongoDB document of `data` (a `model_dump()` result); see the pure twin.
-#[pyfunction]
-#[pyo3(signature = (data, id_field, field_map, versioned))]
-pub fn map_to_doc<'py>(
-    py: Python<'py>,
-    data: &Bound<'py, PyAny>,
-    id_field: &Bound<'py, PyString>,
-    field_map: Option<&Bound<'py, PyDict>>,
+/// Whether `key` is the id field or (when `versioned`) `version`; the length is compared
+/// first, so most keys are never decoded.
+fn is_reserved_key(
+    key: &Bound<'_, PyString>,
+    id_text: &str,
+    id_len: usize,
     versioned: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let c = cache(py)?;
-    let Ok(data) = data.downcast::<PyDict>() else {
-        let name: String = data.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(
-            py,
-            format!("a model's data must be a dict, got {name}; pass model_dump()"),
-        ));
-    };
-    let root = Path::ROOT;
-    // start from a copy (one cheap clone of the table) and change only what must change
-    let doc: Bound<'py, PyDict> = if data.is_exact_instance_of::<PyDict>() {
-        data.copy()?
-    } else {
-        PyDict::type_object(py)
-            .call1((data,))?
-            .downcast_into::<PyDict>()?
-    };
-    let id_text = id_field.to_str()?;
-    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
-    for (bkey, bvalue) in items(data) {
-        // Fast path through borrowed references: an exact str key, no rename map (so no
-        // lookup that could run Python code) and a plain value.
-        if field_map.is_none() && plain(&bvalue) {
-            if let Ok(k) = bkey.downcast_exact::<PyString>() {
-                let text = k.to_str()?;
-                if text != id_text && !(versioned && text == "version") {
-                    checked(py, &bkey, &root)?;
-                    continue;
-                }
-            }
-        }
-        let (key, value) = (bkey.to_owned(), bvalue.to_owned());
-        let text = key
-            .downcast::<PyString>()
-            .ok()
-            .map(|k| k.to_str())
-            .transpose()?;
-        if text == Some(id_text) || (versioned && text == Some("version")) {
-            doc.del_item(&key)?;
-            if text == Some(id_text) {
-                if !value.is_none() {
-                    let new = to_doc_value(py, c, &value, &root.key("_id"), 1)?;
-                    renamed.push((intern!(py, "_id").clone().into_any(), new.unwrap_or(value)));
-                }
-            } else {
-                let new = to_doc_value(py, c, &value, &root.key("_version"), 1)?;
-                renamed.push((
-                    intern!(py, "_version").clone().into_any(),
-                    new.unwrap_or(value),
-                ));
-            }
-            continue;
-        }
-        let target = match field_map {
-            Some(map) => map.get_item(&key)?,
-            None => None,
-        };
-        match target {
-            None => {
-                let text = checked(py, &key, &root)?;
-                if let Some(new) = to_doc_value(py, c, &value, &root.key(text), 1)? {
-                    doc.set_item(&key, new)?;
-                }
-            }
-            Some(target) => {
-                let text = checked(py, &target, &root)?;
-                let new = to_doc_value(py, c, &value, &root.key(text), 1)?;
-                doc.del_item(&key)?;
-                renamed.push((target.clone(), new.unwrap_or(value)));
-            }
-        }
+) -> PyResult<bool> {
+    // SAFETY: `key` is a live str object.
+    let len = unsafe { ffi::PyUnicode_GetLength(key.as_ptr()) } as usize;
+    if len == id_len && key.to_str()? == id_text {
+        return Ok(true);
+    }
+    Ok(versioned && len == 7 && key.to_str()? == "version")
+}
+
+/// Renamed fields (`_id`, `_version`, `field_map` targets) go last, after the fields they
+/// replace are removed; a name written twice drops the document with an error.
+fn finish_renames<'py>(
+    py: Python<'py>,
+    doc: &Bound<'py, PyDict>,
+    removed: Vec<Bound<'py, PyAny>>,
+    renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    check_twice: bool,
+) -> PyResult<()> {
+    for key in removed {
+        doc.del_item(key)?;
     }
     for (target, value) in renamed {
-        if doc.contains(&target)? {
+        if check_twice && doc.contains(&target)? {
             // the document is dropped: nothing half-written reaches the caller
             let text = target.str()?.to_string();
             return Err(invalid_document(
@@ -917,17 +972,115 @@ pub fn map_to_doc<'py>(
         }
         doc.set_item(target, value)?;
     }
+    Ok(())
+}
+
+/// The dict to write the result into: `data` itself when `owned` allows it (and it is a
+/// plain dict), else a copy (one cheap clone of the table; only what changes is changed).
+fn output_dict<'py>(data: &Bound<'py, PyDict>, owned: bool) -> PyResult<Bound<'py, PyDict>> {
+    if !data.is_exact_instance_of::<PyDict>() {
+        return PyDict::type_object(data.py())
+            .call1((data,))?
+            .downcast_into::<PyDict>()
+            .map_err(Into::into);
+    }
+    if owned {
+        Ok(data.clone())
+    } else {
+        data.copy()
+    }
+}
+
+/// The MongoDB document of `data` (a `model_dump()` result); see the pure twin.
+#[pyfunction]
+#[pyo3(signature = (data, id_field, field_map, versioned, owned=false))]
+pub fn map_to_doc<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    id_field: &Bound<'py, PyString>,
+    field_map: Option<&Bound<'py, PyDict>>,
+    versioned: bool,
+    owned: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let c = cache(py)?;
+    let Ok(data) = data.downcast::<PyDict>() else {
+        let name: String = data.get_type().getattr("__qualname__")?.extract()?;
+        return Err(invalid_document(
+            py,
+            format!("a model's data must be a dict, got {name}; pass model_dump()"),
+        ));
+    };
+    let root = Path::ROOT;
+    let doc = output_dict(data, owned)?;
+    // iterate `data` (when it is `doc`, only values of existing keys change meanwhile)
+    let owned = owned && doc.is(data);
+    let id_text = id_field.to_str()?;
+    let id_len = id_field.len()?;
+    let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
+    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
+    for (bkey, bvalue) in items(data) {
+        // Fast path through borrowed references: an exact str key, no rename map (so no
+        // lookup that could run Python code) and a plain value.
+        if field_map.is_none() && plain(&bvalue) {
+            if let Ok(k) = bkey.downcast_exact::<PyString>() {
+                if !is_reserved_key(k, id_text, id_len, versioned)? {
+                    check_key(py, &bkey, &root)?;
+                    continue;
+                }
+            }
+        }
+        let (key, value) = (bkey.to_owned(), bvalue.to_owned());
+        let text = key
+            .downcast::<PyString>()
+            .ok()
+            .map(|k| k.to_str())
+            .transpose()?;
+        if text == Some(id_text) || (versioned && text == Some("version")) {
+            let (name, child) = if text == Some(id_text) {
+                (intern!(py, "_id"), root.key("_id"))
+            } else {
+                (intern!(py, "_version"), root.key("_version"))
+            };
+            removed.push(key);
+            if name.to_str()? == "_version" || !value.is_none() {
+                let new = to_doc_value(py, c, &value, &child, 1, owned)?;
+                renamed.push((name.clone().into_any(), new.unwrap_or(value)));
+            }
+            continue;
+        }
+        let target = match field_map {
+            Some(map) => map.get_item(&key)?,
+            None => None,
+        };
+        match target {
+            None => {
+                check_key(py, &key, &root)?;
+                if let Some(new) = to_doc_value(py, c, &value, &root.obj(&key), 1, owned)? {
+                    doc.set_item(&key, new)?;
+                }
+            }
+            Some(target) => {
+                check_key(py, &target, &root)?;
+                let new = to_doc_value(py, c, &value, &root.obj(&target), 1, owned)?;
+                removed.push(key);
+                renamed.push((target.clone(), new.unwrap_or(value)));
+            }
+        }
+    }
+    finish_renames(py, &doc, removed, renamed, true)?;
     Ok(doc)
 }
 
 // --- document -> model data -------------------------------------------------------------
-/// A dict: copied on the first changed value, always copied when a dict subclass.
+/// A dict: copied on the first changed value (changed in place when `owned`), always
+/// copied when a dict subclass.
 fn dict_from_doc<'py>(
     py: Python<'py>,
     c: &Cache,
     value: &Bound<'py, PyDict>,
     path: &Path<'_, 'py>,
     depth: usize,
+    owned: bool,
 ) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
@@ -942,9 +1095,10 @@ fn dict_from_doc<'py>(
             continue;
         }
         let (key, child) = (key.to_owned(), child.to_owned());
-        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1)? {
+        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, owned)? {
             let target = match &out {
                 Some(o) => o,
+                None if owned => value,
                 None => out.insert(value.copy()?),
             };
             target.set_item(&key, new)?;
@@ -977,6 +1131,7 @@ fn from_doc_value<'py>(
     value: &Bound<'py, PyAny>,
     path: &Path<'_, 'py>,
     depth: usize,
+    owned: bool,
 ) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyInt>()
@@ -987,10 +1142,10 @@ fn from_doc_value<'py>(
         return Ok(None);
     }
     if let Ok(dict) = value.downcast_exact::<PyDict>() {
-        return dict_from_doc(py, c, dict, path, depth);
+        return dict_from_doc(py, c, dict, path, depth, owned);
     }
     if value.is_exact_instance_of::<PyList>() {
-        return map_seq(py, c, value, path, depth, from_doc_value);
+        return map_seq(py, c, value, path, depth, owned, from_doc_value);
     }
     let ty = value.get_type();
     if ty.is(c.decimal128.bind(py)) {
@@ -1006,10 +1161,10 @@ fn from_doc_value<'py>(
         return Ok(None); // what the cascade below concludes, sooner
     }
     if let Ok(dict) = value.downcast::<PyDict>() {
-        return dict_from_doc(py, c, dict, path, depth);
+        return dict_from_doc(py, c, dict, path, depth, owned);
     }
     if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
-        return map_seq(py, c, value, path, depth, from_doc_value);
+        return map_seq(py, c, value, path, depth, owned, from_doc_value);
     }
     if value.is_instance(c.decimal128.bind(py))? {
         return from_decimal128(py, c, value).map(Some);
@@ -1050,9 +1205,10 @@ pub fn map_from_doc<'py>(
     versioned: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let c = cache(py)?;
-    let data: Bound<'py, PyDict> = if let Ok(dict) = doc.downcast_exact::<PyDict>() {
-        dict.copy()?
+    let source: Bound<'py, PyDict> = if let Ok(dict) = doc.downcast::<PyDict>() {
+        dict.clone()
     } else if doc.is_instance(c.mapping.bind(py))? {
+        // other mappings: a plain snapshot, which is then ours to change
         PyDict::type_object(py)
             .call1((doc,))?
             .downcast_into::<PyDict>()?
@@ -1063,12 +1219,12 @@ pub fn map_from_doc<'py>(
             format!("a stored document must be a mapping, got {name}"),
         ));
     };
+    // the caller's dict is copied; a snapshot of another mapping is ours to change
+    let owned = !doc.is(&source);
+    let data = output_dict(&source, owned)?;
+    let owned = owned && data.is(&source);
     let root = Path::ROOT;
-    // iterate the caller's dict (never modified) or, for other mappings, a snapshot
-    let source: Bound<'py, PyDict> = match doc.downcast_exact::<PyDict>() {
-        Ok(d) => d.clone(),
-        Err(_) => data.copy()?,
-    };
+    let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
     let mut saw_version = false;
     for (key, value) in items(&source) {
@@ -1079,9 +1235,8 @@ pub fn map_from_doc<'py>(
             continue;
         }
         let (key, value) = (key.to_owned(), value.to_owned());
-        let new = from_doc_value(py, c, &value, &root.obj(&key), 1)?;
-        let text = reserved_name(&key)?;
-        let name: Option<Bound<'py, PyAny>> = match text {
+        let new = from_doc_value(py, c, &value, &root.obj(&key), 1, owned)?;
+        let name: Option<Bound<'py, PyAny>> = match reserved_name(&key)? {
             Some("_id") => Some(id_field.clone().into_any()),
             Some("_version") if versioned => {
                 saw_version = true;
@@ -1094,7 +1249,7 @@ pub fn map_from_doc<'py>(
         };
         match name {
             Some(name) => {
-                data.del_item(&key)?;
+                removed.push(key);
                 renamed.push((name, new.unwrap_or(value)));
             }
             None => {
@@ -1104,9 +1259,8 @@ pub fn map_from_doc<'py>(
             }
         }
     }
-    for (name, value) in renamed {
-        data.set_item(name, value)?;
-    }
+    // renamed fields win over a same-named field
+    finish_renames(py, &data, removed, renamed, false)?;
     if versioned && !saw_version {
         data.set_item(intern!(py, "version"), 0)?;
     }

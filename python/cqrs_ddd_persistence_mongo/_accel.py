@@ -85,8 +85,8 @@ def native_function(name: str) -> Callable[..., Any] | None:
 validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
 
 # mapping (issue 3)
-map_to_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_to_doc"]
-map_from_doc: Callable[[Any, str, Any, bool], dict[str, Any]] = _BOUND["map_from_doc"]
+map_to_doc: Callable[..., dict[str, Any]] = _BOUND["map_to_doc"]
+map_from_doc: Callable[..., dict[str, Any]] = _BOUND["map_from_doc"]
 
 # filters (issue 4)
 compile_filter: Callable[..., dict[str, Any]] = _BOUND["compile_filter"]

@@ -6,8 +6,11 @@ the driver encodes: ``id_field`` becomes ``_id``, ``version`` becomes ``_version
 (Decimal -> Decimal128, UUID -> Binary subtype 4, datetimes -> aware UTC, date -> UTC
 midnight, Enum -> value, set/frozenset/tuple -> list). ``map_from_doc`` reverses it for
 ``model_validate``. Bad input raises ``InvalidDocument`` naming the document path; the
-input is never modified (containers are copied where something in them changes, and
-reused where nothing does), so nothing is half-written.
+input is not modified (containers are copied where something in them changes, and
+reused where nothing does), so nothing is half-written. ``map_to_doc(...,
+owned=True)`` is for a caller that hands its freshly built input over (what pydantic's
+serializer just returned): plain dicts and lists in it are then changed in place instead
+of copied, and the input must not be used afterwards.
 """
 
 from __future__ import annotations
@@ -158,32 +161,40 @@ def _datetime(value: _dt.datetime) -> _dt.datetime:
     return value.astimezone(_UTC)
 
 
-Rule = Callable[[Any, str, int], Any]
+Rule = Callable[[Any, str, int, bool], Any]
 
 
-def _map_seq(items: Any, path: str, depth: int, rule: Rule) -> list[Any]:
-    """A list: copied on the first changed item; other sequences always become a new list."""
+def _map_seq(items: Any, path: str, depth: int, owned: bool, rule: Rule) -> list[Any]:
+    """A list: copied on the first changed item (changed in place when ``owned``); other
+    sequences always become a new list."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
     if type(items) is list:
-        out: list[Any] | None = None
+        out: list[Any] | None = items if owned else None
         for i, item in enumerate(items):
-            new = rule(item, index_path(path, i), depth + 1)
+            new = rule(item, index_path(path, i), depth + 1, owned)
             if new is not item:
                 if out is None:
                     out = items.copy()
                 out[i] = new
         return items if out is None else out
-    return [rule(item, index_path(path, i), depth + 1) for i, item in enumerate(items)]
+    return [rule(item, index_path(path, i), depth + 1, owned) for i, item in enumerate(items)]
 
 
-def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check_keys: bool) -> dict[Any, Any]:
-    """A dict: copied on the first changed value; a dict subclass always becomes a plain dict."""
+def _map_dict(
+    value: Mapping[Any, Any], path: str, depth: int, owned: bool, rule: Rule, check_keys: bool
+) -> dict[Any, Any]:
+    """A dict: copied on the first changed value (changed in place when ``owned``: only
+    values of existing keys are replaced); a dict subclass always becomes a plain dict."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
-    out: dict[Any, Any] | None = None if type(value) is dict else dict(value)
+    out: dict[Any, Any] | None
+    if type(value) is not dict:
+        out = dict(value)
+    else:
+        out = value if owned else None
     for key, child in value.items():
-        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1)
+        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1, owned)
         if new is not child:
             if out is None:
                 out = value.copy()  # type: ignore[attr-defined]
@@ -191,26 +202,26 @@ def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check
     return value if out is None else out  # type: ignore[return-value]
 
 
-def _seq_to_doc(items: Any, path: str, depth: int) -> list[Any]:
-    return _map_seq(items, path, depth, _to_doc_value)
+def _seq_to_doc(items: Any, path: str, depth: int, owned: bool) -> list[Any]:
+    return _map_seq(items, path, depth, owned, _to_doc_value)
 
 
-def _dict_to_doc(value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
-    return _map_dict(value, path, depth, _to_doc_value, True)
+def _dict_to_doc(value: Mapping[Any, Any], path: str, depth: int, owned: bool) -> dict[str, Any]:
+    return _map_dict(value, path, depth, owned, _to_doc_value, True)
 
 
-def _to_doc_value(value: Any, path: str, depth: int) -> Any:
+def _to_doc_value(value: Any, path: str, depth: int, owned: bool = False) -> Any:
     cls = type(value)
     if cls is str or cls is float or cls is bool or value is None:
         return value
     if cls is int:
         return _int(value, path)
     if cls is dict:
-        return _dict_to_doc(value, path, depth)
+        return _dict_to_doc(value, path, depth, owned)
     if cls is list:
-        return _seq_to_doc(value, path, depth)
+        return _seq_to_doc(value, path, depth, owned)
     if isinstance(value, enum.Enum):
-        return _to_doc_value(value.value, path, depth)
+        return _to_doc_value(value.value, path, depth, owned)
     if isinstance(value, Decimal):
         return _to_decimal128(value, path)
     if isinstance(value, _dt.datetime):
@@ -224,16 +235,29 @@ def _to_doc_value(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, int):
         return _int(value, path)
     if isinstance(value, dict):
-        return _dict_to_doc(value, path, depth)
+        return _dict_to_doc(value, path, depth, owned)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return _seq_to_doc(value, path, depth)
+        return _seq_to_doc(value, path, depth, owned)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, _PASSTHROUGH):
         return value
     if isinstance(value, BaseModel):
-        return _dict_to_doc(value.model_dump(), path, depth)
+        return _dict_to_doc(value.model_dump(), path, depth, False)
     raise _unsupported(value, path)
+
+
+def _finish_renames(doc: dict[str, Any], removed: list[Any], renamed: list[tuple[Any, Any]], check_twice: bool) -> None:
+    """Renamed fields go last, after the fields they replace are removed."""
+    for key in removed:
+        del doc[key]
+    for target, value in renamed:
+        if check_twice and target in doc:
+            raise InvalidDocument(
+                f"document field '{target}' is written twice; check field_map for two fields "
+                "mapped to the same name or a field named like '_id'/'_version'"
+            )
+        doc[target] = value
 
 
 def map_to_doc(
@@ -241,56 +265,53 @@ def map_to_doc(
     id_field: str,
     field_map: dict[str, str] | None,
     versioned: bool,
+    owned: bool = False,
 ) -> dict[str, Any]:
     """The MongoDB document of ``data`` (a ``model_dump()`` result).
 
     ``data[id_field]`` becomes ``_id`` (omitted when None: the driver then assigns an
     ObjectId); when ``versioned``, ``data['version']`` becomes ``_version``; other keys are
-    renamed through ``field_map`` ({model field: document field}). ``data`` is not modified.
+    renamed through ``field_map`` ({model field: document field}). ``data`` is not modified
+    unless ``owned`` (see the module docstring).
     """
     if not isinstance(data, dict):
         raise InvalidDocument(f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()")
-    doc = dict(data)  # change only what must change
+    owned = owned and type(data) is dict
+    doc = data if owned else dict(data)  # change only what must change
+    removed: list[Any] = []
     renamed: list[tuple[str, Any]] = []
     for key, value in data.items():
         if key == id_field or (versioned and key == "version"):
-            del doc[key]
+            removed.append(key)
             if key == id_field:
                 if value is not None:
-                    renamed.append(("_id", _to_doc_value(value, "_id", 1)))
+                    renamed.append(("_id", _to_doc_value(value, "_id", 1, owned)))
             else:
-                renamed.append(("_version", _to_doc_value(value, "_version", 1)))
+                renamed.append(("_version", _to_doc_value(value, "_version", 1, owned)))
             continue
         if field_map is not None and key in field_map:
             target = field_map[key]
             path = checked_key(target, "")
-            new = _to_doc_value(value, path, 1)
-            del doc[key]
-            renamed.append((target, new))
+            removed.append(key)
+            renamed.append((target, _to_doc_value(value, path, 1, owned)))
             continue
         path = checked_key(key, "")
-        new = _to_doc_value(value, path, 1)
+        new = _to_doc_value(value, path, 1, owned)
         if new is not value:
             doc[key] = new
-    for target, value in renamed:  # renamed fields go last
-        if target in doc:
-            raise InvalidDocument(
-                f"document field '{target}' is written twice; check field_map for two fields "
-                "mapped to the same name or a field named like '_id'/'_version'"
-            )
-        doc[target] = value
+    _finish_renames(doc, removed, renamed, True)
     return doc
 
 
 # --- document -> model data -----------------------------------------------------------
-def _from_doc_value(value: Any, path: str, depth: int) -> Any:
+def _from_doc_value(value: Any, path: str, depth: int, owned: bool = False) -> Any:
     cls = type(value)
     if cls is str or cls is int or cls is float or cls is bool or value is None:
         return value
     if cls is dict:
-        return _map_dict(value, path, depth, _from_doc_value, False)
+        return _map_dict(value, path, depth, owned, _from_doc_value, False)
     if cls is list:
-        return _map_seq(value, path, depth, _from_doc_value)
+        return _map_seq(value, path, depth, owned, _from_doc_value)
     if cls is Decimal128:
         return _from_decimal128(value)
     if cls is _dt.datetime:
@@ -303,9 +324,9 @@ def _from_doc_value(value: Any, path: str, depth: int) -> Any:
             return bytes(value)
         return value
     if isinstance(value, dict):
-        return _map_dict(value, path, depth, _from_doc_value, False)
+        return _map_dict(value, path, depth, owned, _from_doc_value, False)
     if isinstance(value, (list, tuple)):
-        return _map_seq(value, path, depth, _from_doc_value)
+        return _map_seq(value, path, depth, owned, _from_doc_value)
     if isinstance(value, Decimal128):
         return _from_decimal128(value)
     if isinstance(value, _dt.datetime):
@@ -324,17 +345,20 @@ def map_from_doc(
     ``_id`` becomes ``id_field``; when ``versioned``, ``_version`` becomes ``version`` (0
     when absent); other keys are renamed through ``reverse_map`` ({document field: model
     field}). Decimal128 -> Decimal, Binary subtype 4 -> UUID, datetimes -> aware UTC.
+    ``doc`` is not modified.
     """
     if not isinstance(doc, Mapping):
         raise InvalidDocument(f"a stored document must be a mapping, got {type(doc).__qualname__}")
     data = dict(doc)
+    removed: list[Any] = []
     renamed: list[tuple[str, Any]] = []
-    for key, value in list(data.items()):
+    saw_version = False
+    for key, value in doc.items():
         new = _from_doc_value(value, str(key), 1)
         if key == "_id":
             name: str | None = id_field
         elif versioned and key == "_version":
-            name = "version"
+            name, saw_version = "version", True
         elif reverse_map is not None and key in reverse_map:
             name = reverse_map[key]
         else:
@@ -342,11 +366,10 @@ def map_from_doc(
         if name is None:
             if new is not value:
                 data[key] = new
-        else:  # renamed fields go last and win over a same-named field
-            del data[key]
+        else:
+            removed.append(key)
             renamed.append((name, new))
-    for name, value in renamed:
-        data[name] = value
-    if versioned and "_version" not in doc:
+    _finish_renames(data, removed, renamed, False)  # renamed fields win over same-named ones
+    if versioned and not saw_version:
         data["version"] = 0
     return data

@@ -17,6 +17,37 @@ T = TypeVar("T", bound=BaseModel)
 
 _VERSION_FIELD = "version"
 
+# Core-schema nodes whose serialized value may be an object someone else still holds:
+# values serialized by inference (their nested models may run user serializers) and
+# plain validator functions (serialized by inference too).
+_INFERRED_SCHEMA_TYPES = frozenset({"any", "is-instance", "is-subclass", "callable", "function-plain"})
+
+
+def serializer_builds_fresh(model_cls: type[BaseModel]) -> bool:
+    """True when pydantic's serializer for ``model_cls`` returns only dicts and lists it
+    has just built: no user serialization function (``field_serializer``,
+    ``model_serializer``, ``PlainSerializer``, ...) and no value serialized by inference
+    anywhere in its core schema. The mapper then lets the mapping pass change that output
+    in place instead of copying it (an unknown schema answers False: copies are safe).
+    """
+    schema = getattr(model_cls, "__pydantic_core_schema__", None)
+    if not isinstance(schema, dict):
+        return False
+    stack: list[Any] = [schema]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if "serialization" in node or node.get("type") in _INFERRED_SCHEMA_TYPES:
+                return False
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return True
+
 
 class MongoDBModelMapper(Generic[T]):
     """Maps entities of ``model_cls`` to documents and back.
@@ -69,6 +100,8 @@ class MongoDBModelMapper(Generic[T]):
         # serializer and validator; call those directly (same engine, same defaults, same
         # result) unless the model overrides the wrappers, whose behaviour then wins.
         self._direct_dump: bool = model_cls.model_dump is BaseModel.model_dump
+        # the direct dump's output is ours to change in place when nothing in it is shared
+        self._owned_dump: bool = self._direct_dump and serializer_builds_fresh(model_cls)
         self._direct_validate: bool = (
             getattr(model_cls.model_validate, "__func__", None) is BaseModel.model_validate.__func__  # type: ignore[attr-defined]
         )
@@ -79,8 +112,8 @@ class MongoDBModelMapper(Generic[T]):
         cls = type(entity)
         if cls is self.model_cls and self._direct_dump:
             data = cls.__pydantic_serializer__.to_python(entity, exclude=self._exclude)
-        else:
-            data = entity.model_dump(exclude=self._exclude)
+            return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned, self._owned_dump)
+        data = entity.model_dump(exclude=self._exclude)
         return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned)
 
     def to_docs(self, entities: Iterable[T]) -> list[dict[str, Any]]:

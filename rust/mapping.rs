@@ -699,8 +699,17 @@ fn int_in_range<'py>(
     }
 }
 
-/// A list: copied on the first changed item, or changed in place when `owned`; other
-/// sequences (tuple, set, ...) always become a new list.
+/// Whether a container handed down as `owned` (only its parent, itself ours, refers to
+/// it: the caller's promise for the top level) may be changed in place: only when
+/// nothing else refers to it, its parent's reference and the walk's own being the only
+/// two. A container pydantic's serializer shares with the model, or that appears twice,
+/// has more and is copied instead, so a model's own state is never changed.
+fn ours(container: &Bound<'_, PyAny>, owned: bool) -> bool {
+    owned && container.get_refcnt() <= 2
+}
+
+/// A list: copied on the first changed item, or changed in place when it is ours (see
+/// [`ours`]); other sequences (tuple, set, ...) always become a new list.
 fn map_seq<'py>(
     py: Python<'py>,
     c: &Cache,
@@ -714,6 +723,7 @@ fn map_seq<'py>(
         return Err(too_deep(py, path));
     }
     if let Ok(list) = items.downcast_exact::<PyList>() {
+        let owned = ours(list, owned);
         let mut out: Option<Bound<'py, PyList>> = None;
         // the length is read again each time: Python code run for an item may change it
         let mut i = 0;
@@ -783,9 +793,9 @@ fn check_key<'py>(py: Python<'py>, key: &Bound<'py, PyAny>, parent: &Path<'_, 'p
     Ok(())
 }
 
-/// A dict with checked keys: copied on the first changed value (changed in place when
-/// `owned`: only values of existing keys are replaced, which iteration allows), always
-/// copied to a plain dict when `value` is a dict subclass.
+/// A dict with checked keys: copied on the first changed value (changed in place when it
+/// is ours, see [`ours`]: only values of existing keys are replaced, which iteration
+/// allows), always copied to a plain dict when `value` is a dict subclass.
 fn dict_to_doc<'py>(
     py: Python<'py>,
     c: &Cache,
@@ -797,6 +807,7 @@ fn dict_to_doc<'py>(
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
+    let owned = ours(value, owned);
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
         None
     } else {
@@ -885,7 +896,8 @@ fn to_doc_value<'py>(
     if value.is_instance(c.enum_.bind(py))? {
         let inner = value.getattr(intern!(py, "_value_"))?;
         return Ok(Some(
-            to_doc_value(py, c, &inner, path, depth, owned)?.unwrap_or(inner),
+            // the value belongs to the Enum member: never changed in place
+            to_doc_value(py, c, &inner, path, depth, false)?.unwrap_or(inner),
         ));
     }
     if value.is_instance(c.decimal.bind(py))? {
@@ -1072,8 +1084,7 @@ pub fn map_to_doc<'py>(
 }
 
 // --- document -> model data -------------------------------------------------------------
-/// A dict: copied on the first changed value (changed in place when `owned`), always
-/// copied when a dict subclass.
+/// A dict: copied on the first changed value, always copied when a dict subclass.
 fn dict_from_doc<'py>(
     py: Python<'py>,
     c: &Cache,
@@ -1085,6 +1096,7 @@ fn dict_from_doc<'py>(
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
+    let owned = ours(value, owned);
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
         None
     } else {
@@ -1220,9 +1232,7 @@ pub fn map_from_doc<'py>(
         ));
     };
     // the caller's dict is copied; a snapshot of another mapping is ours to change
-    let owned = !doc.is(&source);
-    let data = output_dict(&source, owned)?;
-    let owned = owned && data.is(&source);
+    let data = output_dict(&source, !doc.is(&source))?;
     let root = Path::ROOT;
     let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
@@ -1235,7 +1245,8 @@ pub fn map_from_doc<'py>(
             continue;
         }
         let (key, value) = (key.to_owned(), value.to_owned());
-        let new = from_doc_value(py, c, &value, &root.obj(&key), 1, owned)?;
+        // nested containers stay the caller's (a snapshot of a mapping is shallow)
+        let new = from_doc_value(py, c, &value, &root.obj(&key), 1, false)?;
         let name: Option<Bound<'py, PyAny>> = match reserved_name(&key)? {
             Some("_id") => Some(id_field.clone().into_any()),
             Some("_version") if versioned => {

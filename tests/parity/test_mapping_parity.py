@@ -3,6 +3,7 @@ including errors and their messages; Decimal128 encoding agrees with bson's own.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
 import enum
@@ -150,6 +151,20 @@ def test_to_doc_agrees_on_storable_data(data: dict[str, Any], field_map: dict[st
         assert _shared(data, n[1]) == _shared(data, p[1])
         back = both("map_from_doc")
         assert _shown(outcome(back[0], n[1], "id", None, versioned)) == _shown(outcome(back[1], p[1], "id", None, versioned))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, to_documents, max_size=5), st.sampled_from(["id", "a"]), field_maps, st.booleans())
+def test_owned_to_doc_agrees_with_copying(
+    data: dict[Any, Any], id_field: str, field_map: dict[str, str] | None, versioned: bool
+) -> None:
+    """Handing the input over (owned=True: changed in place where only the pass refers to
+    it) gives exactly the copying pass's result or error, natively and in pure Python."""
+    native, pure = both("map_to_doc")
+    expected = _shown(outcome(pure, copy.deepcopy(data), id_field, field_map, versioned))
+    for fn in (native, pure):
+        handed = copy.deepcopy(data)
+        assert _shown(outcome(fn, handed, id_field, field_map, versioned, True)) == expected
 
 
 bid_words = st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))

@@ -7,17 +7,18 @@ import datetime as dt
 import enum
 import uuid
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import pytest
 from bson import encode
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
 from bson.objectid import ObjectId
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
 
 from cqrs_ddd_persistence_mongo import _accel
 from cqrs_ddd_persistence_mongo.core import MongoDBModelMapper
+from cqrs_ddd_persistence_mongo.core.model_mapper import serializer_builds_fresh
 from cqrs_ddd_persistence_mongo.domain import AggregateRoot
 from cqrs_ddd_persistence_mongo.exceptions import InvalidDocument
 
@@ -430,3 +431,106 @@ def test_subclass_entities_are_dumped_with_their_own_fields() -> None:
 
     mapper = MongoDBModelMapper(Address, id_field="city")
     assert mapper.to_doc(Special(city="x")) == {"zip": None, "extra": 5, "_id": "x"}
+
+
+# --- the dump is changed in place only when nothing in it is shared ------------------
+class Shares(BaseModel):
+    """Its serializer hands out the model's own list (a user function may do that)."""
+
+    id: str
+    prices: list[Decimal]
+
+    @field_serializer("prices")
+    def _prices(self, value: list[Decimal]) -> list[Decimal]:
+        return self.prices
+
+
+class Holds(BaseModel):
+    id: str
+    extra: dict[str, Any] = {}
+
+
+class Plain(BaseModel):
+    id: str
+    inner: Line
+
+
+class Annotated_(BaseModel):
+    id: str
+    total: Annotated[Decimal, PlainSerializer(lambda v: v)]
+
+
+class Wraps(BaseModel):
+    id: str
+    shares: Shares
+
+
+@pytest.mark.parametrize(
+    ("model", "fresh"),
+    [(Order, True), (Plain, True), (Line, True), (Holds, True), (Shares, False), (Annotated_, False), (Wraps, False)],
+)
+def test_serializer_builds_fresh(model: type[BaseModel], fresh: bool) -> None:
+    assert serializer_builds_fresh(model) is fresh
+    assert MongoDBModelMapper(model, id_field="id" if "id" in model.model_fields else "sku")._owned_dump is fresh
+
+
+def test_to_doc_never_changes_what_a_serializer_shares() -> None:
+    entity = Shares(id="s1", prices=[Decimal("1.50"), Decimal("2")])
+    doc = MongoDBModelMapper(Shares).to_doc(entity)
+    assert doc["prices"] == [Decimal128("1.50"), Decimal128("2")]
+    assert entity.prices == [Decimal("1.50"), Decimal("2")] and all(type(p) is Decimal for p in entity.prices)
+
+
+def test_owned_dump_gives_the_copying_result_and_leaves_the_entity_alone() -> None:
+    mapper = MongoDBModelMapper(Order)
+    assert mapper._owned_dump
+    entity = _order()
+    expected = _accel.map_to_doc(entity.model_dump(), "id", None, True)
+    assert repr(mapper.to_doc(entity)) == repr(expected)
+    assert repr(mapper.to_doc(entity)) == repr(expected)  # the entity was not changed by the first call
+    assert entity.lines[0].price == Decimal("0.99") and entity.total == Decimal("12.50")
+
+
+class Listed(enum.Enum):
+    """An Enum whose value is a container (the mapping pass must never change it)."""
+
+    PRICES = [Decimal("1.5")]
+
+
+def test_owned_pass_reuses_what_only_it_refers_to_and_copies_what_is_shared() -> None:
+    shared = [{"price": Decimal("2")}]
+    data = {"id": "o1", "lines": [{"price": Decimal("1.5"), "sku": "a"}], "shared": shared, "e": Listed.PRICES}
+    lines_at = id(data["lines"])
+    doc = _accel.map_to_doc(data, "id", None, False, True)
+    assert doc is data  # the handed-over dict became the document
+    assert repr(doc) == repr(
+        {"lines": [{"price": Decimal128("1.5"), "sku": "a"}], "shared": [{"price": Decimal128("2")}],
+         "e": [Decimal128("1.5")], "_id": "o1"}
+    )
+    assert type(shared[0]["price"]) is Decimal and doc["shared"] is not shared  # referred to elsewhere: copied
+    assert Listed.PRICES.value == [Decimal("1.5")] and type(Listed.PRICES.value[0]) is Decimal
+    if _accel.BACKEND == "native":  # referred to only by its parent: changed in place, not copied
+        assert id(doc["lines"]) == lines_at
+
+
+def test_invalid_keys_are_refused_every_time_among_many_valid_ones() -> None:
+    """Valid key objects are remembered; an invalid one never is, however many keys pass."""
+    many = {f"k{i}": i for i in range(5000)}
+    for _ in range(2):
+        assert to_doc(dict(many)) == many
+        for bad in ("a.b", "$x", "n\0"):
+            with pytest.raises(InvalidDocument, match="invalid field name"):
+                to_doc({**many, bad: 1})
+            with pytest.raises(InvalidDocument, match=r"lines\[0\]"):
+                to_doc({"lines": [{bad: Decimal("1")}]})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0.00", "-0.000", "19.99", "0.005", "-5E-3", "1E-40", "1E-41", "0E-6176", "1E+3", "123456789012345678901234567890123.4",
+     "9999999999999999999999999999999999E-40", "1.000000000000000000000000000000000", "7", "-0"],
+)
+def test_decimal128_reads_back_with_its_exact_exponent(text: str) -> None:
+    value = Decimal(text)
+    back = from_doc({"v": Decimal128(value)})["v"]
+    assert back.as_tuple() == value.as_tuple() and str(back) == str(value)

@@ -8,9 +8,10 @@ midnight, Enum -> value, set/frozenset/tuple -> list). ``map_from_doc`` reverses
 ``model_validate``. Bad input raises ``InvalidDocument`` naming the document path; the
 input is not modified (containers are copied where something in them changes, and
 reused where nothing does), so nothing is half-written. ``map_to_doc(...,
-owned=True)`` is for a caller that hands its freshly built input over (what pydantic's
-serializer just returned): plain dicts and lists in it are then changed in place instead
-of copied, and the input must not be used afterwards.
+owned=True)`` is for a caller that hands over a dict it has just built (what pydantic's
+serializer returned): that dict becomes the document instead of being copied. (The
+native pass also changes nested dicts and lists in place when nothing else refers to
+them; results are the same.)
 """
 
 from __future__ import annotations
@@ -161,40 +162,32 @@ def _datetime(value: _dt.datetime) -> _dt.datetime:
     return value.astimezone(_UTC)
 
 
-Rule = Callable[[Any, str, int, bool], Any]
+Rule = Callable[[Any, str, int], Any]
 
 
-def _map_seq(items: Any, path: str, depth: int, owned: bool, rule: Rule) -> list[Any]:
-    """A list: copied on the first changed item (changed in place when ``owned``); other
-    sequences always become a new list."""
+def _map_seq(items: Any, path: str, depth: int, rule: Rule) -> list[Any]:
+    """A list: copied on the first changed item; other sequences always become a new list."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
     if type(items) is list:
-        out: list[Any] | None = items if owned else None
+        out: list[Any] | None = None
         for i, item in enumerate(items):
-            new = rule(item, index_path(path, i), depth + 1, owned)
+            new = rule(item, index_path(path, i), depth + 1)
             if new is not item:
                 if out is None:
                     out = items.copy()
                 out[i] = new
         return items if out is None else out
-    return [rule(item, index_path(path, i), depth + 1, owned) for i, item in enumerate(items)]
+    return [rule(item, index_path(path, i), depth + 1) for i, item in enumerate(items)]
 
 
-def _map_dict(
-    value: Mapping[Any, Any], path: str, depth: int, owned: bool, rule: Rule, check_keys: bool
-) -> dict[Any, Any]:
-    """A dict: copied on the first changed value (changed in place when ``owned``: only
-    values of existing keys are replaced); a dict subclass always becomes a plain dict."""
+def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check_keys: bool) -> dict[Any, Any]:
+    """A dict: copied on the first changed value; a dict subclass always becomes a plain dict."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
-    out: dict[Any, Any] | None
-    if type(value) is not dict:
-        out = dict(value)
-    else:
-        out = value if owned else None
+    out: dict[Any, Any] | None = None if type(value) is dict else dict(value)
     for key, child in value.items():
-        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1, owned)
+        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1)
         if new is not child:
             if out is None:
                 out = value.copy()  # type: ignore[attr-defined]
@@ -202,26 +195,26 @@ def _map_dict(
     return value if out is None else out  # type: ignore[return-value]
 
 
-def _seq_to_doc(items: Any, path: str, depth: int, owned: bool) -> list[Any]:
-    return _map_seq(items, path, depth, owned, _to_doc_value)
+def _seq_to_doc(items: Any, path: str, depth: int) -> list[Any]:
+    return _map_seq(items, path, depth, _to_doc_value)
 
 
-def _dict_to_doc(value: Mapping[Any, Any], path: str, depth: int, owned: bool) -> dict[str, Any]:
-    return _map_dict(value, path, depth, owned, _to_doc_value, True)
+def _dict_to_doc(value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
+    return _map_dict(value, path, depth, _to_doc_value, True)
 
 
-def _to_doc_value(value: Any, path: str, depth: int, owned: bool = False) -> Any:
+def _to_doc_value(value: Any, path: str, depth: int) -> Any:
     cls = type(value)
     if cls is str or cls is float or cls is bool or value is None:
         return value
     if cls is int:
         return _int(value, path)
     if cls is dict:
-        return _dict_to_doc(value, path, depth, owned)
+        return _dict_to_doc(value, path, depth)
     if cls is list:
-        return _seq_to_doc(value, path, depth, owned)
+        return _seq_to_doc(value, path, depth)
     if isinstance(value, enum.Enum):
-        return _to_doc_value(value.value, path, depth, owned)
+        return _to_doc_value(value.value, path, depth)
     if isinstance(value, Decimal):
         return _to_decimal128(value, path)
     if isinstance(value, _dt.datetime):
@@ -235,15 +228,15 @@ def _to_doc_value(value: Any, path: str, depth: int, owned: bool = False) -> Any
     if isinstance(value, int):
         return _int(value, path)
     if isinstance(value, dict):
-        return _dict_to_doc(value, path, depth, owned)
+        return _dict_to_doc(value, path, depth)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return _seq_to_doc(value, path, depth, owned)
+        return _seq_to_doc(value, path, depth)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, _PASSTHROUGH):
         return value
     if isinstance(value, BaseModel):
-        return _dict_to_doc(value.model_dump(), path, depth, False)
+        return _dict_to_doc(value.model_dump(), path, depth)
     raise _unsupported(value, path)
 
 
@@ -285,18 +278,18 @@ def map_to_doc(
             removed.append(key)
             if key == id_field:
                 if value is not None:
-                    renamed.append(("_id", _to_doc_value(value, "_id", 1, owned)))
+                    renamed.append(("_id", _to_doc_value(value, "_id", 1)))
             else:
-                renamed.append(("_version", _to_doc_value(value, "_version", 1, owned)))
+                renamed.append(("_version", _to_doc_value(value, "_version", 1)))
             continue
         if field_map is not None and key in field_map:
             target = field_map[key]
             path = checked_key(target, "")
             removed.append(key)
-            renamed.append((target, _to_doc_value(value, path, 1, owned)))
+            renamed.append((target, _to_doc_value(value, path, 1)))
             continue
         path = checked_key(key, "")
-        new = _to_doc_value(value, path, 1, owned)
+        new = _to_doc_value(value, path, 1)
         if new is not value:
             doc[key] = new
     _finish_renames(doc, removed, renamed, True)
@@ -304,14 +297,14 @@ def map_to_doc(
 
 
 # --- document -> model data -----------------------------------------------------------
-def _from_doc_value(value: Any, path: str, depth: int, owned: bool = False) -> Any:
+def _from_doc_value(value: Any, path: str, depth: int) -> Any:
     cls = type(value)
     if cls is str or cls is int or cls is float or cls is bool or value is None:
         return value
     if cls is dict:
-        return _map_dict(value, path, depth, owned, _from_doc_value, False)
+        return _map_dict(value, path, depth, _from_doc_value, False)
     if cls is list:
-        return _map_seq(value, path, depth, owned, _from_doc_value)
+        return _map_seq(value, path, depth, _from_doc_value)
     if cls is Decimal128:
         return _from_decimal128(value)
     if cls is _dt.datetime:
@@ -324,9 +317,9 @@ def _from_doc_value(value: Any, path: str, depth: int, owned: bool = False) -> A
             return bytes(value)
         return value
     if isinstance(value, dict):
-        return _map_dict(value, path, depth, owned, _from_doc_value, False)
+        return _map_dict(value, path, depth, _from_doc_value, False)
     if isinstance(value, (list, tuple)):
-        return _map_seq(value, path, depth, owned, _from_doc_value)
+        return _map_seq(value, path, depth, _from_doc_value)
     if isinstance(value, Decimal128):
         return _from_decimal128(value)
     if isinstance(value, _dt.datetime):

@@ -17,18 +17,13 @@ T = TypeVar("T", bound=BaseModel)
 
 _VERSION_FIELD = "version"
 
-# Core-schema nodes whose serialized value may be an object someone else still holds:
-# values serialized by inference (their nested models may run user serializers) and
-# plain validator functions (serialized by inference too).
-_INFERRED_SCHEMA_TYPES = frozenset({"any", "is-instance", "is-subclass", "callable", "function-plain"})
-
-
 def serializer_builds_fresh(model_cls: type[BaseModel]) -> bool:
-    """True when pydantic's serializer for ``model_cls`` returns only dicts and lists it
-    has just built: no user serialization function (``field_serializer``,
-    ``model_serializer``, ``PlainSerializer``, ...) and no value serialized by inference
-    anywhere in its core schema. The mapper then lets the mapping pass change that output
-    in place instead of copying it (an unknown schema answers False: copies are safe).
+    """True when the dict pydantic's serializer returns for ``model_cls`` is always one it
+    has just built: no user serialization function (``model_serializer``,
+    ``field_serializer``, ``PlainSerializer``, ...) anywhere in its core schema. The mapper
+    then hands that dict to the mapping pass to become the document without a copy (the
+    native pass changes nested containers in place only when nothing else refers to
+    them). An unknown schema answers False: copies are always safe.
     """
     schema = getattr(model_cls, "__pydantic_core_schema__", None)
     if not isinstance(schema, dict):
@@ -41,7 +36,7 @@ def serializer_builds_fresh(model_cls: type[BaseModel]) -> bool:
             if id(node) in seen:
                 continue
             seen.add(id(node))
-            if "serialization" in node or node.get("type") in _INFERRED_SCHEMA_TYPES:
+            if "serialization" in node:
                 return False
             stack.extend(node.values())
         elif isinstance(node, (list, tuple)):
@@ -100,7 +95,7 @@ class MongoDBModelMapper(Generic[T]):
         # serializer and validator; call those directly (same engine, same defaults, same
         # result) unless the model overrides the wrappers, whose behaviour then wins.
         self._direct_dump: bool = model_cls.model_dump is BaseModel.model_dump
-        # the direct dump's output is ours to change in place when nothing in it is shared
+        # the direct dump's dict can become the document itself (no copy)
         self._owned_dump: bool = self._direct_dump and serializer_builds_fresh(model_cls)
         self._direct_validate: bool = (
             getattr(model_cls.model_validate, "__func__", None) is BaseModel.model_validate.__func__  # type: ignore[attr-defined]

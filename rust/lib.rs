@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod bulk;
+mod codec;
 mod errors;
 mod keys;
 mod mapping;
@@ -12,6 +13,7 @@ mod filters;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
     mapping::register(m)?;
+    codec::register(m)?;
     filters::register(m)?;
     bulk::register(m)?;
     Ok(())

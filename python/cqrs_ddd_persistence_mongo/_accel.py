@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from ._pure import bulk as _pure_bulk
+from ._pure import codec as _pure_codec
 from ._pure import filters as _pure_filters
 from ._pure import keys as _pure_keys
 from ._pure import mapping as _pure_mapping
@@ -24,6 +25,7 @@ _TWINS: dict[str, Callable[..., Any]] = {
     # mapping (issue 3)
     "map_to_doc": _pure_mapping.map_to_doc,
     "map_from_doc": _pure_mapping.map_from_doc,
+    "ModelCodec": _pure_codec.ModelCodec,
     # filters (issue 4)
     "compile_filter": _pure_filters.compile_filter,
     "compile_sort": _pure_filters.compile_sort,
@@ -87,6 +89,8 @@ validate_keys: Callable[[Any], None] = _BOUND["validate_keys"]
 # mapping (issue 3)
 map_to_doc: Callable[..., dict[str, Any]] = _BOUND["map_to_doc"]
 map_from_doc: Callable[..., dict[str, Any]] = _BOUND["map_from_doc"]
+ModelCodec: type[_pure_codec.ModelCodec] = _BOUND["ModelCodec"]  # type: ignore[assignment]
+"""A model's to_doc / from_doc bound once (twin of ``rust/codec.rs``)."""
 
 # filters (issue 4)
 compile_filter: Callable[..., dict[str, Any]] = _BOUND["compile_filter"]

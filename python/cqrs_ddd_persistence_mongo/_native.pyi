@@ -13,6 +13,19 @@ def map_to_doc(
     data: Any, id_field: str, field_map: dict[str, str] | None, versioned: bool, owned: bool = False
 ) -> dict[str, Any]: ...
 def map_from_doc(doc: Any, id_field: str, reverse_map: dict[str, str] | None, versioned: bool) -> dict[str, Any]: ...
+class ModelCodec:
+    def __init__(
+        self,
+        model_cls: type,
+        id_field: str,
+        field_map: dict[str, str] | None,
+        reverse_map: dict[str, str] | None,
+        versioned: bool,
+        exclude: Any,
+        owned_dump: bool,
+    ) -> None: ...
+    def to_doc(self, entity: Any) -> dict[str, Any]: ...
+    def from_doc(self, doc: Any) -> Any: ...
 
 # --- filters (issue 4) --------------------------------------------------------
 def compile_filter(spec: Any, custom: dict[str, Callable[[str, Any], Any]] | None = None) -> dict[str, Any]: ...

@@ -2,7 +2,8 @@
 
 Pydantic stays the serialization and validation engine (``model_dump`` /
 ``model_validate``); the type rules and renames are one pass of ``_accel.map_to_doc`` /
-``_accel.map_from_doc`` (native, or its pure twin). See docs/mapping.md for the rules.
+``_accel.map_from_doc`` (native, or its pure twin), and ``_accel.ModelCodec`` runs dump
+and pass (pass and validation) in one call. See docs/mapping.md for the rules.
 """
 
 from __future__ import annotations
@@ -100,14 +101,21 @@ class MongoDBModelMapper(Generic[T]):
         self._direct_validate: bool = (
             getattr(model_cls.model_validate, "__func__", None) is BaseModel.model_validate.__func__  # type: ignore[attr-defined]
         )
+        self._codec = _accel.ModelCodec(
+            model_cls, id_field, self._forward_map, self._reverse_map, self.versioned, self._exclude, self._owned_dump
+        )
+        # The hot calls are bound straight to the codec (one native call, no Python frame
+        # of ours) unless the model or a mapper subclass overrides them.
+        if self._direct_dump and type(self).to_doc is MongoDBModelMapper.to_doc:
+            self.to_doc = self._codec.to_doc  # type: ignore[method-assign]
+        if self._direct_validate and type(self).from_doc is MongoDBModelMapper.from_doc:
+            self.from_doc = self._codec.from_doc  # type: ignore[method-assign]
 
     # --- entity -> document -------------------------------------------------------
     def to_doc(self, entity: T) -> dict[str, Any]:
         """The document to store for ``entity`` (raises ``InvalidDocument`` naming the path)."""
-        cls = type(entity)
-        if cls is self.model_cls and self._direct_dump:
-            data = cls.__pydantic_serializer__.to_python(entity, exclude=self._exclude)
-            return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned, self._owned_dump)
+        if self._direct_dump:
+            return self._codec.to_doc(entity)  # type: ignore[no-any-return]
         data = entity.model_dump(exclude=self._exclude)
         return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned)
 
@@ -118,9 +126,9 @@ class MongoDBModelMapper(Generic[T]):
     # --- document -> entity -------------------------------------------------------
     def from_doc(self, doc: Mapping[str, Any]) -> T:
         """The entity of a stored document, validated by the model."""
-        data = _accel.map_from_doc(doc, self.id_field, self._reverse_map, self.versioned)
         if self._direct_validate:
-            return self.model_cls.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
+            return self._codec.from_doc(doc)  # type: ignore[no-any-return]
+        data = _accel.map_from_doc(doc, self.id_field, self._reverse_map, self.versioned)
         return self.model_cls.model_validate(data)
 
     def from_docs(self, docs: Iterable[Mapping[str, Any]]) -> list[T]:

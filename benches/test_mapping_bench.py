@@ -104,15 +104,6 @@ DECODED = _accel.pure_twin("map_from_doc")(DOC, "id", None, True)  # what model_
 # Ratios to pydantic's own calls, measured by the gate tests above and checked below.
 RATIOS: dict[str, float] = {}
 
-# Known miss (issue 3 stays open): from_doc measures 1.47-1.54x model_validate with
-# pydantic 2.14 on a 2-core machine; 7 Decimal128 -> Decimal conversions cost about half
-# the pass, and Decimal(str) itself is most of that. It runs and reports on every CI run;
-# xfail(strict=False) keeps CI green until the read pass gets cheaper.
-_KNOWN_MISS = pytest.mark.xfail(
-    strict=False,
-    reason="issue 3 open: from_doc is 1.47-1.54x model_validate (gate 1.5) with pydantic 2.14",
-)
-
 # A ratio that misses is measured again (up to this many times) and the best one counts:
 # noise from other processes only ever makes a candidate slower, never faster.
 ATTEMPTS = 3
@@ -231,7 +222,6 @@ def test_to_doc_costs_at_most_twice_model_dump() -> None:
     assert ratio <= 2.0, f"native to_doc costs {ratio:.2f}x model_dump (gate <= 2)"
 
 
-@_KNOWN_MISS
 def test_from_doc_costs_at_most_one_and_a_half_model_validate() -> None:
     ratio = RATIOS.get("from_doc / model_validate")
     assert ratio is not None, "test_from_doc_gates did not run"

@@ -9,7 +9,8 @@
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::{GILOnceCell, GILProtected};
+use std::cell::RefCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 use pyo3::PyTypeInfo;
@@ -23,9 +24,10 @@ use crate::keys::{
 // --- cached Python objects ----------------------------------------------------------
 struct Cache {
     decimal: Py<PyType>,
-    /// `Decimal.__new__` as a C function: what `Decimal(text)` runs, minus the generic
-    /// call machinery (Decimal has no `__init__` of its own to skip).
-    decimal_new: Option<ffi::newfunc>,
+    /// `create_decimal` of a private context that holds every Decimal128 exactly (34
+    /// digits, exponents -6176..6111, no clamping, no traps): the same Decimal as
+    /// `Decimal(text)` for finite values, with less argument handling per call.
+    exact_decimal: PyObject,
     uuid: Py<PyType>,
     datetime: Py<PyType>,
     date: Py<PyType>,
@@ -81,18 +83,19 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
         ])?;
         Ok(Cache {
             decimal: class(py, "decimal", "Decimal")?,
-            decimal_new: {
-                let cls = class(py, "decimal", "Decimal")?;
-                let object_init = py.import("builtins")?.getattr("object")?.getattr("__init__")?;
-                let own_init = cls.bind(py).getattr("__init__")?.is(&object_init);
-                // SAFETY: a live type object; Py_tp_new is a documented slot.
-                let new = unsafe {
-                    ffi::PyType_GetSlot(cls.as_ptr().cast::<ffi::PyTypeObject>(), ffi::Py_tp_new)
-                };
-                (own_init && !new.is_null()).then(|| {
-                    // SAFETY: a non-null tp_new has the newfunc signature.
-                    unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(new) }
-                })
+            exact_decimal: {
+                let decimal = py.import("decimal")?;
+                let settings = PyDict::new(py);
+                settings.set_item("prec", MAX_DIGITS as i64)?;
+                settings.set_item("Emax", 6144)?;
+                settings.set_item("Emin", -6143)?;
+                settings.set_item("clamp", 0)?;
+                settings.set_item("traps", PyList::empty(py))?;
+                decimal
+                    .getattr("Context")?
+                    .call((), Some(&settings))?
+                    .getattr("create_decimal")?
+                    .unbind()
             },
             uuid: class(py, "uuid", "UUID")?,
             datetime: class(py, "datetime", "datetime")?,
@@ -644,18 +647,39 @@ fn from_decimal128<'py>(
     };
     let mut text = TextBuf::new();
     decimal_text_of_bid(high, low, &mut text);
-    let args = PyTuple::new(py, [PyString::new(py, text.as_str())])?;
-    let cls = c.decimal.bind(py);
-    match c.decimal_new {
-        // SAFETY: Decimal's own tp_new, called with its type and a live args tuple.
-        Some(new) => unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                new(cls.as_ptr().cast::<ffi::PyTypeObject>(), args.as_ptr(), std::ptr::null_mut()),
-            )
-        },
-        None => cls.call1(args),
+    let text = PyString::new(py, text.as_str());
+    if high & INF == INF {
+        // Infinity, NaN, sNaN: the constructor keeps them as they are
+        return c.decimal.bind(py).call1((text,));
     }
+    call_with_one_arg(c.exact_decimal.bind(py), text.into_any())
+}
+
+/// A one-item args tuple kept between calls (see [`call_with_one_arg`]).
+static ONE_ARG: GILProtected<RefCell<Option<Py<PyTuple>>>> = GILProtected::new(RefCell::new(None));
+
+/// `function(arg)` with a reused args tuple: `function` (a C function that only borrows
+/// its arguments) leaves the tuple with its one reference, and `PyTuple_SetItem` refuses
+/// (SystemError) to change a tuple anything else holds, so a reused tuple is never one
+/// that some other code can see change.
+fn call_with_one_arg<'py>(function: &Bound<'py, PyAny>, arg: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = function.py();
+    let cell = ONE_ARG.get(py);
+    let reused = cell.borrow_mut().take();
+    let args = match reused {
+        Some(args) if args.get_refcnt(py) == 1 => args,
+        _ => PyTuple::new(py, [py.None()])?.unbind(),
+    };
+    // SAFETY: `args` is a live 1-tuple; SetItem steals the new reference to `arg`.
+    if unsafe { ffi::PyTuple_SetItem(args.as_ptr(), 0, arg.into_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: live callable and args tuple; the result is a new reference.
+    let result = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyObject_Call(function.as_ptr(), args.as_ptr(), std::ptr::null_mut()))
+    };
+    *cell.borrow_mut() = Some(args);
+    result
 }
 
 // --- shared value rules ----------------------------------------------------------------

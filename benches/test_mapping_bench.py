@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any, Optional
 
 import bson
-import pytest
 from bson.binary import Binary, UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.decimal128 import Decimal128

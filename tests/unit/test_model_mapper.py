@@ -534,3 +534,15 @@ def test_decimal128_reads_back_with_its_exact_exponent(text: str) -> None:
     value = Decimal(text)
     back = from_doc({"v": Decimal128(value)})["v"]
     assert back.as_tuple() == value.as_tuple() and str(back) == str(value)
+
+
+def test_mappers_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    mapper = MongoDBModelMapper(Order, field_map={"customer": "cust"}, exclude_fields={"note"})
+    entity = _order()
+    for clone in (pickle.loads(pickle.dumps(mapper)), copy.deepcopy(mapper), copy.copy(mapper)):
+        assert repr(clone.to_doc(entity)) == repr(mapper.to_doc(entity))
+        assert clone.from_doc(mapper.to_doc(entity)) == entity
+        assert clone._codec is not mapper._codec  # rebuilt, not shared

@@ -101,15 +101,27 @@ class MongoDBModelMapper(Generic[T]):
         self._direct_validate: bool = (
             getattr(model_cls.model_validate, "__func__", None) is BaseModel.model_validate.__func__  # type: ignore[attr-defined]
         )
+        self._bind_codec()
+
+    def _bind_codec(self) -> None:
+        """Bind the model to a codec; the hot calls go straight to it (one native call, no
+        Python frame of ours) unless the model or a mapper subclass overrides them."""
         self._codec = _accel.ModelCodec(
-            model_cls, id_field, self._forward_map, self._reverse_map, self.versioned, self._exclude, self._owned_dump
+            self.model_cls, self.id_field, self._forward_map, self._reverse_map, self.versioned,
+            self._exclude, self._owned_dump,
         )
-        # The hot calls are bound straight to the codec (one native call, no Python frame
-        # of ours) unless the model or a mapper subclass overrides them.
         if self._direct_dump and type(self).to_doc is MongoDBModelMapper.to_doc:
             self.to_doc = self._codec.to_doc  # type: ignore[method-assign]
         if self._direct_validate and type(self).from_doc is MongoDBModelMapper.from_doc:
             self.from_doc = self._codec.from_doc  # type: ignore[method-assign]
+
+    # --- pickling and copying: the codec is rebuilt, not copied ----------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_codec", "to_doc", "from_doc")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_codec()
 
     # --- entity -> document -------------------------------------------------------
     def to_doc(self, entity: T) -> dict[str, Any]:

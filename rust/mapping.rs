@@ -87,8 +87,9 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 let decimal = py.import("decimal")?;
                 let settings = PyDict::new(py);
                 settings.set_item("prec", MAX_DIGITS as i64)?;
-                settings.set_item("Emax", 6144)?;
-                settings.set_item("Emin", -6143)?;
+                // IEEE decimal128: adjusted exponents EXP_MIN..EXP_MAX plus the digits
+                settings.set_item("Emax", (EXP_MAX + MAX_DIGITS - 1) as i64)?;
+                settings.set_item("Emin", (EXP_MIN + MAX_DIGITS - 1) as i64)?;
                 settings.set_item("clamp", 0)?;
                 settings.set_item("traps", PyList::empty(py))?;
                 decimal
@@ -1115,12 +1116,10 @@ fn dict_from_doc<'py>(
     value: &Bound<'py, PyDict>,
     path: &Path<'_, 'py>,
     depth: usize,
-    owned: bool,
 ) -> Mapped<'py> {
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let owned = ours(value, owned);
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
         None
     } else {
@@ -1131,10 +1130,9 @@ fn dict_from_doc<'py>(
             continue;
         }
         let (key, child) = (key.to_owned(), child.to_owned());
-        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, owned)? {
+        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, false)? {
             let target = match &out {
                 Some(o) => o,
-                None if owned => value,
                 None => out.insert(value.copy()?),
             };
             target.set_item(&key, new)?;
@@ -1161,13 +1159,15 @@ fn binary_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
     Ok(None)
 }
 
+/// (`_owned` is part of the rule signature `map_seq` shares: a document being read is
+/// the caller's, never changed in place.)
 fn from_doc_value<'py>(
     py: Python<'py>,
     c: &Cache,
     value: &Bound<'py, PyAny>,
     path: &Path<'_, 'py>,
     depth: usize,
-    owned: bool,
+    _owned: bool,
 ) -> Mapped<'py> {
     if value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyInt>()
@@ -1178,10 +1178,10 @@ fn from_doc_value<'py>(
         return Ok(None);
     }
     if let Ok(dict) = value.downcast_exact::<PyDict>() {
-        return dict_from_doc(py, c, dict, path, depth, owned);
+        return dict_from_doc(py, c, dict, path, depth);
     }
     if value.is_exact_instance_of::<PyList>() {
-        return map_seq(py, c, value, path, depth, owned, from_doc_value);
+        return map_seq(py, c, value, path, depth, false, from_doc_value);
     }
     let ty = value.get_type();
     if ty.is(c.decimal128.bind(py)) {
@@ -1197,10 +1197,10 @@ fn from_doc_value<'py>(
         return Ok(None); // what the cascade below concludes, sooner
     }
     if let Ok(dict) = value.downcast::<PyDict>() {
-        return dict_from_doc(py, c, dict, path, depth, owned);
+        return dict_from_doc(py, c, dict, path, depth);
     }
     if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
-        return map_seq(py, c, value, path, depth, owned, from_doc_value);
+        return map_seq(py, c, value, path, depth, false, from_doc_value);
     }
     if value.is_instance(c.decimal128.bind(py))? {
         return from_decimal128(py, c, value).map(Some);

@@ -24,6 +24,8 @@ from .core import (
     OutboxPublisher,
     SearchResult,
 )
+from .core import EventSourcedRepository, SnapshotEvery, UpcasterRegistry, upcasters
+from .domain import EventSourcedAggregate, applies
 from .domain import (
     AggregateRoot,
     BackgroundJob,
@@ -99,5 +101,11 @@ __all__ = [
     "__version__",
     "build_default_registry",
     "ensure_indexes",
+    "EventSourcedAggregate",
+    "EventSourcedRepository",
+    "SnapshotEvery",
+    "UpcasterRegistry",
+    "applies",
+    "upcasters",
     *_exceptions.__all__,
 ]

@@ -185,3 +185,43 @@ __all__ = [
     "UnsafeQueryError",
     "VersionMismatchError",
 ]
+
+
+# --- event-sourced aggregates and upcasting -------------------------------------------
+class EventSourcingError(MongoPersistenceError):
+    """An event-sourced aggregate, its repository or an upcaster was used wrongly."""
+
+
+class UnhandledEvent(EventSourcingError, LookupError):
+    """An aggregate has no handler for an event type: add one with ``@applies(EventClass)``,
+    or set ``ignore_unhandled_events = True`` on the aggregate class."""
+
+
+class EventOutOfOrder(EventSourcingError, ValueError):
+    """An event-sourced aggregate was given an event whose version does not follow its own:
+    the stream is replayed out of order, twice, or with an event missing."""
+
+
+class UndecodableEvent(EventSourcingError, ValueError):
+    """A stored event does not validate as the event class its handler declares (its
+    payload has another schema: register an upcaster for it)."""
+
+
+class InvalidUpcaster(EventSourcingError, ValueError):
+    """An upcaster registration was refused (duplicate, gap, backwards step); nothing of it
+    was registered."""
+
+
+class UpcastFailed(EventSourcingError):
+    """An upcaster raised or returned something other than a dict while reading an event.
+    The stored event is unchanged: fix the upcaster and read again."""
+
+
+__all__ += [
+    "EventOutOfOrder",
+    "EventSourcingError",
+    "InvalidUpcaster",
+    "UndecodableEvent",
+    "UnhandledEvent",
+    "UpcastFailed",
+]

@@ -13,8 +13,13 @@ from .search import SearchResult, search_collection
 from .event_store import MongoEventStore
 from .outbox import MongoOutboxStorage, OutboxPublisher
 
+# --- event-sourced aggregates ---
+from .event_sourced_repository import EventSourcedRepository, SnapshotEvery
+from .upcasting import UpcasterRegistry, upcasters
+
 __all__ = [
     "EntityStream",
+    "EventSourcedRepository",
     "MongoDBModelMapper",
     "MongoEventStore",
     "MongoOutboxStorage",
@@ -22,5 +27,8 @@ __all__ = [
     "MongoUnitOfWork",
     "OutboxPublisher",
     "SearchResult",
+    "SnapshotEvery",
+    "UpcasterRegistry",
     "search_collection",
+    "upcasters",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 from ..domain.events import StoredEvent, utc_now
 from ..exceptions import InvalidEvent
 from ._documents import checked_mapping
+from .upcasting import UpcasterRegistry, upcasters
 
 #: ``event_type`` of a hole marker: a document that occupies a position nobody will ever
 #: write (an appender failed or died after reserving it). Readers skip it.
@@ -62,17 +63,28 @@ def to_document(event: Any) -> dict[str, Any]:
     }
 
 
-def from_document(doc: Mapping[str, Any]) -> StoredEvent:
-    """A stored document back to a :class:`StoredEvent` (hot path of every projection)."""
+def from_document(doc: Mapping[str, Any], registry: UpcasterRegistry = upcasters) -> StoredEvent:
+    """A stored document back to a :class:`StoredEvent` (hot path of every projection).
+
+    Every reader of events decodes here, so this is where old schema versions are upcast
+    (``registry``, by default the process-wide one): the returned event carries the
+    current payload and ``schema_version``; ``doc`` itself is left untouched.
+    """
     get = doc.get
+    event_type = doc["event_type"]
+    schema_version = get("schema_version", 1)
+    payload = get("payload") or {}
+    current = registry.current.get(event_type)
+    if current is not None and schema_version < current:
+        schema_version, payload = registry.upcast(event_type, schema_version, payload, doc["_id"])
     return StoredEvent(
         event_id=doc["_id"],
-        event_type=doc["event_type"],
+        event_type=event_type,
         aggregate_id=doc["aggregate_id"],
         aggregate_type=get("aggregate_type", ""),
         version=doc["version"],
-        schema_version=get("schema_version", 1),
-        payload=get("payload") or {},
+        schema_version=schema_version,
+        payload=payload,
         metadata=get("metadata") or {},
         occurred_at=get("occurred_at"),
         correlation_id=get("correlation_id"),

@@ -4,7 +4,7 @@ Stores accept any object with the same attributes (duck typing), so code built o
 original ``cqrs_ddd_core`` / ``cqrs_ddd_advanced_core`` primitives keeps working.
 """
 
-from .aggregate import AggregateRoot
+from .aggregate import AggregateRoot, EventSourcedAggregate, applies
 from .events import DomainEvent, StoredEvent, utc_now
 from .jobs import BaseBackgroundJob, BackgroundJob, JobStatus
 from .outbox import OutboxMessage, OutboxStatus
@@ -15,11 +15,13 @@ __all__ = [
     "BackgroundJob",
     "BaseBackgroundJob",
     "DomainEvent",
+    "EventSourcedAggregate",
     "JobStatus",
     "OutboxMessage",
     "OutboxStatus",
     "SagaState",
     "SagaStatus",
     "StoredEvent",
+    "applies",
     "utc_now",
 ]

@@ -1,13 +1,64 @@
 """Aggregate roots: pydantic models with an id, a version the repository maintains,
-and the domain events they record until someone pulls them."""
+and the domain events they record until someone pulls them.
+
+``apply(event)`` folds one event into an aggregate: it calls the method marked
+``@applies(EventClass)`` for the event's type, then advances ``version``. An
+:class:`EventSourcedAggregate` changes state only that way: recording an event applies it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ..exceptions import EventOutOfOrder, EventSourcingError, UnhandledEvent
 from .events import DomainEvent
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_APPLIES = "__applies_events__"
+
+
+def applies(*event_types: type[DomainEvent] | str) -> Callable[[F], F]:
+    """Mark an aggregate method as the handler of ``event_types`` (used by ``apply``).
+
+    Give event classes: the handler then always receives an instance of the class, also
+    when ``apply`` is given a :class:`StoredEvent` (decoded with ``from_stored``). A
+    string names an event type without a class; that handler receives the event as given.
+    """
+    if not event_types:
+        raise EventSourcingError("@applies needs at least one event class (or event type name)")
+    for event_type in event_types:
+        is_class = isinstance(event_type, type) and issubclass(event_type, DomainEvent)
+        if not is_class and not (isinstance(event_type, str) and event_type):
+            raise EventSourcingError(
+                f"@applies takes DomainEvent subclasses or event type names, not {event_type!r}"
+            )
+
+    def mark(method: F) -> F:
+        setattr(method, _APPLIES, getattr(method, _APPLIES, ()) + event_types)
+        return method
+
+    return mark
+
+
+def _handler_table(cls: type) -> dict[str, tuple[str, type[DomainEvent] | None]]:
+    """event type -> (method name, event class or None), subclasses overriding bases."""
+    table: dict[str, tuple[str, type[DomainEvent] | None]] = {}
+    for klass in reversed(cls.__mro__):
+        own: set[str] = set()
+        for name, member in vars(klass).items():
+            for event_type in getattr(member, _APPLIES, ()):
+                key = event_type if isinstance(event_type, str) else event_type.type_name()
+                if key in own:
+                    raise EventSourcingError(
+                        f"{klass.__name__} has two handlers for event type {key!r}; keep one"
+                    )
+                own.add(key)
+                table[key] = (name, None if isinstance(event_type, str) else event_type)
+    return table
 
 
 class AggregateRoot(BaseModel):
@@ -20,8 +71,57 @@ class AggregateRoot(BaseModel):
 
     model_config = ConfigDict(validate_assignment=False, arbitrary_types_allowed=True)
 
+    #: True for aggregates whose state changes only through events (see EventSourcedAggregate)
+    event_sourced: ClassVar[bool] = False
+    #: False: ``apply`` raises UnhandledEvent for an event type without a handler;
+    #: True: such an event only advances the version
+    ignore_unhandled_events: ClassVar[bool] = False
+    #: the version of this class's snapshot layout; bump it when fields change meaning, and
+    #: snapshots taken with another value are ignored (the events are replayed instead)
+    snapshot_schema: ClassVar[int] = 1
+    __event_handlers__: ClassVar[dict[str, tuple[str, type[DomainEvent] | None]]] = {}
+
     id: Any = None
     version: int = 0
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.__event_handlers__ = _handler_table(cls)
+
+    def apply(self, event: Any) -> None:
+        """Fold ``event`` into this aggregate: run its handler, then advance ``version``.
+
+        ``event`` is a :class:`DomainEvent` or a :class:`StoredEvent` (decoded into the
+        handler's event class). The version becomes the event's ``version`` when it has
+        one, else ``version + 1``. An event-sourced aggregate refuses an event whose version
+        is not ``version + 1`` (:class:`EventOutOfOrder`), before its handler runs.
+        An event type without a handler raises :class:`UnhandledEvent` unless the class
+        sets ``ignore_unhandled_events = True``. Errors raised by a handler propagate.
+        """
+        event_type = event.event_type
+        version = event.version
+        if version and self.event_sourced and version != self.version + 1:
+            raise EventOutOfOrder(
+                f"{type(self).__name__} {self.id!r} is at version {self.version} and was given "
+                f"{event_type} version {version}; replay the stream in version order, each event once"
+            )
+        entry = self.__event_handlers__.get(event_type)
+        if entry is not None:
+            name, event_class = entry
+            if event_class is not None and not isinstance(event, event_class):
+                event = (
+                    event_class.model_validate(event.model_dump())
+                    if isinstance(event, DomainEvent)
+                    else event_class.from_stored(event)
+                )
+            getattr(self, name)(event)
+        elif not self.ignore_unhandled_events:
+            raise UnhandledEvent(
+                f"{type(self).__name__} has no handler for event type {event_type!r}: add a method "
+                f"decorated with @applies({event_type}) or set ignore_unhandled_events = True"
+            )
+        self.version = version or self.version + 1
 
     def _pending_events(self) -> list[DomainEvent]:
         """The recorded, not yet pulled events, created on first use.
@@ -41,13 +141,21 @@ class AggregateRoot(BaseModel):
         return events
 
     def record_event(self, event: DomainEvent) -> DomainEvent:
-        """Record ``event`` as happened to this aggregate (fills id, type and version)."""
+        """Record ``event`` as happened to this aggregate (fills id, type and version).
+
+        An event-sourced aggregate also applies it (its version then counts the pending
+        events); if applying fails, the event is not recorded.
+        """
         if event.aggregate_id is None:
             event.aggregate_id = self.id
         if not event.aggregate_type:
             event.aggregate_type = type(self).__name__
         pending = self._pending_events()
-        if not event.version:
+        if self.event_sourced:
+            if not event.version:
+                event.version = self.version + 1
+            self.apply(event)
+        elif not event.version:
             event.version = self.version + len(pending) + 1
         pending.append(event)
         return event
@@ -74,3 +182,15 @@ class AggregateRoot(BaseModel):
         return type(other) is type(self) and self.model_dump() == other.model_dump()
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class EventSourcedAggregate(AggregateRoot):
+    """An aggregate whose state is the fold of its events.
+
+    Change state only by recording events (``self.record_event(ItemAdded(...))``); the
+    handlers marked ``@applies(...)`` do the mutation, on record and on every load. Give
+    every field a default: a load starts from ``cls(id=...)`` and applies the stream.
+    ``version`` is the number of events applied, pending ones included.
+    """
+
+    event_sourced: ClassVar[bool] = True

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..exceptions import UndecodableEvent
 
 
 def utc_now() -> datetime:
@@ -60,6 +62,43 @@ class DomainEvent(BaseModel):
     def payload(self) -> dict[str, Any]:
         """The event's own fields, without the envelope (what a StoredEvent keeps as payload)."""
         return {k: v for k, v in self.model_dump().items() if k not in self._ENVELOPE}
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The ``event_type`` instances of this class carry (a declared default, else the class name)."""
+        field_info = cls.model_fields.get("event_type")
+        default = field_info.default if field_info is not None else None
+        return default if isinstance(default, str) and default else cls.__name__
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> Any:
+        """Decode a stored event (a :class:`StoredEvent` or any object with its attributes)
+        into this class: payload fields plus the envelope.
+
+        Raises :class:`UndecodableEvent` when the payload does not validate as this class.
+        """
+        data = dict(stored.payload)
+        data.update(
+            event_id=stored.event_id,
+            event_type=stored.event_type,
+            aggregate_id=stored.aggregate_id,
+            aggregate_type=stored.aggregate_type,
+            version=stored.version,
+            schema_version=stored.schema_version,
+            metadata=stored.metadata,
+            correlation_id=stored.correlation_id,
+            causation_id=stored.causation_id,
+        )
+        if stored.occurred_at is not None:
+            data["occurred_at"] = stored.occurred_at
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise UndecodableEvent(
+                f"stored event {stored.event_id!r} ({stored.event_type} schema v{stored.schema_version}) "
+                f"does not validate as {cls.__name__}: {exc.errors(include_url=False)[:3]}; if the "
+                "event's schema changed, register an upcaster for the old version"
+            ) from exc
 
     def to_stored(self, position: int | None = None, tenant_id: str | None = None) -> StoredEvent:
         return StoredEvent(

@@ -270,3 +270,27 @@ async def test_wrong_use_raises_library_errors(mock_connection: MongoConnectionM
     await repo.event_store.append_batch([DomainEvent(event_type="Closed", aggregate_id="u", version=1)])
     with pytest.raises(UnhandledEvent):
         await repo.get("u")
+
+
+async def test_two_concurrent_transactional_saves_one_commits(real_connection: MongoConnectionManager) -> None:
+    repo = EventSourcedRepository(real_connection, Account)
+    account = Account(id="a9")
+    account.deposit(100)
+    await repo.save(account)
+    both_loaded = asyncio.Barrier(2)
+
+    async def withdraw(amount: int) -> Account:
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            mine = await repo.get("a9", uow=uow)
+            await both_loaded.wait()
+            mine.withdraw(amount)
+            await repo.save(mine, uow=uow)
+            await uow.commit()
+        return mine
+
+    results = await asyncio.gather(withdraw(30), withdraw(40), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and isinstance(failures[0], ConcurrencyConflict), results
+    winner = next(r for r in results if isinstance(r, Account))
+    stored = await repo.event_store.get_events("a9")
+    assert [e.version for e in stored] == [1, 2] and await repo.get("a9") == winner

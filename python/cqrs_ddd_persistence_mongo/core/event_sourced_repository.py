@@ -77,13 +77,16 @@ class EventSourcedRepository(Generic[A]):
                 f"EventSourcedRepository needs an EventSourcedAggregate subclass, not {aggregate_class!r}: "
                 "its state must change only through applied events"
             )
-        if isinstance(snapshot_policy, int) and not isinstance(snapshot_policy, bool):
-            snapshot_policy = SnapshotEvery(snapshot_policy)
-        if snapshot_policy is not None and not callable(getattr(snapshot_policy, "should_snapshot", None)):
-            raise InvalidStoreArgument(
-                f"snapshot_policy must be an int or have should_snapshot(previous, new), not {snapshot_policy!r}"
-            )
-        if snapshot_policy is not None and snapshot_store is None:
+        policy: SnapshotPolicy | None = None
+        if isinstance(snapshot_policy, int):
+            policy = SnapshotEvery(snapshot_policy)  # refuses bools and ints < 1
+        elif snapshot_policy is not None:
+            if not callable(getattr(snapshot_policy, "should_snapshot", None)):
+                raise InvalidStoreArgument(
+                    f"snapshot_policy must be an int or have should_snapshot(previous, new), not {snapshot_policy!r}"
+                )
+            policy = snapshot_policy
+        if policy is not None and snapshot_store is None:
             from ..advanced.snapshots import MongoSnapshotStore
 
             snapshot_store = MongoSnapshotStore(connection, database)
@@ -91,7 +94,7 @@ class EventSourcedRepository(Generic[A]):
         self.aggregate_type = aggregate_class.__name__
         self.event_store = event_store if event_store is not None else MongoEventStore(connection, database)
         self.snapshot_store = snapshot_store
-        self.snapshot_policy = snapshot_policy
+        self.snapshot_policy = policy
 
     # --- loading ----------------------------------------------------------------------
     async def get(self, aggregate_id: Any, uow: Any = None) -> A | None:

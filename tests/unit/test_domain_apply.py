@@ -198,3 +198,11 @@ def test_event_sourced_aggregates_pickle_and_copy() -> None:
     assert clone == cart and len(clone.domain_events) == 1
     clone.add("b")
     assert cart.version == 1 and clone.version == 2
+
+
+def test_apply_refuses_what_is_not_an_event() -> None:
+    cart = Cart(id="c1")
+    for wrong in (object(), {"event_type": "ItemAdded"}, StoredEvent(event_type="ItemAdded", version=None)):  # type: ignore[arg-type]
+        with pytest.raises(EventSourcingError, match="takes a DomainEvent or StoredEvent"):
+            cart.apply(wrong)
+    assert cart.version == 0

@@ -115,3 +115,14 @@ def test_unregister_forgets_one_event_type() -> None:
     registry.register("Shipped", 1, v1_to_v2)
     registry.unregister("Paid")
     assert registry.current == {"Shipped": 2}
+
+
+def test_malformed_registrations_and_payloads_raise_library_errors() -> None:
+    registry = UpcasterRegistry()
+    with pytest.raises(InvalidUpcaster, match="steps must be a dict"):
+        registry.register_chain("Paid", [v1_to_v2])  # type: ignore[arg-type]
+    with pytest.raises(InvalidUpcaster, match="non-empty string"):
+        registry.register("", 1, v1_to_v2)
+    registry.register("Paid", 1, v1_to_v2)
+    with pytest.raises(UpcastFailed, match="not a document"):
+        registry.upcast("Paid", 1, ["not", "a", "dict"])  # type: ignore[arg-type]

@@ -60,6 +60,8 @@ class UpcasterRegistry:
         ``{1: v1_to_v2, 2: v2_to_v3}``; a value may be ``(upcaster, to_version)``."""
         if not isinstance(event_type, str) or not event_type:
             raise InvalidUpcaster(f"event_type must be a non-empty string, not {event_type!r}")
+        if not isinstance(steps, Mapping):
+            raise InvalidUpcaster(f"{event_type}: steps must be a dict {{from_version: upcaster}}, not {steps!r}")
         table = dict(self._steps.get(event_type, {}))
         for from_version, step in steps.items():
             function, to_version = step if isinstance(step, tuple) else (step, None)
@@ -123,6 +125,8 @@ class UpcasterRegistry:
         as is. An upcaster that raises or returns a non-dict raises :class:`UpcastFailed`.
         """
         table = self._steps.get(event_type)
+        if not isinstance(payload, Mapping):
+            raise UpcastFailed(f"event {event_id!r} ({event_type}) has a payload that is not a document: {payload!r}")
         data = dict(payload)
         if not table:
             return schema_version, data

@@ -99,8 +99,13 @@ class AggregateRoot(BaseModel):
         An event type without a handler raises :class:`UnhandledEvent` unless the class
         sets ``ignore_unhandled_events = True``. Errors raised by a handler propagate.
         """
-        event_type = event.event_type
-        version = event.version
+        event_type = getattr(event, "event_type", None)
+        version = getattr(event, "version", None)
+        if not isinstance(event_type, str) or isinstance(version, bool) or not isinstance(version, int):
+            raise EventSourcingError(
+                f"apply() takes a DomainEvent or StoredEvent (an event_type str and an int version), "
+                f"not {type(event).__name__}"
+            )
         if version and self.event_sourced and version != self.version + 1:
             raise EventOutOfOrder(
                 f"{type(self).__name__} {self.id!r} is at version {self.version} and was given "

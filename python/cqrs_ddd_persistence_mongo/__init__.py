@@ -35,6 +35,7 @@ from .domain import (
     SagaState,
     SagaStatus,
     StoredEvent,
+    saga_step,
 )
 from .exceptions import *  # noqa: F403 - the whole hierarchy is public
 from .indexes import ensure_indexes
@@ -99,5 +100,6 @@ __all__ = [
     "__version__",
     "build_default_registry",
     "ensure_indexes",
+    "saga_step",
     *_exceptions.__all__,
 ]

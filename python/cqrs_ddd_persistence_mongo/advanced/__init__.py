@@ -9,11 +9,27 @@ from .position_store import MongoProjectionPositionStore
 from .snapshots import MongoSnapshotStore
 from .jobs import MongoBackgroundJobRepository
 from .saga import MongoSagaRepository
+from .persistence import (
+    MongoOperationPersistence,
+    MongoProjectionDualPersistence,
+    MongoProjectionQueryPersistence,
+    MongoProjectionSpecPersistence,
+    MongoQueryPersistence,
+    MongoQuerySpecificationPersistence,
+    MongoRetrievalPersistence,
+)
 
 __all__ = [
     "BulkLimits",
     "BulkUpsertResult",
     "MongoBackgroundJobRepository",
+    "MongoOperationPersistence",
+    "MongoProjectionDualPersistence",
+    "MongoProjectionQueryPersistence",
+    "MongoProjectionSpecPersistence",
+    "MongoQueryPersistence",
+    "MongoQuerySpecificationPersistence",
+    "MongoRetrievalPersistence",
     "MongoProjectionPositionStore",
     "MongoProjectionStore",
     "MongoSagaRepository",

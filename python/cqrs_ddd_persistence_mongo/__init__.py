@@ -9,6 +9,7 @@ from . import exceptions as _exceptions
 from ._accel import BACKEND
 from .advanced import (
     MongoBackgroundJobRepository,
+    MongoCheckpointStore,
     MongoProjectionPositionStore,
     MongoProjectionStore,
     MongoSagaRepository,
@@ -74,6 +75,7 @@ __all__ = [
     "DomainEvent",
     "JobStatus",
     "MongoBackgroundJobRepository",
+    "MongoCheckpointStore",
     "MongoConnectionManager",
     "MongoDBModelMapper",
     "MongoEventStore",

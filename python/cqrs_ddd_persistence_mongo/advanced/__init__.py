@@ -6,6 +6,7 @@ from .projection_store import MongoProjectionStore
 
 # --- snapshots, positions, sagas, jobs (issue 6) ---
 from .position_store import MongoProjectionPositionStore
+from .checkpoint_store import MongoCheckpointStore
 from .snapshots import MongoSnapshotStore
 from .jobs import MongoBackgroundJobRepository
 from .saga import MongoSagaRepository
@@ -23,6 +24,7 @@ __all__ = [
     "BulkLimits",
     "BulkUpsertResult",
     "MongoBackgroundJobRepository",
+    "MongoCheckpointStore",
     "MongoOperationPersistence",
     "MongoProjectionDualPersistence",
     "MongoProjectionQueryPersistence",

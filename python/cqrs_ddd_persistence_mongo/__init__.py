@@ -9,6 +9,7 @@ from . import exceptions as _exceptions
 from ._accel import BACKEND
 from .advanced import (
     MongoBackgroundJobRepository,
+    MongoCheckpointStore,
     MongoProjectionPositionStore,
     MongoProjectionStore,
     MongoSagaRepository,
@@ -37,6 +38,7 @@ from .domain import (
     SagaState,
     SagaStatus,
     StoredEvent,
+    saga_step,
 )
 from .exceptions import *  # noqa: F403 - the whole hierarchy is public
 from .indexes import ensure_indexes
@@ -75,6 +77,7 @@ __all__ = [
     "DomainEvent",
     "JobStatus",
     "MongoBackgroundJobRepository",
+    "MongoCheckpointStore",
     "MongoConnectionManager",
     "MongoDBModelMapper",
     "MongoEventStore",
@@ -107,5 +110,6 @@ __all__ = [
     "UpcasterRegistry",
     "applies",
     "upcasters",
+    "saga_step",
     *_exceptions.__all__,
 ]

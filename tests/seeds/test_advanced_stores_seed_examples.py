@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 from cqrs_ddd_persistence_mongo.advanced import (
     MongoBackgroundJobRepository,
@@ -23,6 +24,7 @@ from cqrs_ddd_persistence_mongo.domain import (
     SagaState,
     SagaStatus,
     StoredEvent,
+    saga_step,
     utc_now,
 )
 from cqrs_ddd_persistence_mongo.indexes import ensure_indexes
@@ -184,7 +186,45 @@ class OrderFulfillmentSaga(SagaState):
     payment_id: str | None = None
     shipment_id: str | None = None
     status: SagaStatus = SagaStatus.RUNNING
-    # adapted: @saga_step / compensate_all belong to the saga runtime, not to persistence
+
+    @saga_step(compensation="cancel_payment")
+    async def process_payment(self, payment_service):
+        self.payment_id = await payment_service.charge(self.order_id)
+
+    @saga_step(compensation="cancel_shipment")
+    async def create_shipment(self, shipment_service):
+        self.shipment_id = await shipment_service.ship(self.order_id)
+
+    async def cancel_payment(self, payment_service):
+        await payment_service.refund(self.payment_id)
+
+    async def cancel_shipment(self, shipment_service):
+        await shipment_service.cancel(self.shipment_id)
+
+
+class PaymentService:
+    def __init__(self) -> None:
+        self.refunded: list[str] = []
+
+    async def charge(self, order_id: str) -> str:
+        return f"pay-{order_id}"
+
+    async def refund(self, payment_id: str) -> None:
+        self.refunded.append(payment_id)
+
+
+class ShipmentService:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.cancelled: list[str] = []
+
+    async def ship(self, order_id: str) -> str:
+        if self.fail:
+            raise RuntimeError("carrier unavailable")
+        return f"ship-{order_id}"
+
+    async def cancel(self, shipment_id: str) -> None:
+        self.cancelled.append(shipment_id)
 
 
 async def test_saga_repository_example(real_connection: MongoConnectionManager) -> None:
@@ -234,6 +274,71 @@ async def test_saga_repository_example(real_connection: MongoConnectionManager) 
             await uow.commit()
     final = await saga_repo.get("saga-123")
     assert final.status is SagaStatus.CANCELLED and final.error == "Timeout exceeded"
+
+
+async def test_saga_with_compensation_pattern(real_connection: MongoConnectionManager) -> None:
+    """Integration pattern 1: a failing step compensates the completed ones, in reverse."""
+    connection = real_connection
+    saga_repo = MongoSagaRepository(connection, saga_cls=OrderFulfillmentSaga)
+    payment_service, shipment_service = PaymentService(), ShipmentService(fail=True)
+
+    async def fulfill_order(order_id: str) -> None:
+        async with MongoUnitOfWork(connection=connection) as uow:
+            saga = await saga_repo.find_by_correlation_id(
+                correlation_id=order_id,
+                saga_type="OrderFulfillmentSaga",
+            )
+            if not saga:
+                saga = OrderFulfillmentSaga(id=str(uuid4()), order_id=order_id, correlation_id=order_id)
+            try:
+                if not saga.payment_id:
+                    await saga.process_payment(payment_service)
+                if not saga.shipment_id:
+                    await saga.create_shipment(shipment_service)
+                saga.mark_as_completed()
+            except Exception as e:
+                await saga.compensate_all()
+                saga.mark_as_cancelled(str(e))
+            await saga_repo.add(saga, uow=uow)
+            await uow.commit()
+
+    await fulfill_order("order-9")
+    assert payment_service.refunded == ["pay-order-9"] and shipment_service.cancelled == []
+    stored = await saga_repo.find_by_correlation_id(correlation_id="order-9", saga_type="OrderFulfillmentSaga")
+    assert stored.status is SagaStatus.CANCELLED and stored.error == "carrier unavailable"
+    assert [(h["step"], h["status"]) for h in stored.step_history] == [
+        ("process_payment", "completed"),
+        ("create_shipment", "failed"),
+        ("cancel_payment", "compensated"),
+    ]
+
+
+async def test_saga_timeout_compensates_a_loaded_saga(real_connection: MongoConnectionManager) -> None:
+    """Error handling, saga timeout: a saga loaded from the store has no live services, so
+    its compensations get them from ``compensate_all``'s keyword arguments."""
+    connection = real_connection
+    saga_repo = MongoSagaRepository(connection, saga_cls=OrderFulfillmentSaga)
+    payment_service, shipment_service = PaymentService(), ShipmentService()
+    saga = OrderFulfillmentSaga(id="saga-t", order_id="o-t", correlation_id="o-t")
+    await saga.process_payment(payment_service)
+    await saga.create_shipment(shipment_service)
+    saga.suspend("waiting for delivery", timeout_at=utc_now() - timedelta(seconds=1))
+    await saga_repo.add(saga)
+
+    expired = await saga_repo.find_expired_suspended_sagas(limit=10)
+    for saga in expired:
+        async with MongoUnitOfWork(connection=connection) as uow:
+            # adapted: the services are passed, since this process did not run the steps
+            await saga.compensate_all(payment_service=payment_service, shipment_service=shipment_service)
+            saga.mark_as_cancelled("Timeout exceeded")
+            await saga_repo.add(saga, uow=uow)
+            await uow.commit()
+    assert shipment_service.cancelled == ["ship-o-t"] and payment_service.refunded == ["pay-o-t"]
+    final = await saga_repo.get("saga-t")
+    assert [h["step"] for h in final.step_history if h["status"] == "compensated"] == [
+        "cancel_shipment", "cancel_payment",
+    ]
+    assert await final.compensate_all(payment_service=payment_service) == []  # nothing left to undo
 
 
 # --- sqlalchemy-advanced-persistence.md §4, built for MongoDB: background jobs ----------------

@@ -8,7 +8,7 @@ from .aggregate import AggregateRoot, EventSourcedAggregate, applies
 from .events import DomainEvent, StoredEvent, utc_now
 from .jobs import BaseBackgroundJob, BackgroundJob, JobStatus
 from .outbox import OutboxMessage, OutboxStatus
-from .sagas import SagaState, SagaStatus
+from .sagas import SagaState, SagaStatus, saga_step
 
 __all__ = [
     "AggregateRoot",
@@ -23,5 +23,6 @@ __all__ = [
     "SagaStatus",
     "StoredEvent",
     "applies",
+    "saga_step",
     "utc_now",
 ]

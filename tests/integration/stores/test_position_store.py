@@ -81,3 +81,14 @@ async def test_server_errors_become_position_store_errors(real_connection) -> No
     await real_connection.db()[store.collection_name].insert_one({"_id": "P", "position": "text"})
     with pytest.raises(PositionStoreError, match="saving the position of 'P'"):
         await store._upsert("P", {"$inc": {"position": 1}}, None)
+
+
+async def test_checkpoint_store_keeps_the_earlier_name_and_collection(real_connection) -> None:
+    from cqrs_ddd_persistence_mongo import MongoCheckpointStore
+
+    checkpoints = MongoCheckpointStore(real_connection)
+    assert await checkpoints.get_position("orders") is None
+    await checkpoints.save_position("orders", 42)
+    assert await checkpoints.get_position("orders") == 42
+    stored = await real_connection.db()["projection_checkpoints"].find_one({"_id": "orders"})
+    assert stored["position"] == 42

@@ -25,8 +25,15 @@ def display_path(path: str) -> str:
     return path or "<root>"
 
 
+def text_of(value: str) -> str:
+    """The text of a str (a subclass's own methods are not asked: the native twin reads the
+    characters themselves)."""
+    return value if type(value) is str else str.__str__(value)
+
+
 def key_problem(key: str) -> str | None:
     """Why ``key`` cannot be a MongoDB field name, or None."""
+    key = text_of(key)
     if key.startswith("$"):
         return "field names may not start with '$'"
     if "." in key:

@@ -2,14 +2,20 @@
 //! Twin: `python/cqrs_ddd_persistence_mongo/_pure/filters.py` (same results and messages).
 //! Values are always wrapped in an operator (`$eq`, `$in`, ...) so they are matched as data;
 //! field paths are checked segment by segment with the key rules of `keys.rs`.
-use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::exceptions::PyOverflowError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::errors::library_error;
-use crate::keys::{display_path, key_problem};
+
+mod intake;
+mod ops;
+
+pub use intake::normalize_spec;
+use ops::{alias, is_builtin, no_equivalent, string_op};
+use crate::keys::{display_path, key_problem, MAX_DEPTH};
 
 const EARTH_RADIUS_M: f64 = 6378100.0;
 const GEO_ALL: &[&str] = &["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"];
@@ -69,6 +75,11 @@ fn spec_error(py: Python<'_>, path: &Path<'_>, problem: String) -> PyErr {
         "InvalidSpecification",
         format!("invalid specification at '{}': {}", display_path(&rendered), problem),
     )
+}
+
+/// The problem named when a specification tree nests deeper than MongoDB documents may.
+fn too_deep_problem() -> String {
+    format!("the specification nests deeper than {MAX_DEPTH} levels (MongoDB's limit); flatten it")
 }
 
 fn type_name(v: &Bound<'_, PyAny>) -> String {
@@ -321,16 +332,10 @@ fn check_geometry<'py>(
     }
     let kind = d.get_item(intern!(py, "type"))?;
     let kind_ok = match &kind {
-        Some(k) => match k.downcast::<PyString>() {
-            Ok(s) => {
-                let t = s.to_str()?;
-                allowed.iter().any(|a| *a == t)
-            }
-            Err(_) => false,
-        },
+        Some(k) => key_in(k, allowed)?,
         None => false,
     };
-    if !kind_ok {
+    let (Some(kind), true) = (kind.clone(), kind_ok) else {
         return Err(spec_error(
             py,
             path,
@@ -340,17 +345,15 @@ fn check_geometry<'py>(
                 opt_repr(&kind)
             ),
         ));
-    }
-    let coordinates = d.get_item(intern!(py, "coordinates"))?;
-    let coords_ok = matches!(&coordinates, Some(c) if c.is_instance_of::<PyList>() || c.is_instance_of::<PyTuple>());
-    if !coords_ok {
-        let shown = match &coordinates {
-            Some(c) => type_name(c),
-            None => "NoneType".to_owned(),
-        };
-        return Err(spec_error(py, path, format!("GeoJSON 'coordinates' must be a list, got {shown}")));
-    }
-    Ok((kind.unwrap(), coordinates.unwrap(), d.get_item(intern!(py, "crs"))?))
+    };
+    let coordinates = match d.get_item(intern!(py, "coordinates"))? {
+        Some(c) if c.is_instance_of::<PyList>() || c.is_instance_of::<PyTuple>() => c,
+        other => {
+            let shown = other.as_ref().map_or_else(|| "NoneType".to_owned(), type_name);
+            return Err(spec_error(py, path, format!("GeoJSON 'coordinates' must be a list, got {shown}")));
+        }
+    };
+    Ok((kind, coordinates, d.get_item(intern!(py, "crs"))?))
 }
 
 /// A clean copy of a validated GeoJSON geometry (only its known keys).
@@ -377,7 +380,7 @@ fn payload<'py>(
     val: &Bound<'py, PyAny>,
     path: &Path<'_>,
     allowed: &[&str],
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyAny>)> {
     let Ok(d) = val.downcast::<PyDict>() else {
         return Err(spec_error(
             py,
@@ -394,10 +397,10 @@ fn payload<'py>(
             ));
         }
     }
-    if !d.contains(intern!(py, "geometry"))? {
+    let Some(geometry) = d.get_item(intern!(py, "geometry"))? else {
         return Err(spec_error(py, path, format!("operator '{op}' needs a 'geometry' (a GeoJSON Point)")));
-    }
-    Ok(d.clone())
+    };
+    Ok((d.clone(), geometry))
 }
 
 fn json_contains<'py>(
@@ -405,8 +408,16 @@ fn json_contains<'py>(
     field: &str,
     val: &Bound<'py, PyAny>,
     path: &Path<'_>,
+    depth: usize,
     out: &mut Vec<Bound<'py, PyDict>>,
 ) -> PyResult<()> {
+    if depth > MAX_DEPTH {
+        return Err(spec_error(
+            py,
+            path,
+            format!("operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{field}'"),
+        ));
+    }
     let d = match val.downcast::<PyDict>() {
         Ok(d) if !d.is_empty() => d,
         _ => {
@@ -428,7 +439,7 @@ fn json_contains<'py>(
         }
         let sub = dotted(field, k);
         if item.is_instance_of::<PyDict>() {
-            json_contains(py, &sub, &item, path, out)?;
+            json_contains(py, &sub, &item, path, depth + 1, out)?;
         } else if let Some(items) = as_items(&item) {
             for element in &items {
                 if element.is_instance_of::<PyDict>() || element.is_instance_of::<PyList>() || element.is_instance_of::<PyTuple>() {
@@ -470,62 +481,6 @@ fn dotted(field: &str, key: &str) -> String {
 
 fn exists_cond<'py>(py: Python<'py>, field: &str, key: &str) -> PyResult<Bound<'py, PyDict>> {
     field_cond(py, dotted(field, key), intern!(py, "$exists"), true)
-}
-
-// --- operator tables ---------------------------------------------------------------------------
-fn alias(op: &str) -> &str {
-    match op {
-        "=" => "eq",
-        "!=" => "ne",
-        ">" => "gt",
-        ">=" => "gte",
-        "<" => "lt",
-        "<=" => "lte",
-        _ => op,
-    }
-}
-
-fn no_equivalent(op: &str) -> Option<&'static str> {
-    Some(match op {
-        "json_contained_by" => "MongoDB cannot test that a document's keys are a subset of a value without $expr; use json_contains on the keys you need",
-        "contains_geom" => "MongoDB has no 'geometry contains value' operator; use within with the roles swapped",
-        "touches" => "MongoDB has no DE-9IM 'touches' predicate; use intersects",
-        "crosses" => "MongoDB has no DE-9IM 'crosses' predicate; use intersects",
-        "overlaps" => "MongoDB has no DE-9IM 'overlaps' predicate; use intersects",
-        "geom_equals" => "MongoDB has no spatial equality; use eq to match the exact GeoJSON document",
-        "bbox_intersects" => "MongoDB has no bounding-box-of-geometry test; use intersects with a Polygon",
-        _ => return None,
-    })
-}
-
-/// (kind, $options) of each string operator.
-fn string_op(op: &str) -> Option<(&'static str, &'static str)> {
-    Some(match op {
-        "contains" => ("contains", ""),
-        "icontains" => ("contains", "i"),
-        "startswith" => ("startswith", ""),
-        "istartswith" => ("startswith", "i"),
-        "endswith" => ("endswith", ""),
-        "iendswith" => ("endswith", "i"),
-        "like" => ("like", "s"),
-        "ilike" => ("like", "is"),
-        "not_like" => ("like", "s"),
-        "regex" => ("regex", ""),
-        "iregex" => ("regex", "i"),
-        _ => return None,
-    })
-}
-
-fn is_builtin(op: &str) -> bool {
-    string_op(op).is_some()
-        || matches!(
-            op,
-            "eq" | "ne" | "gt" | "gte" | "lt" | "lte" | "in" | "not_in" | "all" | "between" | "not_between"
-                | "is_null" | "is_not_null" | "is_empty" | "is_not_empty" | "json_contains" | "json_contained_by"
-                | "json_has_key" | "json_has_any" | "json_has_all" | "json_path_exists" | "size" | "within"
-                | "intersects" | "disjoint" | "contains_geom" | "touches" | "crosses" | "overlaps" | "geom_equals"
-                | "bbox_intersects" | "distance_lt" | "dwithin" | "near" | "fts" | "fts_phrase"
-        )
 }
 
 fn unknown(py: Python<'_>, op: &str, path: &Path<'_>) -> PyErr {
@@ -699,11 +654,8 @@ fn compile_leaf<'py>(
                 if op == "not_in" {
                     return wrap(py, intern!(py, "$nor"), parts);
                 }
-                if parts.len() == 1 {
-                    return Ok(parts.pop().unwrap());
-                }
                 let key = if op == "all" { intern!(py, "$and") } else { intern!(py, "$or") };
-                return wrap(py, key, parts);
+                return one_or_group(py, key, parts);
             }
             let key = match op {
                 "in" => intern!(py, "$in"),
@@ -734,12 +686,8 @@ fn compile_leaf<'py>(
         }
         "json_contains" => {
             let mut parts = Vec::new();
-            json_contains(py, field, &val, path, &mut parts)?;
-            if parts.len() == 1 {
-                Ok(parts.pop().unwrap())
-            } else {
-                wrap(py, intern!(py, "$and"), parts)
-            }
+            json_contains(py, field, &val, path, 1, &mut parts)?;
+            one_or_group(py, intern!(py, "$and"), parts)
         }
         "json_has_key" | "json_path_exists" => {
             let key_obj = need_str(py, op, &val, path)?;
@@ -760,11 +708,8 @@ fn compile_leaf<'py>(
             for key in &keys {
                 parts.push(exists_cond(py, field, key)?);
             }
-            if parts.len() == 1 {
-                return Ok(parts.pop().unwrap());
-            }
             let key = if op == "json_has_any" { intern!(py, "$or") } else { intern!(py, "$and") };
-            wrap(py, key, parts)
+            one_or_group(py, key, parts)
         }
         "size" => {
             let ok = !val.is_instance_of::<PyBool>() && val.is_instance_of::<PyInt>() && !val.lt(0)?;
@@ -789,8 +734,7 @@ fn compile_leaf<'py>(
             }
         }
         "dwithin" | "distance_lt" => {
-            let p = payload(py, op, &val, path, &["geometry", "distance"])?;
-            let g = p.get_item(intern!(py, "geometry"))?.unwrap();
+            let (p, g) = payload(py, op, &val, path, &["geometry", "distance"])?;
             let (_, coords, _) = check_geometry(py, op, &g, path, GEO_POINT)?;
             let Some(distance) = p.get_item(intern!(py, "distance"))? else {
                 return Err(spec_error(py, path, format!("operator '{op}' needs a 'distance' in meters")));
@@ -805,8 +749,7 @@ fn compile_leaf<'py>(
             if !top {
                 return Err(nested_only_top(py, op, path));
             }
-            let p = payload(py, op, &val, path, &["geometry", "max_distance", "min_distance"])?;
-            let g = p.get_item(intern!(py, "geometry"))?.unwrap();
+            let (p, g) = payload(py, op, &val, path, &["geometry", "max_distance", "min_distance"])?;
             let near = PyDict::new(py);
             near.set_item(intern!(py, "$geometry"), geometry(py, op, &g, path, GEO_POINT)?)?;
             if let Some(m) = p.get_item(intern!(py, "max_distance"))? {
@@ -886,9 +829,13 @@ fn compile_node<'py>(
     py: Python<'py>,
     node: &Bound<'py, PyAny>,
     path: &Path<'_>,
+    depth: usize,
     top: bool,
     custom: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyDict>, Kind)> {
+    if depth > MAX_DEPTH {
+        return Err(spec_error(py, path, too_deep_problem()));
+    }
     let Ok(node) = node.downcast::<PyDict>() else {
         return Err(spec_error(py, path, format!("a condition must be a dict, got {}", type_name(node))));
     };
@@ -914,14 +861,14 @@ fn compile_node<'py>(
         if children.len() != 1 {
             return Err(spec_error(py, path, format!("'not' takes exactly one condition, got {}", children.len())));
         }
-        let (inner, _) = compile_node(py, &children[0], &path.child(0), false, custom)?;
+        let (inner, _) = compile_node(py, &children[0], &path.child(0), depth + 1, false, custom)?;
         return Ok((wrap(py, intern!(py, "$nor"), vec![inner])?, Kind::Plain));
     }
     let is_and = op == "and";
     let (key, own) = if is_and { (intern!(py, "$and"), Kind::And) } else { (intern!(py, "$or"), Kind::Or) };
     let mut parts: Vec<(Bound<'py, PyDict>, Kind)> = Vec::with_capacity(children.len());
     for (index, child) in children.iter().enumerate() {
-        let (compiled, mut kind) = compile_node(py, child, &path.child(index), top && is_and, custom)?;
+        let (compiled, mut kind) = compile_node(py, child, &path.child(index), depth + 1, top && is_and, custom)?;
         if kind == Kind::Unknown {
             // resolved only as far as this group needs; a parent of the other kind looks again
             if compiled.is_empty() {
@@ -931,14 +878,10 @@ fn compile_node<'py>(
             }
         }
         if kind == own {
-            let inner = compiled.get_item(key)?.ok_or_else(|| PyTypeError::new_err("compiled group lost its key"))?;
-            for item in inner.try_iter()? {
-                match item?.downcast_into::<PyDict>() {
-                    Ok(d) => parts.push((d, Kind::Unknown)),
-                    Err(_) => return Err(PyTypeError::new_err("compiled condition is not a dict")),
-                }
+            if let Some(members) = group_members(&compiled, key)? {
+                parts.extend(members.into_iter().map(|d| (d, Kind::Unknown)));
+                continue;
             }
-            continue;
         }
         if is_and && kind == Kind::Empty {
             continue;
@@ -949,10 +892,41 @@ fn compile_node<'py>(
         return if is_and { Ok((PyDict::new(py), Kind::Empty)) } else { Ok((match_nothing(py)?, Kind::Plain)) };
     }
     if parts.len() == 1 {
-        return Ok(parts.pop().unwrap());
+        if let Some(only) = parts.pop() {
+            return Ok(only);
+        }
     }
     let dicts: Vec<Bound<'py, PyDict>> = parts.into_iter().map(|(d, _)| d).collect();
     Ok((wrap(py, key, dicts)?, own))
+}
+
+/// The conditions of a `{key: [...]}` group, when its value is a list of dicts (groups
+/// built here always are; a custom operator's result may not be, and is then kept whole).
+fn group_members<'py>(compiled: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Vec<Bound<'py, PyDict>>>> {
+    let Some(inner) = compiled.get_item(key)? else {
+        return Ok(None);
+    };
+    let Ok(list) = inner.downcast::<PyList>() else {
+        return Ok(None);
+    };
+    let mut members = Vec::with_capacity(list.len());
+    for item in list.iter() {
+        match item.downcast_into::<PyDict>() {
+            Ok(d) => members.push(d),
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(members))
+}
+
+/// `parts[0]` alone, or `{key: parts}`.
+fn one_or_group<'py>(py: Python<'py>, key: &Bound<'py, PyString>, mut parts: Vec<Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyDict>> {
+    if parts.len() == 1 {
+        if let Some(only) = parts.pop() {
+            return Ok(only);
+        }
+    }
+    wrap(py, key, parts)
 }
 
 /// Compile a specification tree to a MongoDB filter document.
@@ -963,7 +937,7 @@ pub fn compile_filter<'py>(
     spec: &Bound<'py, PyAny>,
     custom: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    Ok(compile_node(py, spec, &Path::root(), true, custom)?.0)
+    Ok(compile_node(py, spec, &Path::root(), 1, true, custom)?.0)
 }
 
 // --- ordering and projection ---------------------------------------------------------------------
@@ -1065,5 +1039,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compile_filter, m)?)?;
     m.add_function(wrap_pyfunction!(compile_sort, m)?)?;
     m.add_function(wrap_pyfunction!(compile_projection, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_spec, m)?)?;
     Ok(())
 }

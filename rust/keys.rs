@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILProtected;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
+use crate::errors::{guarded, ErrorKind};
 use crate::errors::invalid_document;
 
 pub const MAX_DEPTH: usize = 100;
@@ -211,10 +212,12 @@ pub fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) 
 /// Raise `InvalidDocument` naming the first offending path in `doc`.
 #[pyfunction]
 pub fn validate_keys(py: Python<'_>, doc: &Bound<'_, PyAny>) -> PyResult<()> {
-    if all_valid(doc, 0)? {
-        return Ok(());
-    }
-    walk(py, doc, "", 0)
+    guarded(ErrorKind::Document, || {
+        if all_valid(doc, 0)? {
+            return Ok(());
+        }
+        walk(py, doc, "", 0)
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

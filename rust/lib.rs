@@ -4,7 +4,9 @@ use pyo3::prelude::*;
 
 mod bulk;
 mod codec;
+mod decimal128;
 mod errors;
+mod ffi;
 mod keys;
 mod mapping;
 mod filters;

@@ -6,15 +6,16 @@
 //! datetimes -> aware UTC, date -> UTC midnight, Enum -> value, set/tuple -> list);
 //! `map_from_doc` reverses it for `model_validate`. BSON encoding itself stays with
 //! the driver's C codec. Paths are built only when an error is raised.
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::{GILOnceCell, GILProtected};
 use std::cell::RefCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
-use pyo3::Borrowed;
 use pyo3::PyTypeInfo;
 
+use crate::decimal128::{bid_of_decimal_text, decimal_text_of_bid, BidError, TextBuf, EXP_MAX, EXP_MIN, INF, MAX_DIGITS};
+use crate::ffi::{bare_instance, call_with_one_arg, dict_next, str_len, u64_bits, Slot};
+use crate::errors::{guarded, ErrorKind};
 use crate::errors::invalid_document;
 use crate::keys::{
     bad_key_error, checked_key, child_path, display_path, index_path, key_problem,
@@ -49,6 +50,9 @@ struct Cache {
     uuid_slots: Option<(PyObject, Slot, Slot)>,
     /// Decimal128's BID words: the slots `__high` / `__low`, when it keeps them there.
     decimal128_slots: Option<(Slot, Slot)>,
+    /// Whether a UUID's Binary is built as `bytes.__new__` plus `_Binary__subtype` (and
+    /// its subtype read from there); else through `Binary(raw, 4)` / `.subtype`.
+    binary_private: bool,
 }
 
 static CACHE: GILOnceCell<Cache> = GILOnceCell::new();
@@ -81,7 +85,7 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             class(py, "bson.dbref", "DBRef")?,
             class(py, "bson.int64", "Int64")?,
         ])?;
-        Ok(Cache {
+        let mut cache = Cache {
             decimal: class(py, "decimal", "Decimal")?,
             exact_decimal: {
                 let decimal = py.import("decimal")?;
@@ -148,85 +152,63 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 .getattr("utc")?
                 .unbind(),
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
-        })
+            binary_private: true,
+        };
+        checked_layouts(py, &mut cache);
+        Ok(cache)
     })
 }
 
-/// A `__slots__` member of a class, read and written through its descriptor's own
-/// functions: what `getattr` / `object.__setattr__` end up calling for it, without the
-/// attribute lookup on the way (only used on exact instances of the class).
-struct Slot {
-    descr: PyObject,
-    get: ffi::descrgetfunc,
-    set: ffi::descrsetfunc,
+/// Keeps each private-layout shortcut only when it builds exactly what the public
+/// constructor builds (checked once, on sample values); otherwise the public constructor
+/// is used from then on. A pymongo release that renames `_Binary__subtype` or the
+/// Decimal128 / UUID slots therefore costs speed, never correctness.
+fn checked_layouts(py: Python<'_>, c: &mut Cache) {
+    let sample: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    let raw = sample.to_be_bytes();
+    if c.decimal128_slots.is_some() && !same(py, new_decimal128(py, c, 0x3040_0000_0000_0000, 15), || c.decimal128.bind(py).call1(("15",))) {
+        c.decimal128_slots = None;
+    }
+    if c.uuid_slots.is_some() {
+        let public = || {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("bytes", PyBytes::new(py, &raw))?;
+            c.uuid.bind(py).call((), Some(&kwargs))
+        };
+        if !same(py, new_uuid(py, c, &raw), public) {
+            c.uuid_slots = None;
+        }
+    }
+    let fast = private_binary(py, c, &raw).and_then(|b| {
+        let subtype: i64 = b.getattr("subtype")?.extract()?;
+        Ok((subtype == 4).then_some(b))
+    });
+    let public = || c.binary.bind(py).call1((PyBytes::new(py, &raw), 4));
+    c.binary_private = match fast {
+        Ok(Some(b)) => same(py, Ok(b), public),
+        _ => false,
+    };
 }
 
-impl Slot {
-    /// The slot `name` of `cls`, if `cls` defines it as a member descriptor.
-    fn of(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Option<Slot>> {
-        let py = cls.py();
-        let Ok(descr) = cls.getattr("__dict__")?.get_item(name) else {
-            return Ok(None);
-        };
-        let member = py.import("types")?.getattr("MemberDescriptorType")?;
-        if !descr.get_type().is(&member) {
-            return Ok(None);
-        }
-        // SAFETY: the descriptor's type is a live type object; the slots read are the
-        // documented tp_descr_get / tp_descr_set (PyType_GetSlot works on static types).
-        let (get, set) = unsafe {
-            let ty = descr.get_type().as_ptr().cast::<ffi::PyTypeObject>();
-            (
-                ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_get),
-                ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_set),
-            )
-        };
-        if get.is_null() || set.is_null() {
-            return Ok(None);
-        }
-        Ok(Some(Slot {
-            descr: descr.unbind(),
-            // SAFETY: non-null function pointers of the documented signatures.
-            get: unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get) },
-            set: unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrsetfunc>(set) },
-        }))
-    }
-
-    fn get<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let py = obj.py();
-        // SAFETY: live descriptor, instance and type; the result is a new reference.
-        unsafe {
-            let ty = obj.get_type();
-            Bound::from_owned_ptr_or_err(
-                py,
-                (self.get)(self.descr.as_ptr(), obj.as_ptr(), ty.as_ptr()),
-            )
-        }
-    }
-
-    fn set(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        // SAFETY: live descriptor, instance and value; the setter increfs what it keeps.
-        let rc = unsafe { (self.set)(self.descr.as_ptr(), obj.as_ptr(), value.as_ptr()) };
-        if rc < 0 {
-            Err(PyErr::fetch(obj.py()))
-        } else {
-            Ok(())
-        }
-    }
+/// Whether `fast` and `public()` both succeed with equal objects of the same type.
+fn same<'py>(
+    _py: Python<'py>,
+    fast: PyResult<Bound<'py, PyAny>>,
+    public: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+) -> bool {
+    let (Ok(fast), Ok(public)) = (fast, public()) else {
+        return false;
+    };
+    fast.get_type().is(&public.get_type())
+        && fast.eq(&public).unwrap_or(false)
+        && fast.str().ok().map(|s| s.to_string()) == public.str().ok().map(|s| s.to_string())
 }
 
-/// A new, uninitialised instance of the Python class `cls` (`object.__new__(cls)`).
-fn bare_instance<'py>(py: Python<'py>, cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
-    let args = PyTuple::empty(py);
-    // SAFETY: `cls` is a live type object and `args` a live tuple; the result is a new reference.
-    unsafe {
-        let obj = ffi::PyType_GenericNew(
-            cls.as_ptr().cast::<ffi::PyTypeObject>(),
-            args.as_ptr(),
-            std::ptr::null_mut(),
-        );
-        Bound::from_owned_ptr_or_err(py, obj)
-    }
+/// `Binary(raw, 4)` built as `bytes.__new__(Binary, raw)` plus its private subtype field.
+fn private_binary<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), PyBytes::new(py, raw)))?;
+    binary.setattr(intern!(py, "_Binary__subtype"), 4)?;
+    Ok(binary)
 }
 
 fn new_decimal128<'py>(
@@ -276,10 +258,11 @@ fn uuid_binary<'py>(
         _ => value.getattr(intern!(py, "int"))?,
     };
     let n: u128 = int.extract()?;
-    let raw = PyBytes::new(py, &n.to_be_bytes());
-    let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), raw))?;
-    binary.setattr(intern!(py, "_Binary__subtype"), 4)?;
-    Ok(binary)
+    let raw = n.to_be_bytes();
+    if c.binary_private {
+        return private_binary(py, c, &raw);
+    }
+    c.binary.bind(py).call1((PyBytes::new(py, &raw), 4))
 }
 
 fn utc_midnight<'py>(
@@ -295,34 +278,21 @@ fn utc_midnight<'py>(
         .call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
 }
 
-/// Iterates a dict's items with `PyDict_Next`, as borrowed references: callers look at
-/// plain scalars through them (no Python code runs meanwhile) and take owned references
-/// (`to_owned`) before anything that may run Python code. `PyDict_Next` itself stays
-/// within the table even if such code changed the dict.
+/// Iterates a dict's items as owned references (`PyDict_Next`, see `ffi::dict_next`).
 struct Items<'a, 'py> {
     dict: &'a Bound<'py, PyDict>,
-    pos: ffi::Py_ssize_t,
+    pos: pyo3::ffi::Py_ssize_t,
 }
 
 fn items<'a, 'py>(dict: &'a Bound<'py, PyDict>) -> Items<'a, 'py> {
     Items { dict, pos: 0 }
 }
 
-impl<'a, 'py> Iterator for Items<'a, 'py> {
-    type Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>);
+impl<'py> Iterator for Items<'_, 'py> {
+    type Item = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut key: *mut ffi::PyObject = std::ptr::null_mut();
-        let mut value: *mut ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: PyDict_Next returns live borrowed pointers owned by the dict; see above
-        // for how long they are used borrowed.
-        unsafe {
-            if ffi::PyDict_Next(self.dict.as_ptr(), &mut self.pos, &mut key, &mut value) == 0 {
-                return None;
-            }
-            let py = self.dict.py();
-            Some((Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)))
-        }
+        dict_next(self.dict, &mut self.pos)
     }
 }
 
@@ -333,18 +303,6 @@ fn plain(value: &Bound<'_, PyAny>) -> bool {
         || value.is_none()
         || value.is_exact_instance_of::<PyFloat>()
         || value.is_exact_instance_of::<PyBool>()
-}
-
-/// The low 64 bits of a Python int (Decimal128 keeps its BID words as ints).
-fn u64_bits(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    // SAFETY: `value` is a live object; errors are reported through the error indicator.
-    let bits = unsafe { ffi::PyLong_AsUnsignedLongLongMask(value.as_ptr()) };
-    if bits == u64::MAX {
-        if let Some(err) = PyErr::take(py) {
-            return Err(err);
-        }
-    }
-    Ok(bits)
 }
 
 // --- lazy paths ------------------------------------------------------------------------
@@ -404,209 +362,6 @@ fn too_deep(py: Python<'_>, path: &Path<'_, '_>) -> PyErr {
     too_deep_error(py, &path.render())
 }
 
-// --- Decimal <-> Decimal128 -------------------------------------------------------------
-const MAX_DIGITS: i128 = 34;
-const EXP_MIN: i128 = -6176;
-const EXP_MAX: i128 = 6111;
-const EXP_BIAS: i128 = 6176;
-const SIGN: u64 = 0x8000_0000_0000_0000;
-const INF: u64 = 0x7800_0000_0000_0000;
-const NAN: u64 = 0x7C00_0000_0000_0000;
-const SNAN: u64 = 0x7E00_0000_0000_0000;
-const COMBINATION_11: u64 = 0x6000_0000_0000_0000;
-const MAX_COEFFICIENT: u128 = 10u128.pow(34) - 1;
-
-enum BidError {
-    Inexact,
-    NanPayload,
-}
-
-/// BID words of the Decimal whose `str()` is `text`, or why it cannot be stored exactly.
-fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let sign = if negative { SIGN } else { 0 };
-    if body == "Infinity" {
-        return Ok((sign | INF, 0));
-    }
-    if let Some(payload) = body.strip_prefix("sNaN") {
-        return if payload.is_empty() {
-            Ok((sign | SNAN, 0))
-        } else {
-            Err(BidError::NanPayload)
-        };
-    }
-    if let Some(payload) = body.strip_prefix("NaN") {
-        return if payload.is_empty() {
-            Ok((sign | NAN, 0))
-        } else {
-            Err(BidError::NanPayload)
-        };
-    }
-    let (mantissa, exp_text) = match body.find(['E', 'e']) {
-        Some(at) => (&body[..at], Some(&body[at + 1..])),
-        None => (body, None),
-    };
-    let mut exponent: i128 = match exp_text {
-        Some(t) => t.parse::<i128>().map_err(|_| BidError::Inexact)?,
-        None => 0,
-    };
-    let (int_part, frac_part) = match mantissa.find('.') {
-        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
-        None => (mantissa, ""),
-    };
-    exponent -= frac_part.len() as i128;
-    // significant digits without leading zeros, over the two parts
-    let digits = || int_part.bytes().chain(frac_part.bytes());
-    let leading = digits().take_while(|&b| b == b'0').count();
-    let total = int_part.len() + frac_part.len();
-    let length = (total - leading) as i128;
-    let (coefficient, exp) = if length == 0 {
-        (0u128, exponent.clamp(EXP_MIN, EXP_MAX))
-    } else {
-        let trailing = digits().rev().take_while(|&b| b == b'0').count() as i128;
-        let exp = exponent
-            .max(exponent + length - MAX_DIGITS)
-            .clamp(EXP_MIN, EXP_MAX);
-        let shift = exp - exponent;
-        if shift > trailing || length - shift > MAX_DIGITS {
-            return Err(BidError::Inexact);
-        }
-        let keep = if shift >= 0 {
-            (length - shift) as usize
-        } else {
-            length as usize
-        };
-        let mut coefficient: u128 = 0;
-        for b in digits().skip(leading).take(keep) {
-            coefficient = coefficient * 10 + u128::from(b - b'0');
-        }
-        if shift < 0 {
-            coefficient *= 10u128.pow((-shift) as u32);
-        }
-        (coefficient, exp)
-    };
-    let high = sign | (((exp + EXP_BIAS) as u64) << 49) | ((coefficient >> 64) as u64);
-    Ok((high, coefficient as u64))
-}
-
-/// A small stack buffer for number text (no allocation per value).
-struct TextBuf {
-    bytes: [u8; 96],
-    len: usize,
-}
-
-impl TextBuf {
-    fn new() -> Self {
-        TextBuf {
-            bytes: [0; 96],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, b: u8) {
-        self.bytes[self.len] = b;
-        self.len += 1;
-    }
-
-    fn extend_from_slice(&mut self, s: &[u8]) {
-        self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
-        self.len += s.len();
-    }
-
-    fn as_str(&self) -> &str {
-        // SAFETY: only ASCII digits, signs and letters are ever written.
-        unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len]) }
-    }
-}
-
-/// Appends the decimal digits of `n` (u128 division only when needed).
-fn push_digits(out: &mut TextBuf, mut n: u128) {
-    let mut buf = [0u8; 40];
-    let mut at = buf.len();
-    while n > u128::from(u64::MAX) {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    let mut small = n as u64;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (small % 10) as u8;
-        small /= 10;
-        if small == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
-}
-
-/// The text of the exact Decimal of BID words (non-canonical coefficients read as 0),
-/// written into `out`.
-fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
-    if high & SIGN != 0 {
-        out.push(b'-');
-    }
-    if high & SNAN == SNAN {
-        out.extend_from_slice(b"sNaN");
-        return;
-    }
-    if high & NAN == NAN {
-        out.extend_from_slice(b"NaN");
-        return;
-    }
-    if high & INF == INF {
-        out.extend_from_slice(b"Infinity");
-        return;
-    }
-    let (coefficient, exponent) = if high & COMBINATION_11 == COMBINATION_11 {
-        (0u128, ((high >> 47) & 0x3FFF) as i128 - EXP_BIAS)
-    } else {
-        let c = (u128::from(high & 0x1_FFFF_FFFF_FFFF) << 64) | u128::from(low);
-        (
-            if c > MAX_COEFFICIENT { 0 } else { c },
-            ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS,
-        )
-    };
-    if (-PLAIN_SCALE..=0).contains(&exponent) {
-        push_plain(out, coefficient, exponent.unsigned_abs() as usize);
-        return;
-    }
-    push_digits(out, coefficient);
-    out.push(b'E');
-    if exponent < 0 {
-        out.push(b'-');
-    }
-    push_digits(out, exponent.unsigned_abs());
-}
-
-/// Exponents down to this are written as plain decimals ("19.99", "0.005"), which
-/// Decimal parses faster than "1999E-2" and reads as the same coefficient and exponent.
-const PLAIN_SCALE: i128 = 40;
-
-/// `coefficient` scaled down by `scale` digits, written as a plain decimal.
-fn push_plain(out: &mut TextBuf, coefficient: u128, scale: usize) {
-    let mut digits = TextBuf::new();
-    push_digits(&mut digits, coefficient);
-    let digits = &digits.bytes[..digits.len];
-    if scale == 0 {
-        out.extend_from_slice(digits);
-    } else if digits.len() > scale {
-        let point = digits.len() - scale;
-        out.extend_from_slice(&digits[..point]);
-        out.push(b'.');
-        out.extend_from_slice(&digits[point..]);
-    } else {
-        out.extend_from_slice(b"0.");
-        for _ in digits.len()..scale {
-            out.push(b'0');
-        }
-        out.extend_from_slice(digits);
-    }
-}
-
 fn to_decimal128<'py>(
     py: Python<'py>,
     c: &Cache,
@@ -653,35 +408,11 @@ fn from_decimal128<'py>(
         // Infinity, NaN, sNaN: the constructor keeps them as they are
         return c.decimal.bind(py).call1((text,));
     }
-    call_with_one_arg(c.exact_decimal.bind(py), text.into_any())
+    call_with_one_arg(ONE_ARG.get(py), c.exact_decimal.bind(py), text.into_any())
 }
 
-/// A one-item args tuple kept between calls (see [`call_with_one_arg`]).
+/// The args tuple `from_decimal128` reuses (see `ffi::call_with_one_arg`).
 static ONE_ARG: GILProtected<RefCell<Option<Py<PyTuple>>>> = GILProtected::new(RefCell::new(None));
-
-/// `function(arg)` with a reused args tuple: `function` (a C function that only borrows
-/// its arguments) leaves the tuple with its one reference, and `PyTuple_SetItem` refuses
-/// (SystemError) to change a tuple anything else holds, so a reused tuple is never one
-/// that some other code can see change.
-fn call_with_one_arg<'py>(function: &Bound<'py, PyAny>, arg: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = function.py();
-    let cell = ONE_ARG.get(py);
-    let reused = cell.borrow_mut().take();
-    let args = match reused {
-        Some(args) if args.get_refcnt(py) == 1 => args,
-        _ => PyTuple::new(py, [py.None()])?.unbind(),
-    };
-    // SAFETY: `args` is a live 1-tuple; SetItem steals the new reference to `arg`.
-    if unsafe { ffi::PyTuple_SetItem(args.as_ptr(), 0, arg.into_ptr()) } < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    // SAFETY: live callable and args tuple; the result is a new reference.
-    let result = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyObject_Call(function.as_ptr(), args.as_ptr(), std::ptr::null_mut()))
-    };
-    *cell.borrow_mut() = Some(args);
-    result
-}
 
 // --- shared value rules ----------------------------------------------------------------
 // Every conversion returns `None` when the value is kept as it is, so containers whose
@@ -753,16 +484,11 @@ fn map_seq<'py>(
         // the length is read again each time: Python code run for an item may change it
         let mut i = 0;
         while i < list.len() {
-            // SAFETY: `i` is within the current length; the borrowed pointer is looked at
-            // before any Python code runs, and owned before anything else.
-            let borrowed = unsafe {
-                Borrowed::from_ptr(py, ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t))
-            };
+            let item = list.get_item(i)?;
             i += 1;
-            if plain(&borrowed) {
+            if plain(&item) {
                 continue;
             }
-            let item = borrowed.to_owned();
             let i = i - 1;
             if let Some(new) = rule(py, c, &item, &path.index(i), depth + 1, owned)? {
                 let target = match &out {
@@ -843,8 +569,7 @@ fn dict_to_doc<'py>(
             check_key(py, &key, path)?;
             continue;
         }
-        let (key, child) = (key.to_owned(), child.to_owned());
-        check_key(py, &key, path)?;
+                check_key(py, &key, path)?;
         if let Some(new) = to_doc_value(py, c, &child, &path.obj(&key), depth + 1, owned)? {
             let target = match &out {
                 Some(o) => o,
@@ -976,8 +701,7 @@ fn is_reserved_key(
     id_len: usize,
     versioned: bool,
 ) -> PyResult<bool> {
-    // SAFETY: `key` is a live str object.
-    let len = unsafe { ffi::PyUnicode_GetLength(key.as_ptr()) } as usize;
+    let len = str_len(key);
     if len == id_len && key.to_str()? == id_text {
         return Ok(true);
     }
@@ -1039,73 +763,75 @@ pub fn map_to_doc<'py>(
     versioned: bool,
     owned: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let c = cache(py)?;
-    let Ok(data) = data.downcast::<PyDict>() else {
-        let name: String = data.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(
-            py,
-            format!("a model's data must be a dict, got {name}; pass model_dump()"),
-        ));
-    };
-    let root = Path::ROOT;
-    let doc = output_dict(data, owned)?;
-    // iterate `data` (when it is `doc`, only values of existing keys change meanwhile)
-    let owned = owned && doc.is(data);
-    let id_text = id_field.to_str()?;
-    let id_len = id_field.len()?;
-    let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
-    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
-    for (bkey, bvalue) in items(data) {
-        // Fast path through borrowed references: an exact str key, no rename map (so no
-        // lookup that could run Python code) and a plain value.
-        if field_map.is_none() && plain(&bvalue) {
-            if let Ok(k) = bkey.downcast_exact::<PyString>() {
-                if !is_reserved_key(k, id_text, id_len, versioned)? {
-                    check_key(py, &bkey, &root)?;
-                    continue;
-                }
-            }
-        }
-        let (key, value) = (bkey.to_owned(), bvalue.to_owned());
-        let text = key
-            .downcast::<PyString>()
-            .ok()
-            .map(|k| k.to_str())
-            .transpose()?;
-        if text == Some(id_text) || (versioned && text == Some("version")) {
-            let (name, child) = if text == Some(id_text) {
-                (intern!(py, "_id"), root.key("_id"))
-            } else {
-                (intern!(py, "_version"), root.key("_version"))
-            };
-            removed.push(key);
-            if name.to_str()? == "_version" || !value.is_none() {
-                let new = to_doc_value(py, c, &value, &child, 1, owned)?;
-                renamed.push((name.clone().into_any(), new.unwrap_or(value)));
-            }
-            continue;
-        }
-        let target = match field_map {
-            Some(map) => map.get_item(&key)?,
-            None => None,
+    guarded(ErrorKind::Document, || {
+        let c = cache(py)?;
+        let Ok(data) = data.downcast::<PyDict>() else {
+            let name: String = data.get_type().getattr("__qualname__")?.extract()?;
+            return Err(invalid_document(
+                py,
+                format!("a model's data must be a dict, got {name}; pass model_dump()"),
+            ));
         };
-        match target {
-            None => {
-                check_key(py, &key, &root)?;
-                if let Some(new) = to_doc_value(py, c, &value, &root.obj(&key), 1, owned)? {
-                    doc.set_item(&key, new)?;
+        let root = Path::ROOT;
+        let doc = output_dict(data, owned)?;
+        // iterate `data` (when it is `doc`, only values of existing keys change meanwhile)
+        let owned = owned && doc.is(data);
+        let id_text = id_field.to_str()?;
+        let id_len = id_field.len()?;
+        let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
+        let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
+        for (bkey, bvalue) in items(data) {
+            // Fast path through borrowed references: an exact str key, no rename map (so no
+            // lookup that could run Python code) and a plain value.
+            if field_map.is_none() && plain(&bvalue) {
+                if let Ok(k) = bkey.downcast_exact::<PyString>() {
+                    if !is_reserved_key(k, id_text, id_len, versioned)? {
+                        check_key(py, &bkey, &root)?;
+                        continue;
+                    }
                 }
             }
-            Some(target) => {
-                check_key(py, &target, &root)?;
-                let new = to_doc_value(py, c, &value, &root.obj(&target), 1, owned)?;
+            let (key, value) = (bkey, bvalue);
+            let text = key
+                .downcast::<PyString>()
+                .ok()
+                .map(|k| k.to_str())
+                .transpose()?;
+            if text == Some(id_text) || (versioned && text == Some("version")) {
+                let (name, child) = if text == Some(id_text) {
+                    (intern!(py, "_id"), root.key("_id"))
+                } else {
+                    (intern!(py, "_version"), root.key("_version"))
+                };
                 removed.push(key);
-                renamed.push((target.clone(), new.unwrap_or(value)));
+                if name.to_str()? == "_version" || !value.is_none() {
+                    let new = to_doc_value(py, c, &value, &child, 1, owned)?;
+                    renamed.push((name.clone().into_any(), new.unwrap_or(value)));
+                }
+                continue;
+            }
+            let target = match field_map {
+                Some(map) => map.get_item(&key)?,
+                None => None,
+            };
+            match target {
+                None => {
+                    check_key(py, &key, &root)?;
+                    if let Some(new) = to_doc_value(py, c, &value, &root.obj(&key), 1, owned)? {
+                        doc.set_item(&key, new)?;
+                    }
+                }
+                Some(target) => {
+                    check_key(py, &target, &root)?;
+                    let new = to_doc_value(py, c, &value, &root.obj(&target), 1, owned)?;
+                    removed.push(key);
+                    renamed.push((target.clone(), new.unwrap_or(value)));
+                }
             }
         }
-    }
-    finish_renames(py, &doc, removed, renamed, true)?;
-    Ok(doc)
+        finish_renames(py, &doc, removed, renamed, true)?;
+        Ok(doc)
+    })
 }
 
 // --- document -> model data -------------------------------------------------------------
@@ -1129,8 +855,7 @@ fn dict_from_doc<'py>(
         if plain(&child) || child.is_exact_instance_of::<PyInt>() {
             continue;
         }
-        let (key, child) = (key.to_owned(), child.to_owned());
-        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, false)? {
+                if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, false)? {
             let target = match &out {
                 Some(o) => o,
                 None => out.insert(value.copy()?),
@@ -1142,9 +867,10 @@ fn dict_from_doc<'py>(
 }
 
 fn binary_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> Mapped<'py> {
-    let subtype: i64 = match value.getattr(intern!(py, "_Binary__subtype")) {
-        Ok(s) => s.extract()?,
-        Err(_) => value.getattr(intern!(py, "subtype"))?.extract()?,
+    let subtype: i64 = if c.binary_private {
+        value.getattr(intern!(py, "_Binary__subtype"))?.extract()?
+    } else {
+        value.getattr(intern!(py, "subtype"))?.extract()?
     };
     if subtype == 4 {
         let raw = value.downcast::<PyBytes>()?.as_bytes();
@@ -1217,8 +943,7 @@ fn reserved_name<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
     let Ok(s) = key.downcast::<PyString>() else {
         return Ok(None);
     };
-    // SAFETY: `s` is a live str object.
-    let len = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
+    let len = str_len(s);
     if len != 3 && len != 8 {
         return Ok(None);
     }
@@ -1240,66 +965,67 @@ pub fn map_from_doc<'py>(
     reverse_map: Option<&Bound<'py, PyDict>>,
     versioned: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let c = cache(py)?;
-    let source: Bound<'py, PyDict> = if let Ok(dict) = doc.downcast::<PyDict>() {
-        dict.clone()
-    } else if doc.is_instance(c.mapping.bind(py))? {
-        // other mappings: a plain snapshot, which is then ours to change
-        PyDict::type_object(py)
-            .call1((doc,))?
-            .downcast_into::<PyDict>()?
-    } else {
-        let name: String = doc.get_type().getattr("__qualname__")?.extract()?;
-        return Err(invalid_document(
-            py,
-            format!("a stored document must be a mapping, got {name}"),
-        ));
-    };
-    // the caller's dict is copied; a snapshot of another mapping is ours to change
-    let data = output_dict(&source, !doc.is(&source))?;
-    let root = Path::ROOT;
-    let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
-    let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
-    let mut saw_version = false;
-    for (key, value) in items(&source) {
-        if reverse_map.is_none()
-            && (plain(&value) || value.is_exact_instance_of::<PyInt>())
-            && reserved_name(&key)?.is_none()
-        {
-            continue;
-        }
-        let (key, value) = (key.to_owned(), value.to_owned());
-        // nested containers stay the caller's (a snapshot of a mapping is shallow)
-        let new = from_doc_value(py, c, &value, &root.obj(&key), 1, false)?;
-        let name: Option<Bound<'py, PyAny>> = match reserved_name(&key)? {
-            Some("_id") => Some(id_field.clone().into_any()),
-            Some("_version") if versioned => {
-                saw_version = true;
-                Some(intern!(py, "version").clone().into_any())
-            }
-            _ => match reverse_map {
-                Some(map) => map.get_item(&key)?,
-                None => None,
-            },
+    guarded(ErrorKind::Document, || {
+        let c = cache(py)?;
+        let source: Bound<'py, PyDict> = if let Ok(dict) = doc.downcast::<PyDict>() {
+            dict.clone()
+        } else if doc.is_instance(c.mapping.bind(py))? {
+            // other mappings: a plain snapshot, which is then ours to change
+            PyDict::type_object(py)
+                .call1((doc,))?
+                .downcast_into::<PyDict>()?
+        } else {
+            let name: String = doc.get_type().getattr("__qualname__")?.extract()?;
+            return Err(invalid_document(
+                py,
+                format!("a stored document must be a mapping, got {name}"),
+            ));
         };
-        match name {
-            Some(name) => {
-                removed.push(key);
-                renamed.push((name, new.unwrap_or(value)));
+        // the caller's dict is copied; a snapshot of another mapping is ours to change
+        let data = output_dict(&source, !doc.is(&source))?;
+        let root = Path::ROOT;
+        let mut removed: Vec<Bound<'py, PyAny>> = Vec::new();
+        let mut renamed: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
+        let mut saw_version = false;
+        for (key, value) in items(&source) {
+            if reverse_map.is_none()
+                && (plain(&value) || value.is_exact_instance_of::<PyInt>())
+                && reserved_name(&key)?.is_none()
+            {
+                continue;
             }
-            None => {
-                if let Some(new) = new {
-                    data.set_item(&key, new)?;
+                        // nested containers stay the caller's (a snapshot of a mapping is shallow)
+            let new = from_doc_value(py, c, &value, &root.obj(&key), 1, false)?;
+            let name: Option<Bound<'py, PyAny>> = match reserved_name(&key)? {
+                Some("_id") => Some(id_field.clone().into_any()),
+                Some("_version") if versioned => {
+                    saw_version = true;
+                    Some(intern!(py, "version").clone().into_any())
+                }
+                _ => match reverse_map {
+                    Some(map) => map.get_item(&key)?,
+                    None => None,
+                },
+            };
+            match name {
+                Some(name) => {
+                    removed.push(key);
+                    renamed.push((name, new.unwrap_or(value)));
+                }
+                None => {
+                    if let Some(new) = new {
+                        data.set_item(&key, new)?;
+                    }
                 }
             }
         }
-    }
-    // renamed fields win over a same-named field
-    finish_renames(py, &data, removed, renamed, false)?;
-    if versioned && !saw_version {
-        data.set_item(intern!(py, "version"), 0)?;
-    }
-    Ok(data)
+        // renamed fields win over a same-named field
+        finish_renames(py, &data, removed, renamed, false)?;
+        if versioned && !saw_version {
+            data.set_item(intern!(py, "version"), 0)?;
+        }
+        Ok(data)
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

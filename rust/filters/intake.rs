@@ -8,6 +8,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::ops::{alias, is_builtin, is_value_optional};
 use super::{as_items, spec_error, too_deep_problem, type_name, unknown, Path};
+use crate::errors::{guarded, ErrorKind};
 use crate::keys::MAX_DEPTH;
 
 static DEEPCOPY: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
@@ -202,6 +203,8 @@ pub fn normalize_spec<'py>(
     trusted: bool,
     spec_type: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let ctx = Intake { custom, trusted, spec_type };
-    normalize(py, tree, &Path::root(), 1, &ctx)
+    guarded(ErrorKind::Specification, || {
+        let ctx = Intake { custom, trusted, spec_type };
+        normalize(py, tree, &Path::root(), 1, &ctx)
+    })
 }

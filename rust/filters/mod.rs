@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::errors::library_error;
+use crate::errors::{guarded, invalid_specification, ErrorKind};
 
 mod intake;
 mod ops;
@@ -68,12 +68,9 @@ impl<'a> Path<'a> {
     }
 }
 
-fn spec_error(py: Python<'_>, path: &Path<'_>, problem: String) -> PyErr {
+fn spec_error(_py: Python<'_>, path: &Path<'_>, problem: String) -> PyErr {
     let rendered = path.render();
-    library_error(
-        py,
-        "InvalidSpecification",
-        format!("invalid specification at '{}': {}", display_path(&rendered), problem),
+    invalid_specification(format!("invalid specification at '{}': {}", display_path(&rendered), problem),
     )
 }
 
@@ -937,12 +934,14 @@ pub fn compile_filter<'py>(
     spec: &Bound<'py, PyAny>,
     custom: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    Ok(compile_node(py, spec, &Path::root(), 1, true, custom)?.0)
+    guarded(ErrorKind::Specification, || {
+        Ok(compile_node(py, spec, &Path::root(), 1, true, custom)?.0)
+    })
 }
 
 // --- ordering and projection ---------------------------------------------------------------------
-fn sort_error(py: Python<'_>, item: &Bound<'_, PyAny>, problem: String) -> PyErr {
-    library_error(py, "InvalidSpecification", format!("invalid ordering {}: {problem}", repr(item)))
+fn sort_error(_py: Python<'_>, item: &Bound<'_, PyAny>, problem: String) -> PyErr {
+    invalid_specification(format!("invalid ordering {}: {problem}", repr(item)))
 }
 
 fn sort_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<(String, i64)> {
@@ -978,61 +977,59 @@ fn sort_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<(String, i64)>
 /// `"-created_at,name"` / `["-created_at", ("name", 1)]` -> `[("created_at", -1), ("name", 1)]`.
 #[pyfunction]
 pub fn compile_sort<'py>(py: Python<'py>, order_by: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-    let out = PyList::empty(py);
-    if order_by.is_none() {
-        return Ok(out);
-    }
-    let items: Vec<Bound<'py, PyAny>> = if let Ok(s) = order_by.downcast::<PyString>() {
-        s.to_str()?.split(',').map(|p| PyString::new(py, p).into_any()).collect()
-    } else if let Some(items) = as_items(order_by) {
-        items
-    } else {
-        return Err(sort_error(py, order_by, "expected a string or a list of fields".to_owned()));
-    };
-    let mut seen: Vec<String> = Vec::with_capacity(items.len());
-    for item in &items {
-        let (name, direction) = sort_item(py, item)?;
-        if seen.contains(&name) {
-            return Err(sort_error(py, item, format!("field {} is ordered twice", repr_str(py, &name))));
+    guarded(ErrorKind::Specification, || {
+        let out = PyList::empty(py);
+        if order_by.is_none() {
+            return Ok(out);
         }
-        out.append(PyTuple::new(py, [name.clone().into_pyobject(py)?.into_any(), direction.into_pyobject(py)?.into_any()])?)?;
-        seen.push(name);
-    }
-    Ok(out)
+        let items: Vec<Bound<'py, PyAny>> = if let Ok(s) = order_by.downcast::<PyString>() {
+            s.to_str()?.split(',').map(|p| PyString::new(py, p).into_any()).collect()
+        } else if let Some(items) = as_items(order_by) {
+            items
+        } else {
+            return Err(sort_error(py, order_by, "expected a string or a list of fields".to_owned()));
+        };
+        let mut seen: Vec<String> = Vec::with_capacity(items.len());
+        for item in &items {
+            let (name, direction) = sort_item(py, item)?;
+            if seen.contains(&name) {
+                return Err(sort_error(py, item, format!("field {} is ordered twice", repr_str(py, &name))));
+            }
+            out.append(PyTuple::new(py, [name.clone().into_pyobject(py)?.into_any(), direction.into_pyobject(py)?.into_any()])?)?;
+            seen.push(name);
+        }
+        Ok(out)
+    })
 }
 
 /// `["name", "address.city"]` -> `{"name": 1, "address.city": 1}`; None or empty -> None.
 #[pyfunction]
 pub fn compile_projection<'py>(py: Python<'py>, fields: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyDict>>> {
-    if fields.is_none() {
-        return Ok(None);
-    }
-    let items: Vec<Bound<'py, PyAny>> = if fields.is_instance_of::<PyString>() {
-        vec![fields.clone()]
-    } else if let Some(items) = as_items(fields) {
-        items
-    } else {
-        return Err(library_error(
-            py,
-            "InvalidSpecification",
-            format!("invalid field selection {}: expected a list of field paths", repr(fields)),
-        ));
-    };
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let out = PyDict::new(py);
-    for item in &items {
-        if let Some(problem) = field_path_problem(py, item)? {
-            return Err(library_error(
-                py,
-                "InvalidSpecification",
-                format!("invalid field selection {}: {problem}", repr(item)),
-            ));
+    guarded(ErrorKind::Specification, || {
+        if fields.is_none() {
+            return Ok(None);
         }
-        out.set_item(item, 1)?;
-    }
-    Ok(Some(out))
+        let items: Vec<Bound<'py, PyAny>> = if fields.is_instance_of::<PyString>() {
+            vec![fields.clone()]
+        } else if let Some(items) = as_items(fields) {
+            items
+        } else {
+            return Err(invalid_specification(format!("invalid field selection {}: expected a list of field paths", repr(fields)),
+            ));
+        };
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let out = PyDict::new(py);
+        for item in &items {
+            if let Some(problem) = field_path_problem(py, item)? {
+                return Err(invalid_specification(format!("invalid field selection {}: {problem}", repr(item)),
+                ));
+            }
+            out.set_item(item, 1)?;
+        }
+        Ok(Some(out))
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

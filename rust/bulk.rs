@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::{guarded, ErrorKind};
 use crate::errors::invalid_document;
-use crate::keys::{all_valid, checked_key, display_path, index_path, key_ok, too_deep_error, walk, MAX_DEPTH};
+use crate::keys::{stored_copy, all_valid, checked_key, display_path, index_path, key_ok, too_deep_error, walk, MAX_DEPTH};
 
 fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.get_type().getattr("__name__")?.to_string())
@@ -144,7 +144,7 @@ fn statement<'py>(py: Python<'py>, doc: &Bound<'py, PyAny>, path: &dyn Fn() -> S
     let filter = PyDict::new(py);
     filter.set_item(&names.underscore_id, id)?;
     check_fields(py, doc, path)?;
-    let body = doc.copy()?;
+    let body = stored_copy(doc)?;
     body.del_item(key_name)?;
     if body.contains(&names.underscore_id)? {
         body.del_item(&names.underscore_id)?;

@@ -139,6 +139,19 @@ pub fn checked_key(py: Python<'_>, key: &Bound<'_, PyAny>, parent: &str) -> PyRe
     Ok(path)
 }
 
+/// A plain dict of the items `dict` stores: a subclass's own mapping methods (`keys`,
+/// `__iter__`, ...) are not asked, as `PyDict_Copy` / `dict(x)` would ask them.
+pub fn stored_copy<'py>(dict: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    if dict.is_exact_instance_of::<PyDict>() {
+        return dict.copy();
+    }
+    let out = PyDict::new(dict.py());
+    for (k, v) in dict.iter() {
+        out.set_item(k, v)?;
+    }
+    Ok(out)
+}
+
 /// Validate `value` found at `path`, `depth` levels below the document root.
 /// True when `value` has no invalid key at any depth: the allocation-free check that runs
 /// first; only a failing value is walked again with paths (`walk`) to name the offender.

@@ -16,6 +16,7 @@ use pyo3::PyTypeInfo;
 use crate::decimal128::{bid_of_decimal_text, decimal_text_of_bid, BidError, TextBuf, EXP_MAX, EXP_MIN, INF, MAX_DIGITS};
 use crate::ffi::{bare_instance, call_with_one_arg, dict_next, str_len, u64_bits, Slot};
 use crate::errors::{guarded, ErrorKind};
+use crate::keys::stored_copy;
 use crate::errors::invalid_document;
 use crate::keys::{
     bad_key_error, checked_key, child_path, display_path, index_path, key_problem,
@@ -562,7 +563,7 @@ fn dict_to_doc<'py>(
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
         None
     } else {
-        Some(value.copy()?)
+        Some(stored_copy(value)?)
     };
     for (key, child) in items(value) {
         if plain(&child) && key.is_exact_instance_of::<PyString>() {
@@ -739,16 +740,10 @@ fn finish_renames<'py>(
 /// The dict to write the result into: `data` itself when `owned` allows it (and it is a
 /// plain dict), else a copy (one cheap clone of the table; only what changes is changed).
 fn output_dict<'py>(data: &Bound<'py, PyDict>, owned: bool) -> PyResult<Bound<'py, PyDict>> {
-    if !data.is_exact_instance_of::<PyDict>() {
-        return PyDict::type_object(data.py())
-            .call1((data,))?
-            .downcast_into::<PyDict>()
-            .map_err(Into::into);
-    }
-    if owned {
+    if owned && data.is_exact_instance_of::<PyDict>() {
         Ok(data.clone())
     } else {
-        data.copy()
+        stored_copy(data)
     }
 }
 
@@ -849,7 +844,7 @@ fn dict_from_doc<'py>(
     let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
         None
     } else {
-        Some(value.copy()?)
+        Some(stored_copy(value)?)
     };
     for (key, child) in items(value) {
         if plain(&child) || child.is_exact_instance_of::<PyInt>() {

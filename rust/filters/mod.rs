@@ -944,6 +944,28 @@ fn sort_error(_py: Python<'_>, item: &Bound<'_, PyAny>, problem: String) -> PyEr
     invalid_specification(format!("invalid ordering {}: {problem}", repr(item)))
 }
 
+/// 1 / -1 for a direction given as an int (not a bool), a float, or 'asc' / 'desc'; the
+/// value's own comparison methods are not asked (they may raise or lie).
+fn sort_direction(raw: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    let number = if raw.is_instance_of::<PyBool>() {
+        None
+    } else if raw.is_instance_of::<PyInt>() {
+        raw.extract::<i64>().ok()
+    } else if let Ok(f) = raw.downcast::<PyFloat>() {
+        let f = f.value();
+        (f == 1.0 || f == -1.0).then_some(f as i64)
+    } else if let Ok(s) = raw.downcast::<PyString>() {
+        match s.to_str()? {
+            "asc" => Some(1),
+            "desc" => Some(-1),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Ok(number.filter(|n| *n == 1 || *n == -1))
+}
+
 fn sort_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<(String, i64)> {
     let (name, direction): (String, i64) = if let Ok(s) = item.downcast::<PyString>() {
         let text = s.to_str()?.trim_matches(|c| WHITESPACE.contains(&c));
@@ -955,12 +977,10 @@ fn sort_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<(String, i64)>
             (text.to_owned(), 1)
         }
     } else if let Some(pair) = as_items(item).filter(|p| p.len() == 2) {
-        let raw = &pair[1];
-        let is_asc = !raw.is_instance_of::<PyBool>() && (raw.eq(1)? || raw.eq("asc")?);
-        let is_desc = !raw.is_instance_of::<PyBool>() && (raw.eq(-1)? || raw.eq("desc")?);
-        if !is_asc && !is_desc {
+        let Some(direction) = sort_direction(&pair[1])? else {
             return Err(sort_error(py, item, "direction must be 1, -1, 'asc' or 'desc'".to_owned()));
-        }
+        };
+        let is_asc = direction == 1;
         if let Some(problem) = field_path_problem(py, &pair[0])? {
             return Err(sort_error(py, item, problem));
         }

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from bson.regex import Regex
 
 from ..exceptions import InvalidSpecification
-from .keys import MAX_DEPTH, child_path, display_path, index_path, key_problem, text_of
+from .keys import MAX_DEPTH, child_path, display_path, index_path, key_problem, stored, text_of
 
 EARTH_RADIUS_M = 6378100.0
 ALIASES = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
@@ -174,6 +174,7 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
             f"operator '{op}' expects a GeoJSON geometry {{'type': ..., 'coordinates': [...]}}, "
             f"got {_type_name(val)}",
         )
+    val = stored(val)
     for key in val:
         if key not in ("type", "coordinates", "crs"):
             raise _error(
@@ -198,6 +199,7 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
 def _payload(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(val, dict):
         raise _error(path, f"operator '{op}' expects a dict with keys {', '.join(allowed)}, got {_type_name(val)}")
+    val = stored(val)
     for key in val:
         if key not in allowed:
             raise _error(path, f"operator '{op}' got unexpected key {key!r}; allowed: {', '.join(allowed)}")
@@ -211,8 +213,9 @@ def _json_contains(field: str, val: Any, path: str, depth: int, out: list[dict[s
         raise _error(
             path, f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{field}'"
         )
-    if not isinstance(val, dict) or not val:
+    if not isinstance(val, dict) or not dict.__len__(val):
         raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {val!r}")
+    val = stored(val)
     for key, item in val.items():
         if not isinstance(key, str):
             raise _error(path, f"operator 'json_contains' expects string keys, got {key!r}")
@@ -430,6 +433,7 @@ def _compile_node(node: Any, path: str, depth: int, top: bool, custom: Custom) -
         raise _error(path, _too_deep_problem())
     if not isinstance(node, dict):
         raise _error(path, f"a condition must be a dict, got {_type_name(node)}")
+    node = stored(node)
     if "op" not in node:
         raise _error(path, "a condition needs 'op'")
     op = node["op"]
@@ -478,6 +482,22 @@ def _sort_error(item: Any, problem: str) -> InvalidSpecification:
     return InvalidSpecification(f"invalid ordering {item!r}: {problem}")
 
 
+def _sort_direction(raw: Any) -> int | None:
+    """1 / -1 for a direction given as an int (not a bool), a float, or 'asc' / 'desc'; the
+    value's own comparison methods are not asked (they may raise or lie)."""
+    number: int | None = None
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        number = int.__int__(raw)
+    elif isinstance(raw, float):
+        value = float.__float__(raw)
+        number = int(value) if value in (1.0, -1.0) else None
+    elif isinstance(raw, str):
+        number = {"asc": 1, "desc": -1}.get(text_of(raw))
+    return number if number in (1, -1) else None
+
+
 def _sort_item(item: Any) -> tuple[str, int]:
     if isinstance(item, str):
         text = text_of(item).strip(WHITESPACE)
@@ -488,9 +508,10 @@ def _sort_item(item: Any) -> tuple[str, int]:
             text = text[1:]
     elif isinstance(item, (list, tuple)) and len(item) == 2:
         text, raw = item[0], item[1]
-        if isinstance(raw, bool) or raw not in (1, -1, "asc", "desc"):
+        found = _sort_direction(raw)
+        if found is None:
             raise _sort_error(item, "direction must be 1, -1, 'asc' or 'desc'")
-        direction = 1 if raw in (1, "asc") else -1
+        direction = found
     else:
         raise _sort_error(item, "use 'field', '-field' or (field, 1 | -1)")
     problem = field_path_problem(text)

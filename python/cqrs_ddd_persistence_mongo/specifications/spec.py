@@ -14,16 +14,19 @@ from typing import Any
 
 from .. import _accel
 from ..exceptions import InvalidSpecification
-from .registry import OperatorRegistry, build_default_registry
+from .registry import OperatorRegistry
 
 _MISSING: Any = object()
-_DEFAULT_REGISTRY = build_default_registry()
+
+
+_normalize = _accel.normalize_spec
+_set_tree = object.__setattr__
 
 
 def _copy(tree: dict[str, Any]) -> dict[str, Any]:
     """A copy of a tree built from validated parts (depth checked again: composing can
     nest one level deeper than either part)."""
-    return _accel.normalize_spec(tree, None, True)
+    return _normalize(tree, None, True)
 
 
 class Specification:
@@ -32,8 +35,8 @@ class Specification:
     __slots__ = ("_tree",)
 
     def __init__(self, tree: dict[str, Any], *, registry: OperatorRegistry | None = None) -> None:
-        custom = (registry or _DEFAULT_REGISTRY).custom or None
-        object.__setattr__(self, "_tree", _accel.normalize_spec(tree, custom, False, Specification))
+        custom = registry.custom if registry is not None and registry.custom else None
+        _set_tree(self, "_tree", _normalize(tree, custom, False, Specification))
 
     # --- construction -------------------------------------------------------------
     @classmethod
@@ -94,7 +97,7 @@ class Specification:
     def _trusted(cls, tree: dict[str, Any]) -> Specification:
         """Wrap a tree built from already validated parts without re-validating it."""
         spec = cls.__new__(cls)
-        object.__setattr__(spec, "_tree", tree)
+        _set_tree(spec, "_tree", tree)
         return spec
 
     def __and__(self, other: Any) -> Specification:

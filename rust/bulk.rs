@@ -5,9 +5,11 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::errors::{guarded, ErrorKind};
 use crate::errors::invalid_document;
-use crate::keys::{stored_copy, all_valid, checked_key, display_path, index_path, key_ok, too_deep_error, walk, MAX_DEPTH};
+use crate::errors::{guarded, ErrorKind};
+use crate::keys::{
+    all_valid, checked_key, display_path, index_path, key_ok, stored_copy, too_deep_error, walk, MAX_DEPTH,
+};
 
 fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.get_type().getattr("__name__")?.to_string())
@@ -76,9 +78,7 @@ fn checked_id<'py>(py: Python<'py>, key: &Bound<'py, PyAny>, path: &str) -> PyRe
 /// The `_id` stored for `key`: dict keys get their fields in sorted order.
 #[pyfunction]
 pub fn canonical_id<'py>(py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    guarded(ErrorKind::Document, || {
-        checked_id(py, key, "_id")
-    })
+    guarded(ErrorKind::Document, || checked_id(py, key, "_id"))
 }
 
 /// Python strings made once per call instead of once per document.
@@ -109,7 +109,12 @@ fn guard<'py>(py: Python<'py>, op: &Bound<'py, PyString>, value: Bound<'py, PyAn
     Ok(d)
 }
 
-fn statement<'py>(py: Python<'py>, doc: &Bound<'py, PyAny>, path: &dyn Fn() -> String, names: &Names<'py>) -> PyResult<Bound<'py, PyTuple>> {
+fn statement<'py>(
+    py: Python<'py>,
+    doc: &Bound<'py, PyAny>,
+    path: &dyn Fn() -> String,
+    names: &Names<'py>,
+) -> PyResult<Bound<'py, PyTuple>> {
     let Ok(doc) = doc.downcast::<PyDict>() else {
         return Err(invalid_document(
             py,
@@ -185,10 +190,7 @@ pub fn build_upserts<'py>(
         } else if let Ok(tuple) = docs.downcast::<PyTuple>() {
             tuple.iter().collect()
         } else {
-            return Err(invalid_document(
-                py,
-                format!("docs must be a list of dicts, not {}", type_name(docs)?),
-            ));
+            return Err(invalid_document(py, format!("docs must be a list of dicts, not {}", type_name(docs)?)));
         };
         let names = Names {
             id_field: PyString::new(py, id_field),

@@ -84,7 +84,8 @@ impl ModelCodec {
     }
 
     /// The entity of a stored document, validated by the model.
-    fn from_doc<'py>(&self, py: Python<'py>, doc: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(name = "from_doc")]
+    fn entity_of<'py>(&self, py: Python<'py>, doc: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         guarded(ErrorKind::Document, || {
             let reverse_map = self.reverse_map.as_ref().map(|m| m.bind(py));
             let data = map_from_doc(py, doc, self.id_field.bind(py), reverse_map, self.versioned)?;

@@ -30,18 +30,10 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         return Ok((sign | INF, 0));
     }
     if let Some(payload) = body.strip_prefix("sNaN") {
-        return if payload.is_empty() {
-            Ok((sign | SNAN, 0))
-        } else {
-            Err(BidError::NanPayload)
-        };
+        return if payload.is_empty() { Ok((sign | SNAN, 0)) } else { Err(BidError::NanPayload) };
     }
     if let Some(payload) = body.strip_prefix("NaN") {
-        return if payload.is_empty() {
-            Ok((sign | NAN, 0))
-        } else {
-            Err(BidError::NanPayload)
-        };
+        return if payload.is_empty() { Ok((sign | NAN, 0)) } else { Err(BidError::NanPayload) };
     }
     let (mantissa, exp_text) = match body.find(['E', 'e']) {
         Some(at) => (&body[..at], Some(&body[at + 1..])),
@@ -65,18 +57,12 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         (0u128, exponent.clamp(EXP_MIN, EXP_MAX))
     } else {
         let trailing = digits().rev().take_while(|&b| b == b'0').count() as i128;
-        let exp = exponent
-            .max(exponent + length - MAX_DIGITS)
-            .clamp(EXP_MIN, EXP_MAX);
+        let exp = exponent.max(exponent + length - MAX_DIGITS).clamp(EXP_MIN, EXP_MAX);
         let shift = exp - exponent;
         if shift > trailing || length - shift > MAX_DIGITS {
             return Err(BidError::Inexact);
         }
-        let keep = if shift >= 0 {
-            (length - shift) as usize
-        } else {
-            length as usize
-        };
+        let keep = if shift >= 0 { (length - shift) as usize } else { length as usize };
         let mut coefficient: u128 = 0;
         for b in digits().skip(leading).take(keep) {
             coefficient = coefficient * 10 + u128::from(b - b'0');
@@ -98,10 +84,7 @@ pub struct TextBuf {
 
 impl TextBuf {
     pub fn new() -> Self {
-        TextBuf {
-            bytes: [0; 96],
-            len: 0,
-        }
+        TextBuf { bytes: [0; 96], len: 0 }
     }
 
     pub fn push(&mut self, b: u8) {
@@ -163,10 +146,7 @@ pub fn decimal_text_of_bid(high: u64, low: u64, out: &mut TextBuf) {
         (0u128, ((high >> 47) & 0x3FFF) as i128 - EXP_BIAS)
     } else {
         let c = (u128::from(high & 0x1_FFFF_FFFF_FFFF) << 64) | u128::from(low);
-        (
-            if c > MAX_COEFFICIENT { 0 } else { c },
-            ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS,
-        )
+        (if c > MAX_COEFFICIENT { 0 } else { c }, ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS)
     };
     if (-PLAIN_SCALE..=0).contains(&exponent) {
         push_plain(out, coefficient, exponent.unsigned_abs() as usize);

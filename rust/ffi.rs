@@ -41,12 +41,8 @@ impl Slot {
         // SAFETY: `ty` is a live type object (held by `descr_type`); PyType_GetSlot only
         // reads the documented tp_descr_get / tp_descr_set entries (valid on static types
         // since 3.10) and returns NULL when a slot is absent.
-        let (get, set) = unsafe {
-            (
-                ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_get),
-                ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_set),
-            )
-        };
+        let (get, set) =
+            unsafe { (ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_get), ffi::PyType_GetSlot(ty, ffi::Py_tp_descr_set)) };
         if get.is_null() || set.is_null() {
             return Ok(None);
         }
@@ -120,7 +116,10 @@ pub fn str_len(text: &Bound<'_, PyString>) -> usize {
 
 /// The next `(key, value)` of `dict` from position `pos`, as owned references, or None at
 /// the end. `PyDict_Next` stays within the table even if the dict changed meanwhile.
-pub fn dict_next<'py>(dict: &Bound<'py, PyDict>, pos: &mut ffi::Py_ssize_t) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+pub fn dict_next<'py>(
+    dict: &Bound<'py, PyDict>,
+    pos: &mut ffi::Py_ssize_t,
+) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let mut key: *mut ffi::PyObject = std::ptr::null_mut();
     let mut value: *mut ffi::PyObject = std::ptr::null_mut();
     let py = dict.py();

@@ -7,8 +7,8 @@ use pyo3::prelude::*;
 use pyo3::sync::GILProtected;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::errors::{guarded, ErrorKind};
 use crate::errors::invalid_document;
+use crate::errors::{guarded, ErrorKind};
 
 pub const MAX_DEPTH: usize = 100;
 

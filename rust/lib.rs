@@ -7,9 +7,9 @@ mod codec;
 mod decimal128;
 mod errors;
 mod ffi;
+mod filters;
 mod keys;
 mod mapping;
-mod filters;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

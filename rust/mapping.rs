@@ -9,18 +9,20 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::{GILOnceCell, GILProtected};
-use std::cell::RefCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
+use std::cell::RefCell;
 
-use crate::decimal128::{bid_of_decimal_text, decimal_text_of_bid, BidError, TextBuf, EXP_MAX, EXP_MIN, INF, MAX_DIGITS};
-use crate::ffi::{bare_instance, call_with_one_arg, dict_next, str_len, u64_bits, Slot};
-use crate::errors::{guarded, ErrorKind};
-use crate::keys::stored_copy;
+use crate::decimal128::{
+    bid_of_decimal_text, decimal_text_of_bid, BidError, TextBuf, EXP_MAX, EXP_MIN, INF, MAX_DIGITS,
+};
 use crate::errors::invalid_document;
+use crate::errors::{guarded, ErrorKind};
+use crate::ffi::{bare_instance, call_with_one_arg, dict_next, str_len, u64_bits, Slot};
+use crate::keys::stored_copy;
 use crate::keys::{
-    bad_key_error, checked_key, child_path, display_path, index_path, key_problem,
-    known_good_key, remember_good_key, too_deep_error, MAX_DEPTH,
+    bad_key_error, checked_key, child_path, display_path, index_path, key_problem, known_good_key, remember_good_key,
+    too_deep_error, MAX_DEPTH,
 };
 
 // --- cached Python objects ----------------------------------------------------------
@@ -59,11 +61,7 @@ struct Cache {
 static CACHE: GILOnceCell<Cache> = GILOnceCell::new();
 
 fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
-    Ok(py
-        .import(module)?
-        .getattr(name)?
-        .downcast_into::<PyType>()?
-        .unbind())
+    Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
 }
 
 fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
@@ -97,11 +95,7 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 settings.set_item("Emin", (EXP_MIN + MAX_DIGITS - 1) as i64)?;
                 settings.set_item("clamp", 0)?;
                 settings.set_item("traps", PyList::empty(py))?;
-                decimal
-                    .getattr("Context")?
-                    .call((), Some(&settings))?
-                    .getattr("create_decimal")?
-                    .unbind()
+                decimal.getattr("Context")?.call((), Some(&settings))?.getattr("create_decimal")?.unbind()
             },
             uuid: class(py, "uuid", "UUID")?,
             datetime: class(py, "datetime", "datetime")?,
@@ -118,40 +112,28 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
                 class(py, "builtins", "set")?,
                 class(py, "builtins", "frozenset")?,
             ])?,
-            byteslike: tuple_of(vec![
-                class(py, "builtins", "bytearray")?,
-                class(py, "builtins", "memoryview")?,
-            ])?,
+            byteslike: tuple_of(vec![class(py, "builtins", "bytearray")?, class(py, "builtins", "memoryview")?])?,
             passthrough,
             bytes_new: builtins.getattr("bytes")?.getattr("__new__")?.unbind(),
             uuid_slots: {
                 let uuid = py.import("uuid")?;
                 let cls = uuid.getattr("UUID")?.downcast_into::<PyType>()?;
                 match (Slot::of(&cls, "int")?, Slot::of(&cls, "is_safe")?) {
-                    (Some(int), Some(is_safe)) => Some((
-                        uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind(),
-                        int,
-                        is_safe,
-                    )),
+                    (Some(int), Some(is_safe)) => {
+                        Some((uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind(), int, is_safe))
+                    }
                     _ => None,
                 }
             },
             decimal128_slots: {
                 let cls = class(py, "bson.decimal128", "Decimal128")?;
                 let cls = cls.bind(py);
-                match (
-                    Slot::of(cls, "_Decimal128__high")?,
-                    Slot::of(cls, "_Decimal128__low")?,
-                ) {
+                match (Slot::of(cls, "_Decimal128__high")?, Slot::of(cls, "_Decimal128__low")?) {
                     (Some(high), Some(low)) => Some((high, low)),
                     _ => None,
                 }
             },
-            utc: py
-                .import("datetime")?
-                .getattr("timezone")?
-                .getattr("utc")?
-                .unbind(),
+            utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
             binary_private: true,
         };
@@ -167,7 +149,9 @@ fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
 fn checked_layouts(py: Python<'_>, c: &mut Cache) {
     let sample: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
     let raw = sample.to_be_bytes();
-    if c.decimal128_slots.is_some() && !same(py, new_decimal128(py, c, 0x3040_0000_0000_0000, 15), || c.decimal128.bind(py).call1(("15",))) {
+    if c.decimal128_slots.is_some()
+        && !same(py, new_decimal128(py, c, 0x3040_0000_0000_0000, 15), || c.decimal128.bind(py).call1(("15",)))
+    {
         c.decimal128_slots = None;
     }
     if c.uuid_slots.is_some() {
@@ -212,12 +196,7 @@ fn private_binary<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound
     Ok(binary)
 }
 
-fn new_decimal128<'py>(
-    py: Python<'py>,
-    c: &Cache,
-    high: u64,
-    low: u64,
-) -> PyResult<Bound<'py, PyAny>> {
+fn new_decimal128<'py>(py: Python<'py>, c: &Cache, high: u64, low: u64) -> PyResult<Bound<'py, PyAny>> {
     let cls = c.decimal128.bind(py);
     let Some((high_slot, low_slot)) = &c.decimal128_slots else {
         return cls.call1(((high, low),));
@@ -249,11 +228,7 @@ fn exact_slots<'c>(c: &'c Cache, value: &Bound<'_, PyAny>) -> Option<&'c (Slot, 
     value.get_type().is(c.decimal128.bind(value.py())).then_some(slots)
 }
 
-fn uuid_binary<'py>(
-    py: Python<'py>,
-    c: &Cache,
-    value: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let int = match &c.uuid_slots {
         Some((_, slot, _)) if value.get_type().is(c.uuid.bind(py)) => slot.get(value)?,
         _ => value.getattr(intern!(py, "int"))?,
@@ -266,17 +241,11 @@ fn uuid_binary<'py>(
     c.binary.bind(py).call1((PyBytes::new(py, &raw), 4))
 }
 
-fn utc_midnight<'py>(
-    py: Python<'py>,
-    c: &Cache,
-    value: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let y = value.getattr(intern!(py, "year"))?;
     let m = value.getattr(intern!(py, "month"))?;
     let d = value.getattr(intern!(py, "day"))?;
-    c.datetime
-        .bind(py)
-        .call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
+    c.datetime.bind(py).call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
 }
 
 /// Iterates a dict's items as owned references (`PyDict_Next`, see `ffi::dict_next`).
@@ -322,30 +291,18 @@ struct Path<'a, 'py> {
 }
 
 impl<'a, 'py> Path<'a, 'py> {
-    const ROOT: Path<'static, 'static> = Path {
-        parent: None,
-        seg: Seg::Root,
-    };
+    const ROOT: Path<'static, 'static> = Path { parent: None, seg: Seg::Root };
 
     fn key(&'a self, key: &'a str) -> Path<'a, 'py> {
-        Path {
-            parent: Some(self),
-            seg: Seg::Key(key),
-        }
+        Path { parent: Some(self), seg: Seg::Key(key) }
     }
 
     fn obj(&'a self, key: &'a Bound<'py, PyAny>) -> Path<'a, 'py> {
-        Path {
-            parent: Some(self),
-            seg: Seg::Obj(key),
-        }
+        Path { parent: Some(self), seg: Seg::Obj(key) }
     }
 
     fn index(&'a self, index: usize) -> Path<'a, 'py> {
-        Path {
-            parent: Some(self),
-            seg: Seg::Index(index),
-        }
+        Path { parent: Some(self), seg: Seg::Index(index) }
     }
 
     fn render(&self) -> String {
@@ -390,17 +347,11 @@ fn to_decimal128<'py>(
     }
 }
 
-fn from_decimal128<'py>(
-    py: Python<'py>,
-    c: &Cache,
-    value: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+fn from_decimal128<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let (high, low) = if let Some((high, low)) = exact_slots(c, value) {
         (u64_bits(py, &high.get(value)?)?, u64_bits(py, &low.get(value)?)?)
     } else {
-        value
-            .call_method0(intern!(py, "__getstate__"))?
-            .extract::<(u64, u64)>()?
+        value.call_method0(intern!(py, "__getstate__"))?.extract::<(u64, u64)>()?
     };
     let mut text = TextBuf::new();
     decimal_text_of_bid(high, low, &mut text);
@@ -426,11 +377,7 @@ fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
     if tz.is_none() {
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "tzinfo"), utc)?;
-        Ok(Some(value.call_method(
-            intern!(py, "replace"),
-            (),
-            Some(&kwargs),
-        )?))
+        Ok(Some(value.call_method(intern!(py, "replace"), (), Some(&kwargs))?))
     } else if tz.is(utc) || tz.is(c.bson_utc.bind(py)) {
         Ok(None)
     } else {
@@ -438,11 +385,7 @@ fn utc_datetime<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
     }
 }
 
-fn int_in_range<'py>(
-    py: Python<'py>,
-    value: &Bound<'py, PyAny>,
-    path: &Path<'_, 'py>,
-) -> Mapped<'py> {
+fn int_in_range<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, path: &Path<'_, 'py>) -> Mapped<'py> {
     if value.extract::<i64>().is_ok() {
         Ok(None)
     } else {
@@ -511,14 +454,7 @@ fn map_seq<'py>(
     Ok(Some(out.into_any()))
 }
 
-type ValueRule = for<'a, 'py> fn(
-    Python<'py>,
-    &Cache,
-    &Bound<'py, PyAny>,
-    &Path<'a, 'py>,
-    usize,
-    bool,
-) -> Mapped<'py>;
+type ValueRule = for<'a, 'py> fn(Python<'py>, &Cache, &Bound<'py, PyAny>, &Path<'a, 'py>, usize, bool) -> Mapped<'py>;
 
 // --- model data -> document ------------------------------------------------------------
 /// Raises `InvalidDocument` naming the key when `key` cannot be a field name under `parent`.
@@ -533,11 +469,7 @@ fn check_key<'py>(py: Python<'py>, key: &Bound<'py, PyAny>, parent: &Path<'_, 'p
     };
     let text = s.to_str()?;
     if let Some(problem) = key_problem(text) {
-        return Err(bad_key_error(
-            py,
-            &child_path(&parent.render(), text),
-            problem,
-        ));
+        return Err(bad_key_error(py, &child_path(&parent.render(), text), problem));
     }
     if let Ok(exact) = key.downcast_exact::<PyString>() {
         remember_good_key(exact);
@@ -560,17 +492,14 @@ fn dict_to_doc<'py>(
         return Err(too_deep(py, path));
     }
     let owned = ours(value, owned);
-    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
-        None
-    } else {
-        Some(stored_copy(value)?)
-    };
+    let mut out: Option<Bound<'py, PyDict>> =
+        if value.is_exact_instance_of::<PyDict>() { None } else { Some(stored_copy(value)?) };
     for (key, child) in items(value) {
         if plain(&child) && key.is_exact_instance_of::<PyString>() {
             check_key(py, &key, path)?;
             continue;
         }
-                check_key(py, &key, path)?;
+        check_key(py, &key, path)?;
         if let Some(new) = to_doc_value(py, c, &child, &path.obj(&key), depth + 1, owned)? {
             let target = match &out {
                 Some(o) => o,
@@ -584,11 +513,8 @@ fn dict_to_doc<'py>(
 }
 
 fn unsupported(py: Python<'_>, value: &Bound<'_, PyAny>, path: &Path<'_, '_>) -> PyErr {
-    let name = value
-        .get_type()
-        .getattr("__qualname__")
-        .and_then(|n| n.extract::<String>())
-        .unwrap_or_else(|_| "?".into());
+    let name =
+        value.get_type().getattr("__qualname__").and_then(|n| n.extract::<String>()).unwrap_or_else(|_| "?".into());
     invalid_document(
         py,
         format!(
@@ -663,10 +589,7 @@ fn to_doc_value<'py>(
     if value.is_instance(c.uuid.bind(py))? {
         return uuid_binary(py, c, value).map(Some);
     }
-    if value.is_instance_of::<PyBool>()
-        || value.is_instance_of::<PyFloat>()
-        || value.is_instance_of::<PyString>()
-    {
+    if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyString>() {
         return Ok(None);
     }
     if value.is_instance_of::<PyInt>() {
@@ -687,21 +610,14 @@ fn to_doc_value<'py>(
     if value.is_instance(c.base_model.bind(py))? {
         let dumped = value.call_method0(intern!(py, "model_dump"))?;
         let dict = dumped.downcast::<PyDict>()?;
-        return Ok(Some(
-            dict_to_doc(py, c, dict, path, depth, false)?.unwrap_or_else(|| dict.clone().into_any()),
-        ));
+        return Ok(Some(dict_to_doc(py, c, dict, path, depth, false)?.unwrap_or_else(|| dict.clone().into_any())));
     }
     Err(unsupported(py, value, path))
 }
 
 /// Whether `key` is the id field or (when `versioned`) `version`; the length is compared
 /// first, so most keys are never decoded.
-fn is_reserved_key(
-    key: &Bound<'_, PyString>,
-    id_text: &str,
-    id_len: usize,
-    versioned: bool,
-) -> PyResult<bool> {
+fn is_reserved_key(key: &Bound<'_, PyString>, id_text: &str, id_len: usize, versioned: bool) -> PyResult<bool> {
     let len = str_len(key);
     if len == id_len && key.to_str()? == id_text {
         return Ok(true);
@@ -762,10 +678,7 @@ pub fn map_to_doc<'py>(
         let c = cache(py)?;
         let Ok(data) = data.downcast::<PyDict>() else {
             let name: String = data.get_type().getattr("__qualname__")?.extract()?;
-            return Err(invalid_document(
-                py,
-                format!("a model's data must be a dict, got {name}; pass model_dump()"),
-            ));
+            return Err(invalid_document(py, format!("a model's data must be a dict, got {name}; pass model_dump()")));
         };
         let root = Path::ROOT;
         let doc = output_dict(data, owned)?;
@@ -787,11 +700,7 @@ pub fn map_to_doc<'py>(
                 }
             }
             let (key, value) = (bkey, bvalue);
-            let text = key
-                .downcast::<PyString>()
-                .ok()
-                .map(|k| k.to_str())
-                .transpose()?;
+            let text = key.downcast::<PyString>().ok().map(|k| k.to_str()).transpose()?;
             if text == Some(id_text) || (versioned && text == Some("version")) {
                 let (name, child) = if text == Some(id_text) {
                     (intern!(py, "_id"), root.key("_id"))
@@ -841,16 +750,13 @@ fn dict_from_doc<'py>(
     if depth >= MAX_DEPTH {
         return Err(too_deep(py, path));
     }
-    let mut out: Option<Bound<'py, PyDict>> = if value.is_exact_instance_of::<PyDict>() {
-        None
-    } else {
-        Some(stored_copy(value)?)
-    };
+    let mut out: Option<Bound<'py, PyDict>> =
+        if value.is_exact_instance_of::<PyDict>() { None } else { Some(stored_copy(value)?) };
     for (key, child) in items(value) {
         if plain(&child) || child.is_exact_instance_of::<PyInt>() {
             continue;
         }
-                if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, false)? {
+        if let Some(new) = from_doc_value(py, c, &child, &path.obj(&key), depth + 1, false)? {
             let target = match &out {
                 Some(o) => o,
                 None => out.insert(value.copy()?),
@@ -873,9 +779,7 @@ fn binary_value<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> M
             return new_uuid(py, c, raw).map(Some);
         }
     } else if subtype == 0 {
-        return Ok(Some(
-            PyBytes::new(py, value.downcast::<PyBytes>()?.as_bytes()).into_any(),
-        ));
+        return Ok(Some(PyBytes::new(py, value.downcast::<PyBytes>()?.as_bytes()).into_any()));
     }
     Ok(None)
 }
@@ -943,11 +847,7 @@ fn reserved_name<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
         return Ok(None);
     }
     let text = s.to_str()?;
-    Ok(if text == "_id" || text == "_version" {
-        Some(text)
-    } else {
-        None
-    })
+    Ok(if text == "_id" || text == "_version" { Some(text) } else { None })
 }
 
 /// The model data of a stored document, ready for `model_validate`; see the pure twin.
@@ -966,15 +866,10 @@ pub fn map_from_doc<'py>(
             dict.clone()
         } else if doc.is_instance(c.mapping.bind(py))? {
             // other mappings: a plain snapshot, which is then ours to change
-            PyDict::type_object(py)
-                .call1((doc,))?
-                .downcast_into::<PyDict>()?
+            PyDict::type_object(py).call1((doc,))?.downcast_into::<PyDict>()?
         } else {
             let name: String = doc.get_type().getattr("__qualname__")?.extract()?;
-            return Err(invalid_document(
-                py,
-                format!("a stored document must be a mapping, got {name}"),
-            ));
+            return Err(invalid_document(py, format!("a stored document must be a mapping, got {name}")));
         };
         // the caller's dict is copied; a snapshot of another mapping is ours to change
         let data = output_dict(&source, !doc.is(&source))?;
@@ -989,7 +884,7 @@ pub fn map_from_doc<'py>(
             {
                 continue;
             }
-                        // nested containers stay the caller's (a snapshot of a mapping is shallow)
+            // nested containers stay the caller's (a snapshot of a mapping is shallow)
             let new = from_doc_value(py, c, &value, &root.obj(&key), 1, false)?;
             let name: Option<Bound<'py, PyAny>> = match reserved_name(&key)? {
                 Some("_id") => Some(id_field.clone().into_any()),

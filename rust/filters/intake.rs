@@ -24,16 +24,17 @@ struct Intake<'a, 'py> {
 }
 
 fn value_too_deep(py: Python<'_>, path: &Path<'_>) -> PyErr {
-    spec_error(
-        py,
-        path,
-        format!("the value nests deeper than {MAX_DEPTH} levels (MongoDB's limit); flatten it"),
-    )
+    spec_error(py, path, format!("the value nests deeper than {MAX_DEPTH} levels (MongoDB's limit); flatten it"))
 }
 
 /// An independent copy of a condition's value: plain containers are copied here (depth
 /// limited), immutable scalars are shared, anything else goes through `copy.deepcopy`.
-fn copy_value<'py>(py: Python<'py>, val: &Bound<'py, PyAny>, path: &Path<'_>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+fn copy_value<'py>(
+    py: Python<'py>,
+    val: &Bound<'py, PyAny>,
+    path: &Path<'_>,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     if val.is_exact_instance_of::<PyString>()
         || val.is_exact_instance_of::<PyInt>()
         || val.is_exact_instance_of::<PyFloat>()
@@ -42,7 +43,9 @@ fn copy_value<'py>(py: Python<'py>, val: &Bound<'py, PyAny>, path: &Path<'_>, de
     {
         return Ok(val.clone());
     }
-    let container = val.is_exact_instance_of::<PyDict>() || val.is_exact_instance_of::<PyList>() || val.is_exact_instance_of::<PyTuple>();
+    let container = val.is_exact_instance_of::<PyDict>()
+        || val.is_exact_instance_of::<PyList>()
+        || val.is_exact_instance_of::<PyTuple>();
     if container && depth > MAX_DEPTH {
         return Err(value_too_deep(py, path));
     }
@@ -67,7 +70,8 @@ fn copy_value<'py>(py: Python<'py>, val: &Bound<'py, PyAny>, path: &Path<'_>, de
         }
         return Ok(PyTuple::new(py, items)?.into_any());
     }
-    let deepcopy = DEEPCOPY.get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import("copy")?.getattr("deepcopy")?.unbind()) })?;
+    let deepcopy = DEEPCOPY
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import("copy")?.getattr("deepcopy")?.unbind()) })?;
     deepcopy.bind(py).call1((val,)).map_err(|err| {
         if err.is_instance_of::<pyo3::exceptions::PyRecursionError>(py) {
             value_too_deep(py, path)

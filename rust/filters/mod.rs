@@ -13,9 +13,9 @@ use crate::errors::{guarded, invalid_specification, ErrorKind};
 mod intake;
 mod ops;
 
+use crate::keys::{display_path, key_problem, MAX_DEPTH};
 pub use intake::normalize_spec;
 use ops::{alias, is_builtin, no_equivalent, string_op};
-use crate::keys::{display_path, key_problem, MAX_DEPTH};
 
 const EARTH_RADIUS_M: f64 = 6378100.0;
 const GEO_ALL: &[&str] = &["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"];
@@ -34,9 +34,7 @@ fn cached<'py>(
     module: &str,
     name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cell.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import(module)?.getattr(name)?.unbind())
-    })?;
+    let obj = cell.get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import(module)?.getattr(name)?.unbind()) })?;
     Ok(obj.bind(py).clone())
 }
 
@@ -70,8 +68,7 @@ impl<'a> Path<'a> {
 
 fn spec_error(_py: Python<'_>, path: &Path<'_>, problem: String) -> PyErr {
     let rendered = path.render();
-    invalid_specification(format!("invalid specification at '{}': {}", display_path(&rendered), problem),
-    )
+    invalid_specification(format!("invalid specification at '{}': {}", display_path(&rendered), problem))
 }
 
 /// The problem named when a specification tree nests deeper than MongoDB documents may.
@@ -131,7 +128,6 @@ fn str_path_problem(py: Python<'_>, text: &str) -> Option<String> {
     }
     None
 }
-
 
 // --- text helpers -------------------------------------------------------------------------
 fn push_escaped(out: &mut String, c: char) {
@@ -202,7 +198,11 @@ fn field_cond<'py>(
     Ok(outer)
 }
 
-fn wrap<'py>(py: Python<'py>, key: &Bound<'py, PyString>, parts: Vec<Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyDict>> {
+fn wrap<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyString>,
+    parts: Vec<Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item(key, PyList::new(py, parts)?)?;
     Ok(d)
@@ -213,7 +213,12 @@ fn match_nothing(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 }
 
 // --- value checks -------------------------------------------------------------------------
-fn need_str<'a, 'py>(py: Python<'py>, op: &str, val: &'a Bound<'py, PyAny>, path: &Path<'_>) -> PyResult<&'a Bound<'py, PyString>> {
+fn need_str<'a, 'py>(
+    py: Python<'py>,
+    op: &str,
+    val: &'a Bound<'py, PyAny>,
+    path: &Path<'_>,
+) -> PyResult<&'a Bound<'py, PyString>> {
     val.downcast::<PyString>()
         .map_err(|_| spec_error(py, path, format!("operator '{op}' expects a string, got {}", type_name(val))))
 }
@@ -228,18 +233,29 @@ fn as_items<'py>(val: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
     }
 }
 
-fn need_list<'py>(py: Python<'py>, op: &str, val: &Bound<'py, PyAny>, path: &Path<'_>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+fn need_list<'py>(
+    py: Python<'py>,
+    op: &str,
+    val: &Bound<'py, PyAny>,
+    path: &Path<'_>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
     as_items(val).ok_or_else(|| spec_error(py, path, format!("operator '{op}' expects a list, got {}", type_name(val))))
 }
 
 fn no_regex_elements(py: Python<'_>, op: &str, items: &[Bound<'_, PyAny>], path: &Path<'_>) -> PyResult<()> {
-    if items.iter().all(|i| i.is_instance_of::<PyString>() || i.is_instance_of::<PyInt>() || i.is_instance_of::<PyFloat>() || i.is_none()) {
+    if items.iter().all(|i| {
+        i.is_instance_of::<PyString>() || i.is_instance_of::<PyInt>() || i.is_instance_of::<PyFloat>() || i.is_none()
+    }) {
         return Ok(());
     }
     let pattern = cached(py, &RE_PATTERN, "re", "Pattern")?;
     let regex = cached(py, &BSON_REGEX, "bson.regex", "Regex")?;
     for item in items {
-        if item.is_instance_of::<PyString>() || item.is_instance_of::<PyInt>() || item.is_instance_of::<PyFloat>() || item.is_none() {
+        if item.is_instance_of::<PyString>()
+            || item.is_instance_of::<PyInt>()
+            || item.is_instance_of::<PyFloat>()
+            || item.is_none()
+        {
             continue;
         }
         if item.is_instance(&pattern)? || item.is_instance(&regex)? {
@@ -257,7 +273,11 @@ fn no_regex_elements(py: Python<'_>, op: &str, items: &[Bound<'_, PyAny>], path:
 
 fn need_number(py: Python<'_>, op: &str, name: &str, val: &Bound<'_, PyAny>, path: &Path<'_>) -> PyResult<f64> {
     if val.is_instance_of::<PyBool>() || !(val.is_instance_of::<PyInt>() || val.is_instance_of::<PyFloat>()) {
-        return Err(spec_error(py, path, format!("operator '{op}' expects '{name}' to be a number, got {}", type_name(val))));
+        return Err(spec_error(
+            py,
+            path,
+            format!("operator '{op}' expects '{name}' to be a number, got {}", type_name(val)),
+        ));
     }
     let number: f64 = match val.extract() {
         Ok(n) => n,
@@ -280,7 +300,9 @@ fn flag(py: Python<'_>, op: &str, val: &Option<Bound<'_, PyAny>>, path: &Path<'_
         Some(v) if v.is_none() => Ok(true),
         Some(v) => match v.downcast::<PyBool>() {
             Ok(b) => Ok(b.is_true()),
-            Err(_) => Err(spec_error(py, path, format!("operator '{op}' takes no value or True/False, got {}", type_name(v)))),
+            Err(_) => {
+                Err(spec_error(py, path, format!("operator '{op}' takes no value or True/False, got {}", type_name(v))))
+            }
         },
     }
 }
@@ -289,7 +311,7 @@ fn key_in(key: &Bound<'_, PyAny>, allowed: &[&str]) -> PyResult<bool> {
     match key.downcast::<PyString>() {
         Ok(s) => {
             let k = s.to_str()?;
-            Ok(allowed.iter().any(|a| *a == k))
+            Ok(allowed.contains(&k))
         }
         Err(_) => Ok(false),
     }
@@ -412,7 +434,9 @@ fn json_contains<'py>(
         return Err(spec_error(
             py,
             path,
-            format!("operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{field}'"),
+            format!(
+                "operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{field}'"
+            ),
         ));
     }
     let d = match val.downcast::<PyDict>() {
@@ -427,7 +451,11 @@ fn json_contains<'py>(
     };
     for (key, item) in d.iter() {
         let Ok(k) = key.downcast::<PyString>() else {
-            return Err(spec_error(py, path, format!("operator 'json_contains' expects string keys, got {}", repr(&key))));
+            return Err(spec_error(
+                py,
+                path,
+                format!("operator 'json_contains' expects string keys, got {}", repr(&key)),
+            ));
         };
         let k = k.to_str()?;
         let problem = if k.is_empty() { Some("empty segment") } else { key_problem(k) };
@@ -439,8 +467,15 @@ fn json_contains<'py>(
             json_contains(py, &sub, &item, path, depth + 1, out)?;
         } else if let Some(items) = as_items(&item) {
             for element in &items {
-                if element.is_instance_of::<PyDict>() || element.is_instance_of::<PyList>() || element.is_instance_of::<PyTuple>() {
-                    return Err(spec_error(py, path, "operator 'json_contains' supports lists of scalars only".to_owned()));
+                if element.is_instance_of::<PyDict>()
+                    || element.is_instance_of::<PyList>()
+                    || element.is_instance_of::<PyTuple>()
+                {
+                    return Err(spec_error(
+                        py,
+                        path,
+                        "operator 'json_contains' supports lists of scalars only".to_owned(),
+                    ));
                 }
             }
             no_regex_elements(py, "json_contains", &items, path)?;
@@ -520,7 +555,11 @@ fn compile_string<'py>(
                 let re_error = cached(py, &RE_ERROR, "re", "error")?;
                 if e.is_instance(py, &re_error) {
                     let msg = e.value(py).str()?.to_string();
-                    return Err(spec_error(py, path, format!("invalid regular expression {}: {msg}", repr(text_obj.as_any()))));
+                    return Err(spec_error(
+                        py,
+                        path,
+                        format!("invalid regular expression {}: {msg}", repr(text_obj.as_any())),
+                    ));
                 }
                 return Err(e);
             }
@@ -553,7 +592,12 @@ fn compile_string<'py>(
 fn empty_values(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     PyList::new(
         py,
-        [py.None().into_bound(py), PyString::new(py, "").into_any(), PyList::empty(py).into_any(), PyDict::new(py).into_any()],
+        [
+            py.None().into_bound(py),
+            PyString::new(py, "").into_any(),
+            PyList::empty(py).into_any(),
+            PyDict::new(py).into_any(),
+        ],
     )
 }
 
@@ -711,7 +755,11 @@ fn compile_leaf<'py>(
         "size" => {
             let ok = !val.is_instance_of::<PyBool>() && val.is_instance_of::<PyInt>() && !val.lt(0)?;
             if !ok {
-                return Err(spec_error(py, path, format!("operator 'size' expects an integer >= 0, got {}", repr(&val))));
+                return Err(spec_error(
+                    py,
+                    path,
+                    format!("operator 'size' expects an integer >= 0, got {}", repr(&val)),
+                ));
             }
             field_cond(py, fkey, intern!(py, "$size"), val)
         }
@@ -899,7 +947,10 @@ fn compile_node<'py>(
 
 /// The conditions of a `{key: [...]}` group, when its value is a list of dicts (groups
 /// built here always are; a custom operator's result may not be, and is then kept whole).
-fn group_members<'py>(compiled: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Vec<Bound<'py, PyDict>>>> {
+fn group_members<'py>(
+    compiled: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> PyResult<Option<Vec<Bound<'py, PyDict>>>> {
     let Some(inner) = compiled.get_item(key)? else {
         return Ok(None);
     };
@@ -917,7 +968,11 @@ fn group_members<'py>(compiled: &Bound<'py, PyDict>, key: &Bound<'py, PyString>)
 }
 
 /// `parts[0]` alone, or `{key: parts}`.
-fn one_or_group<'py>(py: Python<'py>, key: &Bound<'py, PyString>, mut parts: Vec<Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyDict>> {
+fn one_or_group<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyString>,
+    mut parts: Vec<Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
     if parts.len() == 1 {
         if let Some(only) = parts.pop() {
             return Ok(only);
@@ -934,9 +989,7 @@ pub fn compile_filter<'py>(
     spec: &Bound<'py, PyAny>,
     custom: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    guarded(ErrorKind::Specification, || {
-        Ok(compile_node(py, spec, &Path::root(), 1, true, custom)?.0)
-    })
+    guarded(ErrorKind::Specification, || Ok(compile_node(py, spec, &Path::root(), 1, true, custom)?.0))
 }
 
 // --- ordering and projection ---------------------------------------------------------------------
@@ -1015,7 +1068,10 @@ pub fn compile_sort<'py>(py: Python<'py>, order_by: &Bound<'py, PyAny>) -> PyRes
             if seen.contains(&name) {
                 return Err(sort_error(py, item, format!("field {} is ordered twice", repr_str(py, &name))));
             }
-            out.append(PyTuple::new(py, [name.clone().into_pyobject(py)?.into_any(), direction.into_pyobject(py)?.into_any()])?)?;
+            out.append(PyTuple::new(
+                py,
+                [name.clone().into_pyobject(py)?.into_any(), direction.into_pyobject(py)?.into_any()],
+            )?)?;
             seen.push(name);
         }
         Ok(out)
@@ -1034,8 +1090,10 @@ pub fn compile_projection<'py>(py: Python<'py>, fields: &Bound<'py, PyAny>) -> P
         } else if let Some(items) = as_items(fields) {
             items
         } else {
-            return Err(invalid_specification(format!("invalid field selection {}: expected a list of field paths", repr(fields)),
-            ));
+            return Err(invalid_specification(format!(
+                "invalid field selection {}: expected a list of field paths",
+                repr(fields)
+            )));
         };
         if items.is_empty() {
             return Ok(None);
@@ -1043,8 +1101,7 @@ pub fn compile_projection<'py>(py: Python<'py>, fields: &Bound<'py, PyAny>) -> P
         let out = PyDict::new(py);
         for item in &items {
             if let Some(problem) = field_path_problem(py, item)? {
-                return Err(invalid_specification(format!("invalid field selection {}: {problem}", repr(item)),
-                ));
+                return Err(invalid_specification(format!("invalid field selection {}: {problem}", repr(item))));
             }
             out.set_item(item, 1)?;
         }

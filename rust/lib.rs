@@ -10,6 +10,7 @@ mod ffi;
 mod filters;
 mod keys;
 mod mapping;
+mod types;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

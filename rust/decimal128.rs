@@ -35,7 +35,7 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
     if let Some(payload) = body.strip_prefix("NaN") {
         return if payload.is_empty() { Ok((sign | NAN, 0)) } else { Err(BidError::NanPayload) };
     }
-    let (mantissa, exp_text) = match body.find(['E', 'e']) {
+    let (mantissa, exp_text) = match body.bytes().position(|b| b == b'E' || b == b'e') {
         Some(at) => (&body[..at], Some(&body[at + 1..])),
         None => (body, None),
     };
@@ -43,7 +43,7 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         Some(t) => t.parse::<i128>().map_err(|_| BidError::Inexact)?,
         None => 0,
     };
-    let (int_part, frac_part) = match mantissa.find('.') {
+    let (int_part, frac_part) = match mantissa.bytes().position(|b| b == b'.') {
         Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
         None => (mantissa, ""),
     };

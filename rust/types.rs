@@ -4,7 +4,7 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType};
 
 use crate::decimal128::{EXP_MAX, EXP_MIN, MAX_DIGITS};
 use crate::ffi::{bare_instance, Slot};
@@ -19,6 +19,12 @@ pub(crate) struct Cache {
     pub(crate) datetime: Py<PyType>,
     pub(crate) date: Py<PyType>,
     pub(crate) enum_: Py<PyType>,
+    /// `enum.EnumType`: a value whose class has exactly this metaclass is an Enum member
+    pub(crate) enum_type: Py<PyType>,
+    /// `time(0, tzinfo=utc)`: an exact date at UTC midnight is `datetime.combine(date, this)`
+    pub(crate) midnight_utc: PyObject,
+    /// `datetime.combine`
+    pub(crate) combine: PyObject,
     pub(crate) decimal128: Py<PyType>,
     pub(crate) binary: Py<PyType>,
     pub(crate) base_model: Py<PyType>,
@@ -84,6 +90,14 @@ pub(crate) fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             datetime: class(py, "datetime", "datetime")?,
             date: class(py, "datetime", "date")?,
             enum_: class(py, "enum", "Enum")?,
+            enum_type: class(py, "enum", "EnumMeta")?,
+            midnight_utc: {
+                let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("tzinfo", utc)?;
+                py.import("datetime")?.getattr("time")?.call((0,), Some(&kwargs))?.unbind()
+            },
+            combine: py.import("datetime")?.getattr("datetime")?.getattr("combine")?.unbind(),
             decimal128: class(py, "bson.decimal128", "Decimal128")?,
             binary: class(py, "bson.binary", "Binary")?,
             base_model: class(py, "pydantic", "BaseModel")?,
@@ -246,7 +260,11 @@ fn exact_type(py: Python<'_>, c: &Cache, value: &Bound<'_, PyAny>) -> Option<Val
     if value.is_exact_instance_of::<PyDict>() {
         return Some(ValueType::Dict);
     }
-    if value.is_exact_instance_of::<PyList>() {
+    if value.is_exact_instance_of::<PyList>()
+        || value.is_exact_instance_of::<PyTuple>()
+        || value.is_exact_instance_of::<PySet>()
+        || value.is_exact_instance_of::<PyFrozenSet>()
+    {
         return Some(ValueType::Seq);
     }
     // none of these is an Enum, so deciding them first agrees with the cascade below
@@ -265,6 +283,8 @@ fn exact_type(py: Python<'_>, c: &Cache, value: &Bound<'_, PyAny>) -> Option<Val
         || value.is_exact_instance_of::<PyBytes>()
     {
         ValueType::Kept
+    } else if ty.get_type().is(c.enum_type.bind(py)) {
+        ValueType::Enum
     } else {
         return None;
     })

@@ -26,7 +26,12 @@ pub(crate) fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, Py
     c.binary.bind(py).call1((PyBytes::new(py, &raw), 4))
 }
 
+/// UTC midnight of a date (exact dates through `datetime.combine`, which reads the date's
+/// fields directly; a subclass's own `year` / `month` / `day` are asked, as the pure twin does).
 pub(crate) fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if value.get_type().is(c.date.bind(py)) {
+        return c.combine.bind(py).call1((value, c.midnight_utc.bind(py)));
+    }
     let y = value.getattr(intern!(py, "year"))?;
     let m = value.getattr(intern!(py, "month"))?;
     let d = value.getattr(intern!(py, "day"))?;

@@ -131,13 +131,13 @@ pub(crate) fn map_seq<'py>(
         }
         return Ok(out.map(Bound::into_any));
     }
-    let out = PyList::empty(py);
+    let mut out = Vec::with_capacity(items.len().unwrap_or(0));
     for (i, item) in items.try_iter()?.enumerate() {
         let item = item?;
         let new = dir.rule()(py, c, &item, &path.index(i), depth + 1, owned)?;
-        out.append(new.unwrap_or(item))?;
+        out.push(new.unwrap_or(item));
     }
-    Ok(Some(out.into_any()))
+    Ok(Some(PyList::new(py, out)?.into_any()))
 }
 
 pub(crate) type ValueRule =

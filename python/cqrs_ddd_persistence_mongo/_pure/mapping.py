@@ -270,7 +270,8 @@ def map_to_doc(
     if not isinstance(data, dict):
         raise InvalidDocument(f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()")
     owned = owned and type(data) is dict
-    doc = data if owned else stored(data) if type(data) is not dict else dict(data)  # change only what must change
+    # change only what must change: the caller's dict itself when owned, else a plain copy
+    doc = data if owned else dict(data) if type(data) is dict else stored(data)
     removed: list[Any] = []
     renamed: list[tuple[str, Any]] = []
     for key, value in dict.items(data):

@@ -11,10 +11,9 @@ import copy
 from collections.abc import Container
 from typing import Any
 
-from .filters import BUILTIN, _error, _too_deep_problem, _unknown
+from .filters import ALIASES, BUILTIN, _error, _too_deep_problem, _unknown
 from .keys import MAX_DEPTH, text_of
 
-ALIASES = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 VALUE_OPTIONAL = frozenset({"is_null", "is_not_null", "is_empty", "is_not_empty"})
 _SCALARS = (str, int, float, bool, type(None))
 

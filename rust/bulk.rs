@@ -6,7 +6,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::invalid_document;
-use crate::keys::{all_valid, checked_key, display_path, index_path, key_ok, too_deep_error, walk, MAX_DEPTH};
+use crate::errors::{guarded, ErrorKind};
+use crate::keys::{
+    all_valid, checked_key, display_path, index_path, key_ok, stored_copy, too_deep_error, walk, MAX_DEPTH,
+};
 
 fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(value.get_type().getattr("__name__")?.to_string())
@@ -75,7 +78,7 @@ fn checked_id<'py>(py: Python<'py>, key: &Bound<'py, PyAny>, path: &str) -> PyRe
 /// The `_id` stored for `key`: dict keys get their fields in sorted order.
 #[pyfunction]
 pub fn canonical_id<'py>(py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    checked_id(py, key, "_id")
+    guarded(ErrorKind::Document, || checked_id(py, key, "_id"))
 }
 
 /// Python strings made once per call instead of once per document.
@@ -106,7 +109,12 @@ fn guard<'py>(py: Python<'py>, op: &Bound<'py, PyString>, value: Bound<'py, PyAn
     Ok(d)
 }
 
-fn statement<'py>(py: Python<'py>, doc: &Bound<'py, PyAny>, path: &dyn Fn() -> String, names: &Names<'py>) -> PyResult<Bound<'py, PyTuple>> {
+fn statement<'py>(
+    py: Python<'py>,
+    doc: &Bound<'py, PyAny>,
+    path: &dyn Fn() -> String,
+    names: &Names<'py>,
+) -> PyResult<Bound<'py, PyTuple>> {
     let Ok(doc) = doc.downcast::<PyDict>() else {
         return Err(invalid_document(
             py,
@@ -141,7 +149,7 @@ fn statement<'py>(py: Python<'py>, doc: &Bound<'py, PyAny>, path: &dyn Fn() -> S
     let filter = PyDict::new(py);
     filter.set_item(&names.underscore_id, id)?;
     check_fields(py, doc, path)?;
-    let body = doc.copy()?;
+    let body = stored_copy(doc)?;
     body.del_item(key_name)?;
     if body.contains(&names.underscore_id)? {
         body.del_item(&names.underscore_id)?;
@@ -176,28 +184,27 @@ pub fn build_upserts<'py>(
     event_id_field: Option<&str>,
     label: &str,
 ) -> PyResult<Bound<'py, PyList>> {
-    let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = docs.downcast::<PyList>() {
-        list.iter().collect()
-    } else if let Ok(tuple) = docs.downcast::<PyTuple>() {
-        tuple.iter().collect()
-    } else {
-        return Err(invalid_document(
-            py,
-            format!("docs must be a list of dicts, not {}", type_name(docs)?),
-        ));
-    };
-    let names = Names {
-        id_field: PyString::new(py, id_field),
-        underscore_id: intern!(py, "_id").clone(),
-        position_field: position_field.map(|f| PyString::new(py, f)),
-        event_id_field: event_id_field.map(|f| PyString::new(py, f)),
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, doc) in items.iter().enumerate() {
-        let path = || if label.is_empty() { String::new() } else { index_path(label, i) };
-        out.push(statement(py, doc, &path, &names)?);
-    }
-    PyList::new(py, out)
+    guarded(ErrorKind::Document, || {
+        let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = docs.downcast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = docs.downcast::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            return Err(invalid_document(py, format!("docs must be a list of dicts, not {}", type_name(docs)?)));
+        };
+        let names = Names {
+            id_field: PyString::new(py, id_field),
+            underscore_id: intern!(py, "_id").clone(),
+            position_field: position_field.map(|f| PyString::new(py, f)),
+            event_id_field: event_id_field.map(|f| PyString::new(py, f)),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, doc) in items.iter().enumerate() {
+            let path = || if label.is_empty() { String::new() } else { index_path(label, i) };
+            out.push(statement(py, doc, &path, &names)?);
+        }
+        PyList::new(py, out)
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -6,6 +6,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
 
+use crate::errors::{guarded, ErrorKind};
 use crate::mapping::{map_from_doc, map_to_doc};
 
 #[pyclass(frozen, module = "cqrs_ddd_persistence_mongo._native")]
@@ -69,22 +70,27 @@ impl ModelCodec {
     /// serializer (whose fresh dict becomes the document when `owned_dump`); any other
     /// (a subclass instance) by its own `model_dump`.
     fn to_doc<'py>(&self, py: Python<'py>, entity: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-        let kwargs = self.dump_kwargs.as_ref().map(|k| k.bind(py));
-        let field_map = self.field_map.as_ref().map(|m| m.bind(py));
-        let id_field = self.id_field.bind(py);
-        if entity.get_type().is(self.model_cls.bind(py)) {
-            let data = self.to_python.bind(py).call((entity,), kwargs)?;
-            return map_to_doc(py, &data, id_field, field_map, self.versioned, self.owned_dump);
-        }
-        let data = entity.call_method(intern!(py, "model_dump"), (), kwargs)?;
-        map_to_doc(py, &data, id_field, field_map, self.versioned, false)
+        guarded(ErrorKind::Document, || {
+            let kwargs = self.dump_kwargs.as_ref().map(|k| k.bind(py));
+            let field_map = self.field_map.as_ref().map(|m| m.bind(py));
+            let id_field = self.id_field.bind(py);
+            if entity.get_type().is(self.model_cls.bind(py)) {
+                let data = self.to_python.bind(py).call((entity,), kwargs)?;
+                return map_to_doc(py, &data, id_field, field_map, self.versioned, self.owned_dump);
+            }
+            let data = entity.call_method(intern!(py, "model_dump"), (), kwargs)?;
+            map_to_doc(py, &data, id_field, field_map, self.versioned, false)
+        })
     }
 
     /// The entity of a stored document, validated by the model.
-    fn from_doc<'py>(&self, py: Python<'py>, doc: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let reverse_map = self.reverse_map.as_ref().map(|m| m.bind(py));
-        let data = map_from_doc(py, doc, self.id_field.bind(py), reverse_map, self.versioned)?;
-        self.validate.bind(py).call1((data,))
+    #[pyo3(name = "from_doc")]
+    fn entity_of<'py>(&self, py: Python<'py>, doc: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        guarded(ErrorKind::Document, || {
+            let reverse_map = self.reverse_map.as_ref().map(|m| m.bind(py));
+            let data = map_from_doc(py, doc, self.id_field.bind(py), reverse_map, self.versioned)?;
+            self.validate.bind(py).call1((data,))
+        })
     }
 }
 

@@ -1,29 +1,101 @@
-//! Native errors are raised as the classes of `cqrs_ddd_persistence_mongo.exceptions`,
-//! so callers see one hierarchy whichever backend is bound.
+//! Every error the native module raises, in one place: the library's exception classes
+//! (`cqrs_ddd_persistence_mongo.exceptions`) are bound once, so callers see one hierarchy
+//! whichever backend is bound; a Rust panic becomes one of them instead of escaping as
+//! pyo3's `PanicException` (a `BaseException`).
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
-use pyo3::types::PyType;
 
-static EXCEPTIONS: GILOnceCell<Py<PyModule>> = GILOnceCell::new();
+pyo3::import_exception!(cqrs_ddd_persistence_mongo.exceptions, InvalidDocument);
+pyo3::import_exception!(cqrs_ddd_persistence_mongo.exceptions, InvalidSpecification);
 
-fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
-    let module = EXCEPTIONS.get_or_try_init(py, || -> PyResult<Py<PyModule>> {
-        Ok(py.import("cqrs_ddd_persistence_mongo.exceptions")?.unbind())
-    })?;
-    Ok(module.bind(py).getattr(name)?.downcast_into::<PyType>()?)
+/// Which library exception an entry point raises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `InvalidDocument`: a document or its keys cannot be stored or read.
+    Document,
+    /// `InvalidSpecification`: a specification, ordering or projection is not valid.
+    Specification,
 }
 
-/// Build a `PyErr` of the library exception `name` with `message`.
-pub fn library_error(py: Python<'_>, name: &str, message: String) -> PyErr {
-    match exception_class(py, name) {
-        Ok(cls) => match cls.call1((message,)) {
-            Ok(instance) => PyErr::from_value(instance),
-            Err(err) => err,
-        },
-        Err(err) => err,
+impl ErrorKind {
+    /// The library exception of this kind with `message`.
+    pub fn error(self, message: String) -> PyErr {
+        match self {
+            ErrorKind::Document => InvalidDocument::new_err(message),
+            ErrorKind::Specification => InvalidSpecification::new_err(message),
+        }
     }
 }
 
-pub fn invalid_document(py: Python<'_>, message: String) -> PyErr {
-    library_error(py, "InvalidDocument", message)
+/// `InvalidDocument(message)`.
+pub fn invalid_document(_py: Python<'_>, message: String) -> PyErr {
+    ErrorKind::Document.error(message)
+}
+
+/// `InvalidSpecification(message)`.
+pub fn invalid_specification(message: String) -> PyErr {
+    ErrorKind::Specification.error(message)
+}
+
+/// The text a panic carried (`panic!("...")` gives a `&str` or a `String`).
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "no message".to_owned()
+    }
+}
+
+/// The message of a panic turned into a library error.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    format!(
+        "internal error in the native module ({}); this is a bug, please report it with the input that caused it; \
+         set CQRS_DDD_MONGO_PURE=1 to use the pure backend meanwhile",
+        panic_text(payload)
+    )
+}
+
+/// Runs an entry point's body; a panic inside becomes the library error of `kind`.
+/// (Objects held by the body are released while unwinding, as on any early return.)
+pub fn guarded<T>(kind: ErrorKind, body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => Err(kind.error(panic_message(payload.as_ref()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_text_reads_str_and_string_payloads() {
+        let s: Box<dyn Any + Send> = Box::new("boom");
+        assert_eq!(panic_text(s.as_ref()), "boom");
+        let s: Box<dyn Any + Send> = Box::new(String::from("bang"));
+        assert_eq!(panic_text(s.as_ref()), "bang");
+        let s: Box<dyn Any + Send> = Box::new(7_u8);
+        assert_eq!(panic_text(s.as_ref()), "no message");
+    }
+
+    #[test]
+    fn panic_message_says_what_to_do() {
+        let s: Box<dyn Any + Send> = Box::new("index out of bounds");
+        let message = panic_message(s.as_ref());
+        assert!(message.contains("index out of bounds"));
+        assert!(message.contains("CQRS_DDD_MONGO_PURE=1"));
+    }
+
+    #[test]
+    fn guarded_passes_results_through_and_catches_panics() {
+        // no Python needed: the Ok path and the panic path before any PyErr is built
+        let ok: PyResult<u8> = guarded(ErrorKind::Document, || Ok(3));
+        assert_eq!(ok.ok(), Some(3));
+        let caught = catch_unwind(|| guarded::<u8>(ErrorKind::Document, || panic!("inner")));
+        assert!(caught.is_ok(), "guarded must not let the panic through");
+    }
 }

@@ -8,6 +8,7 @@ use pyo3::sync::GILProtected;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::invalid_document;
+use crate::errors::{guarded, ErrorKind};
 
 pub const MAX_DEPTH: usize = 100;
 
@@ -138,6 +139,19 @@ pub fn checked_key(py: Python<'_>, key: &Bound<'_, PyAny>, parent: &str) -> PyRe
     Ok(path)
 }
 
+/// A plain dict of the items `dict` stores: a subclass's own mapping methods (`keys`,
+/// `__iter__`, ...) are not asked, as `PyDict_Copy` / `dict(x)` would ask them.
+pub fn stored_copy<'py>(dict: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    if dict.is_exact_instance_of::<PyDict>() {
+        return dict.copy();
+    }
+    let out = PyDict::new(dict.py());
+    for (k, v) in dict.iter() {
+        out.set_item(k, v)?;
+    }
+    Ok(out)
+}
+
 /// Validate `value` found at `path`, `depth` levels below the document root.
 /// True when `value` has no invalid key at any depth: the allocation-free check that runs
 /// first; only a failing value is walked again with paths (`walk`) to name the offender.
@@ -211,10 +225,12 @@ pub fn walk(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str, depth: usize) 
 /// Raise `InvalidDocument` naming the first offending path in `doc`.
 #[pyfunction]
 pub fn validate_keys(py: Python<'_>, doc: &Bound<'_, PyAny>) -> PyResult<()> {
-    if all_valid(doc, 0)? {
-        return Ok(());
-    }
-    walk(py, doc, "", 0)
+    guarded(ErrorKind::Document, || {
+        if all_valid(doc, 0)? {
+            return Ok(());
+        }
+        walk(py, doc, "", 0)
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -4,10 +4,13 @@ use pyo3::prelude::*;
 
 mod bulk;
 mod codec;
+mod decimal128;
 mod errors;
+mod ffi;
+mod filters;
 mod keys;
 mod mapping;
-mod filters;
+mod types;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

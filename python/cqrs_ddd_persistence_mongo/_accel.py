@@ -17,6 +17,7 @@ from ._pure import codec as _pure_codec
 from ._pure import filters as _pure_filters
 from ._pure import keys as _pure_keys
 from ._pure import mapping as _pure_mapping
+from ._pure import specs as _pure_specs
 
 # name -> pure twin. Every native function has exactly one entry here.
 _TWINS: dict[str, Callable[..., Any]] = {
@@ -30,6 +31,7 @@ _TWINS: dict[str, Callable[..., Any]] = {
     "compile_filter": _pure_filters.compile_filter,
     "compile_sort": _pure_filters.compile_sort,
     "compile_projection": _pure_filters.compile_projection,
+    "normalize_spec": _pure_specs.normalize_spec,
     # bulk (issue 6)
     "build_upserts": _pure_bulk.build_upserts,
     "canonical_id": _pure_bulk.canonical_id,
@@ -96,6 +98,8 @@ ModelCodec: type[_pure_codec.ModelCodec] = _BOUND["ModelCodec"]  # type: ignore[
 compile_filter: Callable[..., dict[str, Any]] = _BOUND["compile_filter"]
 compile_sort: Callable[[Any], list[tuple[str, int]]] = _BOUND["compile_sort"]
 compile_projection: Callable[[Any], dict[str, int] | None] = _BOUND["compile_projection"]
+normalize_spec: Callable[..., dict[str, Any]] = _BOUND["normalize_spec"]
+"""A validated copy of a specification tree (twin of ``rust/filters/intake.rs``)."""
 
 # bulk (issue 6)
 build_upserts: Callable[..., list[tuple[dict[str, Any], dict[str, Any]]]] = _BOUND["build_upserts"]

@@ -1,43 +1,79 @@
 """Type stub of the Rust module ``cqrs_ddd_persistence_mongo._native``.
 
-Every function here has a pure twin of the same signature in ``_pure/``.
+Every function here has a pure twin of the same signature in ``_pure/``. Parameters that
+take caller data are typed by what is accepted without error; anything else raises the
+library's ``InvalidDocument`` / ``InvalidSpecification``. Checked against the built module
+by ``python -m mypy.stubtest cqrs_ddd_persistence_mongo._native`` (scripts/check-rust.sh).
 """
 
-from typing import Any, Callable
+from collections.abc import Callable, Container, Mapping, Sequence
+from typing import Any, TypeAlias, final
+
+from pydantic import BaseModel
+
+Document: TypeAlias = dict[str, Any]
+"""A MongoDB document: str keys, BSON-encodable values (any depth up to 100)."""
+SpecTree: TypeAlias = Mapping[str, Any]
+"""``{"attr", "op", "val"}`` leaves and ``{"op": "and"|"or"|"not", "conditions"}`` groups."""
+CustomCompiler: TypeAlias = Callable[[str, Any], Mapping[str, Any]]
+OrderItem: TypeAlias = str | tuple[str, int | str] | list[str | int]
 
 # --- keys ---------------------------------------------------------------------
-def validate_keys(doc: Any) -> None: ...
+def validate_keys(doc: object) -> None: ...
 
-# --- mapping (issue 3) --------------------------------------------------------
+# --- mapping --------------------------------------------------------------------
 def map_to_doc(
-    data: Any, id_field: str, field_map: dict[str, str] | None, versioned: bool, owned: bool = False
-) -> dict[str, Any]: ...
-def map_from_doc(doc: Any, id_field: str, reverse_map: dict[str, str] | None, versioned: bool) -> dict[str, Any]: ...
+    data: Mapping[str, Any],
+    id_field: str,
+    field_map: dict[str, str] | None,
+    versioned: bool,
+    owned: bool = False,
+) -> Document: ...
+def map_from_doc(
+    doc: Mapping[str, Any], id_field: str, reverse_map: dict[str, str] | None, versioned: bool
+) -> Document: ...
+@final
 class ModelCodec:
-    def __init__(
-        self,
-        model_cls: type,
+    def __new__(
+        cls,
+        model_cls: type[BaseModel],
         id_field: str,
         field_map: dict[str, str] | None,
         reverse_map: dict[str, str] | None,
         versioned: bool,
-        exclude: Any,
+        exclude: set[str] | None,
+        owned_dump: bool,
+    ) -> ModelCodec: ...
+    def __init__(
+        self,
+        model_cls: type[BaseModel],
+        id_field: str,
+        field_map: dict[str, str] | None,
+        reverse_map: dict[str, str] | None,
+        versioned: bool,
+        exclude: set[str] | None,
         owned_dump: bool,
     ) -> None: ...
-    def to_doc(self, entity: Any) -> dict[str, Any]: ...
-    def from_doc(self, doc: Any) -> Any: ...
+    def to_doc(self, entity: BaseModel) -> Document: ...
+    def from_doc(self, doc: Mapping[str, Any]) -> BaseModel: ...
 
-# --- filters (issue 4) --------------------------------------------------------
-def compile_filter(spec: Any, custom: dict[str, Callable[[str, Any], Any]] | None = None) -> dict[str, Any]: ...
-def compile_sort(order_by: Any) -> list[tuple[str, int]]: ...
-def compile_projection(fields: Any) -> dict[str, int] | None: ...
+# --- filters --------------------------------------------------------------------
+def compile_filter(spec: SpecTree, custom: Mapping[str, CustomCompiler] | None = None) -> Document: ...
+def compile_sort(order_by: str | Sequence[OrderItem] | None) -> list[tuple[str, int]]: ...
+def compile_projection(fields: str | Sequence[str] | None) -> dict[str, int] | None: ...
+def normalize_spec(
+    tree: object,
+    custom: Container[str] | None = None,
+    trusted: bool = False,
+    spec_type: type | None = None,
+) -> dict[str, Any]: ...
 
-# --- bulk (issue 6) -----------------------------------------------------------
+# --- bulk -----------------------------------------------------------------------
 def build_upserts(
-    docs: Any,
+    docs: Sequence[Mapping[str, Any]],
     id_field: str = "id",
     position_field: str | None = "_last_position",
     event_id_field: str | None = "_last_event_id",
     label: str = "docs",
-) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
-def canonical_id(key: Any) -> Any: ...
+) -> list[tuple[Document, Document]]: ...
+def canonical_id(key: object) -> object: ...

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..exceptions import InvalidDocument
-from .keys import MAX_DEPTH, _walk, checked_key, display_path, index_path, too_deep_error
+from .keys import MAX_DEPTH, _walk, checked_key, display_path, index_path, stored, too_deep_error
 
 POSITION_FIELD = "_last_position"
 EVENT_ID_FIELD = "_last_event_id"
@@ -33,7 +33,7 @@ def _canonical(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             raise too_deep_error(path)
-        fields = [(key, checked_key(key, path), child) for key, child in value.items()]
+        fields = [(key, checked_key(key, path), child) for key, child in dict.items(value)]
         fields.sort(key=lambda item: item[0])
         return {key: _canonical(child, child_path, depth + 1) for key, child_path, child in fields}
     if isinstance(value, (list, tuple)):
@@ -70,6 +70,7 @@ def _statement(
         raise InvalidDocument(
             f"the document at '{display_path(path)}' is a {type(doc).__name__}, not a dict"
         )
+    doc = stored(doc)
     if id_field in doc:
         key_name = id_field
     elif "_id" in doc:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from bson.regex import Regex
 
 from ..exceptions import InvalidSpecification
-from .keys import child_path, display_path, index_path, key_problem
+from .keys import MAX_DEPTH, child_path, display_path, index_path, key_problem, stored, text_of
 
 EARTH_RADIUS_M = 6378100.0
 ALIASES = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
@@ -58,10 +58,11 @@ def field_path_problem(attr: Any) -> str | None:
     """Why ``attr`` is not a usable field path, or None."""
     if not isinstance(attr, str):
         return f"field path must be a string, got {_type_name(attr)}"
-    for segment in attr.split("."):
+    text = text_of(attr)
+    for segment in text.split("."):
         problem = "empty segment" if segment == "" else key_problem(segment)
         if problem is not None:
-            return f"invalid field path {attr!r}: {problem}"
+            return f"invalid field path {text!r}: {problem}"
     return None
 
 
@@ -69,7 +70,7 @@ def _checked_path(attr: Any, path: str) -> str:
     problem = field_path_problem(attr)
     if problem is not None:
         raise _error(path, problem)
-    return attr
+    return text_of(attr)
 
 
 # --- text helpers ---------------------------------------------------------------------
@@ -127,7 +128,7 @@ def _regex(pattern: str, options: str) -> dict[str, Any]:
 def _need_str(op: str, val: Any, path: str) -> str:
     if not isinstance(val, str):
         raise _error(path, f"operator '{op}' expects a string, got {_type_name(val)}")
-    return val
+    return text_of(val)
 
 
 def _need_list(op: str, val: Any, path: str) -> list[Any]:
@@ -173,6 +174,7 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
             f"operator '{op}' expects a GeoJSON geometry {{'type': ..., 'coordinates': [...]}}, "
             f"got {_type_name(val)}",
         )
+    val = stored(val)
     for key in val:
         if key not in ("type", "coordinates", "crs"):
             raise _error(
@@ -197,6 +199,7 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
 def _payload(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(val, dict):
         raise _error(path, f"operator '{op}' expects a dict with keys {', '.join(allowed)}, got {_type_name(val)}")
+    val = stored(val)
     for key in val:
         if key not in allowed:
             raise _error(path, f"operator '{op}' got unexpected key {key!r}; allowed: {', '.join(allowed)}")
@@ -205,18 +208,24 @@ def _payload(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str
     return val
 
 
-def _json_contains(field: str, val: Any, path: str, out: list[dict[str, Any]]) -> None:
-    if not isinstance(val, dict) or not val:
+def _json_contains(field: str, val: Any, path: str, depth: int, out: list[dict[str, Any]]) -> None:
+    if depth > MAX_DEPTH:
+        raise _error(
+            path, f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{field}'"
+        )
+    if not isinstance(val, dict) or not dict.__len__(val):
         raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {val!r}")
+    val = stored(val)
     for key, item in val.items():
         if not isinstance(key, str):
             raise _error(path, f"operator 'json_contains' expects string keys, got {key!r}")
-        problem = "empty segment" if key == "" else key_problem(key)
+        text = text_of(key)
+        problem = "empty segment" if text == "" else key_problem(text)
         if problem is not None:
             raise _error(path, f"invalid key {key!r} in 'json_contains': {problem}")
-        sub = f"{field}.{key}"
+        sub = f"{field}.{text}"
         if isinstance(item, dict):
-            _json_contains(sub, item, path, out)
+            _json_contains(sub, item, path, depth + 1, out)
         elif isinstance(item, (list, tuple)):
             items = list(item)
             for element in items:
@@ -237,7 +246,7 @@ def _key_list(op: str, val: Any, path: str) -> list[str]:
         problem = field_path_problem(key)
         if problem is not None:
             raise _error(path, f"operator '{op}': {problem}")
-    return keys
+    return [text_of(key) for key in keys]
 
 
 # --- leaves -------------------------------------------------------------------------------
@@ -291,7 +300,7 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
         return _compile_string(field, op, _need_str(op, val, path), path)
     if op == "json_contains":
         parts: list[dict[str, Any]] = []
-        _json_contains(field, val, path, parts)
+        _json_contains(field, val, path, 1, parts)
         return parts[0] if len(parts) == 1 else {"$and": parts}
     if op in ("json_has_key", "json_path_exists"):
         key = _need_str(op, val, path)
@@ -407,9 +416,24 @@ def _nested_only_top(op: str, path: str) -> InvalidSpecification:
 
 
 # --- tree ---------------------------------------------------------------------------------
-def _compile_node(node: Any, path: str, top: bool, custom: Custom) -> dict[str, Any]:
+def _too_deep_problem() -> str:
+    return f"the specification nests deeper than {MAX_DEPTH} levels (MongoDB's limit); flatten it"
+
+
+def _group_members(compiled: dict[str, Any], key: str) -> list[dict[str, Any]] | None:
+    """The conditions of a ``{key: [...]}`` group when its value is a list of dicts."""
+    members = compiled.get(key)
+    if isinstance(members, list) and all(isinstance(m, dict) for m in members):
+        return members
+    return None
+
+
+def _compile_node(node: Any, path: str, depth: int, top: bool, custom: Custom) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise _error(path, _too_deep_problem())
     if not isinstance(node, dict):
         raise _error(path, f"a condition must be a dict, got {_type_name(node)}")
+    node = stored(node)
     if "op" not in node:
         raise _error(path, "a condition needs 'op'")
     op = node["op"]
@@ -426,13 +450,14 @@ def _compile_node(node: Any, path: str, top: bool, custom: Custom) -> dict[str, 
     if op == "not":
         if len(conditions) != 1:
             raise _error(path, f"'not' takes exactly one condition, got {len(conditions)}")
-        return {"$nor": [_compile_node(conditions[0], index_path(base, 0), False, custom)]}
+        return {"$nor": [_compile_node(conditions[0], index_path(base, 0), depth + 1, False, custom)]}
     key = "$" + op
     parts: list[dict[str, Any]] = []
     for index, child in enumerate(conditions):
-        compiled = _compile_node(child, index_path(base, index), top and op == "and", custom)
-        if len(compiled) == 1 and key in compiled:
-            parts.extend(compiled[key])
+        compiled = _compile_node(child, index_path(base, index), depth + 1, top and op == "and", custom)
+        members = _group_members(compiled, key) if len(compiled) == 1 else None
+        if members is not None:
+            parts.extend(members)
         elif op == "and" and not compiled:
             continue
         else:
@@ -449,7 +474,7 @@ def compile_filter(spec: Any, custom: Custom = None) -> dict[str, Any]:
 
     ``custom`` maps extra operator names to ``fn(field_path, value) -> filter dict``.
     """
-    return _compile_node(spec, "", True, custom)
+    return _compile_node(spec, "", 1, True, custom)
 
 
 # --- ordering and projection -----------------------------------------------------------
@@ -457,9 +482,25 @@ def _sort_error(item: Any, problem: str) -> InvalidSpecification:
     return InvalidSpecification(f"invalid ordering {item!r}: {problem}")
 
 
+def _sort_direction(raw: Any) -> int | None:
+    """1 / -1 for a direction given as an int (not a bool), a float, or 'asc' / 'desc'; the
+    value's own comparison methods are not asked (they may raise or lie)."""
+    number: int | None = None
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        number = int.__int__(raw)
+    elif isinstance(raw, float):
+        value = float.__float__(raw)
+        number = int(value) if value in (1.0, -1.0) else None
+    elif isinstance(raw, str):
+        number = {"asc": 1, "desc": -1}.get(text_of(raw))
+    return number if number in (1, -1) else None
+
+
 def _sort_item(item: Any) -> tuple[str, int]:
     if isinstance(item, str):
-        text = item.strip(WHITESPACE)
+        text = text_of(item).strip(WHITESPACE)
         direction = 1
         if text.startswith("-"):
             direction, text = -1, text[1:]
@@ -467,9 +508,10 @@ def _sort_item(item: Any) -> tuple[str, int]:
             text = text[1:]
     elif isinstance(item, (list, tuple)) and len(item) == 2:
         text, raw = item[0], item[1]
-        if isinstance(raw, bool) or raw not in (1, -1, "asc", "desc"):
+        found = _sort_direction(raw)
+        if found is None:
             raise _sort_error(item, "direction must be 1, -1, 'asc' or 'desc'")
-        direction = 1 if raw in (1, "asc") else -1
+        direction = found
     else:
         raise _sort_error(item, "use 'field', '-field' or (field, 1 | -1)")
     problem = field_path_problem(text)
@@ -482,7 +524,7 @@ def compile_sort(order_by: Any) -> list[tuple[str, int]]:
     """``"-created_at,name"`` / ``["-created_at", ("name", 1)]`` -> ``[("created_at", -1), ("name", 1)]``."""
     if order_by is None:
         return []
-    items = order_by.split(",") if isinstance(order_by, str) else order_by
+    items = text_of(order_by).split(",") if isinstance(order_by, str) else order_by
     if not isinstance(items, (list, tuple)):
         raise _sort_error(order_by, "expected a string or a list of fields")
     out: list[tuple[str, int]] = []

@@ -25,8 +25,21 @@ def display_path(path: str) -> str:
     return path or "<root>"
 
 
+def text_of(value: str) -> str:
+    """The text of a str (a subclass's own methods are not asked: the native twin reads the
+    characters themselves)."""
+    return value if type(value) is str else str.__str__(value)
+
+
+def stored(value: dict[Any, Any]) -> dict[Any, Any]:
+    """A plain dict of the items ``value`` stores (a subclass's own mapping methods are not
+    asked: the native twin reads the table itself)."""
+    return value if type(value) is dict else {k: v for k, v in dict.items(value)}
+
+
 def key_problem(key: str) -> str | None:
     """Why ``key`` cannot be a MongoDB field name, or None."""
+    key = text_of(key)
     if key.startswith("$"):
         return "field names may not start with '$'"
     if "." in key:
@@ -56,7 +69,7 @@ def checked_key(key: Any, parent: str) -> str:
             f"field name {key!r} at '{display_path(parent)}' is not a string; "
             "MongoDB field names must be str"
         )
-    path = child_path(parent, key)
+    path = child_path(parent, text_of(key))
     problem = key_problem(key)
     if problem is not None:
         raise bad_key_error(path, problem)
@@ -67,7 +80,7 @@ def _walk(value: Any, path: str, depth: int) -> None:
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             raise too_deep_error(path)
-        for key, child in value.items():
+        for key, child in dict.items(value):
             _walk(child, checked_key(key, path), depth + 1)
     elif isinstance(value, (list, tuple)):
         if depth >= MAX_DEPTH:

@@ -28,7 +28,7 @@ from bson.tz_util import utc as _BSON_UTC
 from pydantic import BaseModel
 
 from ..exceptions import InvalidDocument
-from .keys import MAX_DEPTH, checked_key, display_path, index_path, too_deep_error
+from .keys import MAX_DEPTH, checked_key, display_path, index_path, stored, too_deep_error
 
 _UTC = _dt.timezone.utc
 _INT64_MIN = -(2**63)
@@ -185,9 +185,9 @@ def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check
     """A dict: copied on the first changed value; a dict subclass always becomes a plain dict."""
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
-    out: dict[Any, Any] | None = None if type(value) is dict else dict(value)
-    for key, child in value.items():
-        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{key}", depth + 1)
+    out: dict[Any, Any] | None = None if type(value) is dict else stored(value)  # type: ignore[arg-type]
+    for key, child in dict.items(value):  # type: ignore[arg-type]
+        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{str(key)}", depth + 1)
         if new is not child:
             if out is None:
                 out = value.copy()  # type: ignore[attr-defined]
@@ -270,10 +270,11 @@ def map_to_doc(
     if not isinstance(data, dict):
         raise InvalidDocument(f"a model's data must be a dict, got {type(data).__qualname__}; pass model_dump()")
     owned = owned and type(data) is dict
-    doc = data if owned else dict(data)  # change only what must change
+    # change only what must change: the caller's dict itself when owned, else a plain copy
+    doc = data if owned else dict(data) if type(data) is dict else stored(data)
     removed: list[Any] = []
     renamed: list[tuple[str, Any]] = []
-    for key, value in data.items():
+    for key, value in dict.items(data):
         if key == id_field or (versioned and key == "version"):
             removed.append(key)
             if key == id_field:
@@ -342,11 +343,12 @@ def map_from_doc(
     """
     if not isinstance(doc, Mapping):
         raise InvalidDocument(f"a stored document must be a mapping, got {type(doc).__qualname__}")
-    data = dict(doc)
+    source = stored(doc) if isinstance(doc, dict) else dict(doc)
+    data = dict(source)
     removed: list[Any] = []
     renamed: list[tuple[str, Any]] = []
     saw_version = False
-    for key, value in doc.items():
+    for key, value in source.items():
         new = _from_doc_value(value, str(key), 1)
         if key == "_id":
             name: str | None = id_field

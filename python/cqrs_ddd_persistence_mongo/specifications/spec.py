@@ -2,68 +2,31 @@
 
 Leaves are ``{"attr": "address.city", "op": "eq", "val": ...}``; groups are
 ``{"op": "and" | "or", "conditions": [...]}`` and ``{"op": "not", "conditions": [child]}``.
-The tree is validated when it is built or loaded (operator known, fields present, arity);
-values and field paths are checked again by the compiler, which is the safety boundary.
+The tree is validated and copied when it is built or loaded (operator known, fields present,
+arity, at most 100 levels deep), in one native walk (``_accel.normalize_spec``); values and
+field paths are checked again by the compiler, which is the safety boundary.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from .. import _accel
 from ..exceptions import InvalidSpecification
-from .operators import GROUP_OPERATORS, VALUE_OPTIONAL, canonical
-from .registry import OperatorRegistry, build_default_registry
+from .registry import OperatorRegistry
 
 _MISSING: Any = object()
-_DEFAULT_REGISTRY = build_default_registry()
 
 
-def _at(path: str) -> str:
-    return path or "<root>"
+_normalize = _accel.normalize_spec
+_set_tree = object.__setattr__
 
 
-def _error(path: str, problem: str) -> InvalidSpecification:
-    return InvalidSpecification(f"invalid specification at '{_at(path)}': {problem}")
-
-
-def _normalize(node: Any, path: str, registry: OperatorRegistry) -> dict[str, Any]:
-    """A validated copy of ``node`` with canonical operator names."""
-    if isinstance(node, Specification):
-        return copy.deepcopy(node.tree)
-    if not isinstance(node, dict):
-        raise _error(path, f"a condition must be a dict, got {type(node).__name__}")
-    if "op" not in node:
-        raise _error(path, "a condition needs 'op'")
-    op = canonical(node["op"])
-    if not isinstance(op, str):
-        raise _error(path, f"'op' must be a string, got {type(node['op']).__name__}")
-    if op in GROUP_OPERATORS:
-        conditions = node.get("conditions", _MISSING)
-        if conditions is _MISSING:
-            raise _error(path, f"'{op}' needs 'conditions' (a list)")
-        if not isinstance(conditions, (list, tuple)):
-            raise _error(path, f"'conditions' must be a list, got {type(conditions).__name__}")
-        if op == "not" and len(conditions) != 1:
-            raise _error(path, f"'not' takes exactly one condition, got {len(conditions)}")
-        prefix = f"{path}.conditions" if path else "conditions"
-        children = [_normalize(child, f"{prefix}[{i}]", registry) for i, child in enumerate(conditions)]
-        return {"op": op, "conditions": children}
-    if not registry.is_known(op):
-        raise _error(
-            path, f"unknown operator {op!r}; use one listed in docs/specifications.md or register it on the registry"
-        )
-    if "attr" not in node:
-        raise _error(path, "a condition needs 'attr' (the field path)")
-    if not isinstance(node["attr"], str):
-        raise _error(path, f"field path must be a string, got {type(node['attr']).__name__}")
-    leaf = {"attr": node["attr"], "op": op}
-    if "val" in node:
-        leaf["val"] = copy.deepcopy(node["val"])
-    elif op not in VALUE_OPTIONAL and op not in registry.custom:
-        raise _error(path, f"operator '{op}' needs a 'val'")
-    return leaf
+def _copy(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a tree built from validated parts (depth checked again: composing can
+    nest one level deeper than either part)."""
+    return _normalize(tree, None, True)
 
 
 class Specification:
@@ -72,7 +35,8 @@ class Specification:
     __slots__ = ("_tree",)
 
     def __init__(self, tree: dict[str, Any], *, registry: OperatorRegistry | None = None) -> None:
-        object.__setattr__(self, "_tree", _normalize(tree, "", registry or _DEFAULT_REGISTRY))
+        custom = registry.custom if registry is not None and registry.custom else None
+        _set_tree(self, "_tree", _normalize(tree, custom, False, Specification))
 
     # --- construction -------------------------------------------------------------
     @classmethod
@@ -111,7 +75,7 @@ class Specification:
         return self._tree
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(self._tree)
+        return _copy(self._tree)
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self._tree, **kwargs)
@@ -127,13 +91,13 @@ class Specification:
                 conditions.extend(part["conditions"])
             else:
                 conditions.append(part)
-        return Specification._trusted({"op": op, "conditions": copy.deepcopy(conditions)})
+        return Specification._trusted(_copy({"op": op, "conditions": conditions}))
 
     @classmethod
     def _trusted(cls, tree: dict[str, Any]) -> Specification:
         """Wrap a tree built from already validated parts without re-validating it."""
         spec = cls.__new__(cls)
-        object.__setattr__(spec, "_tree", tree)
+        _set_tree(spec, "_tree", tree)
         return spec
 
     def __and__(self, other: Any) -> Specification:
@@ -143,7 +107,7 @@ class Specification:
         return self._combine("or", self, other)
 
     def __invert__(self) -> Specification:
-        return Specification._trusted({"op": "not", "conditions": [copy.deepcopy(self._tree)]})
+        return Specification._trusted(_copy({"op": "not", "conditions": [self._tree]}))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Specification is immutable; compose with &, | and ~")

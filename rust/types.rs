@@ -1,0 +1,331 @@
+//! The Python objects the native module works with, looked up once: the classes a value
+//! is classified by, constructors, and the private-layout shortcuts (each kept only after
+//! a check against the public constructor at first use).
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType};
+
+use crate::decimal128::{EXP_MAX, EXP_MIN, MAX_DIGITS};
+use crate::ffi::{bare_instance, Slot};
+
+pub(crate) struct Cache {
+    pub(crate) decimal: Py<PyType>,
+    /// `create_decimal` of a private context that holds every Decimal128 exactly (34
+    /// digits, exponents -6176..6111, no clamping, no traps): the same Decimal as
+    /// `Decimal(text)` for finite values, with less argument handling per call.
+    pub(crate) exact_decimal: PyObject,
+    pub(crate) uuid: Py<PyType>,
+    pub(crate) datetime: Py<PyType>,
+    pub(crate) date: Py<PyType>,
+    pub(crate) enum_: Py<PyType>,
+    /// `enum.EnumType`: a value whose class has exactly this metaclass is an Enum member
+    pub(crate) enum_type: Py<PyType>,
+    /// `time(0, tzinfo=utc)`: an exact date at UTC midnight is `datetime.combine(date, this)`
+    pub(crate) midnight_utc: PyObject,
+    /// `datetime.combine`
+    pub(crate) combine: PyObject,
+    pub(crate) decimal128: Py<PyType>,
+    pub(crate) binary: Py<PyType>,
+    pub(crate) base_model: Py<PyType>,
+    pub(crate) objectid: Py<PyType>,
+    pub(crate) mapping: Py<PyType>,
+    pub(crate) seqs: Py<PyTuple>,
+    pub(crate) byteslike: Py<PyTuple>,
+    pub(crate) passthrough: Py<PyTuple>,
+    pub(crate) bytes_new: PyObject,
+    pub(crate) utc: PyObject,
+    /// `bson.tz_util.utc`, what tz-aware clients attach: already UTC.
+    pub(crate) bson_utc: PyObject,
+    /// `SafeUUID.unknown` and the `int` / `is_safe` slots, when UUIDs can be built like
+    /// uuid.py builds them.
+    pub(crate) uuid_slots: Option<(PyObject, Slot, Slot)>,
+    /// Decimal128's BID words: the slots `__high` / `__low`, when it keeps them there.
+    pub(crate) decimal128_slots: Option<(Slot, Slot)>,
+    /// Whether a UUID's Binary is built as `bytes.__new__` plus `_Binary__subtype` (and
+    /// its subtype read from there); else through `Binary(raw, 4)` / `.subtype`.
+    pub(crate) binary_private: bool,
+}
+
+pub(crate) static CACHE: GILOnceCell<Cache> = GILOnceCell::new();
+
+pub(crate) fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
+    Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
+}
+
+pub(crate) fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
+    CACHE.get_or_try_init(py, || {
+        let builtins = py.import("builtins")?;
+        let tuple_of = |items: Vec<Py<PyType>>| -> PyResult<Py<PyTuple>> {
+            Ok(PyTuple::new(py, items.iter().map(|t| t.bind(py)))?.unbind())
+        };
+        let passthrough = tuple_of(vec![
+            class(py, "bson.objectid", "ObjectId")?,
+            class(py, "bson.decimal128", "Decimal128")?,
+            class(py, "bson.binary", "Binary")?,
+            class(py, "builtins", "bytes")?,
+            class(py, "bson.regex", "Regex")?,
+            class(py, "re", "Pattern")?,
+            class(py, "bson.timestamp", "Timestamp")?,
+            class(py, "bson.min_key", "MinKey")?,
+            class(py, "bson.max_key", "MaxKey")?,
+            class(py, "bson.code", "Code")?,
+            class(py, "bson.dbref", "DBRef")?,
+            class(py, "bson.int64", "Int64")?,
+        ])?;
+        let mut cache = Cache {
+            decimal: class(py, "decimal", "Decimal")?,
+            exact_decimal: {
+                let decimal = py.import("decimal")?;
+                let settings = PyDict::new(py);
+                settings.set_item("prec", MAX_DIGITS as i64)?;
+                // IEEE decimal128: adjusted exponents EXP_MIN..EXP_MAX plus the digits
+                settings.set_item("Emax", (EXP_MAX + MAX_DIGITS - 1) as i64)?;
+                settings.set_item("Emin", (EXP_MIN + MAX_DIGITS - 1) as i64)?;
+                settings.set_item("clamp", 0)?;
+                settings.set_item("traps", PyList::empty(py))?;
+                decimal.getattr("Context")?.call((), Some(&settings))?.getattr("create_decimal")?.unbind()
+            },
+            uuid: class(py, "uuid", "UUID")?,
+            datetime: class(py, "datetime", "datetime")?,
+            date: class(py, "datetime", "date")?,
+            enum_: class(py, "enum", "Enum")?,
+            enum_type: class(py, "enum", "EnumMeta")?,
+            midnight_utc: {
+                let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("tzinfo", utc)?;
+                py.import("datetime")?.getattr("time")?.call((0,), Some(&kwargs))?.unbind()
+            },
+            combine: py.import("datetime")?.getattr("datetime")?.getattr("combine")?.unbind(),
+            decimal128: class(py, "bson.decimal128", "Decimal128")?,
+            binary: class(py, "bson.binary", "Binary")?,
+            base_model: class(py, "pydantic", "BaseModel")?,
+            objectid: class(py, "bson.objectid", "ObjectId")?,
+            mapping: class(py, "collections.abc", "Mapping")?,
+            seqs: tuple_of(vec![
+                class(py, "builtins", "list")?,
+                class(py, "builtins", "tuple")?,
+                class(py, "builtins", "set")?,
+                class(py, "builtins", "frozenset")?,
+            ])?,
+            byteslike: tuple_of(vec![class(py, "builtins", "bytearray")?, class(py, "builtins", "memoryview")?])?,
+            passthrough,
+            bytes_new: builtins.getattr("bytes")?.getattr("__new__")?.unbind(),
+            uuid_slots: {
+                let uuid = py.import("uuid")?;
+                let cls = uuid.getattr("UUID")?.downcast_into::<PyType>()?;
+                match (Slot::of(&cls, "int")?, Slot::of(&cls, "is_safe")?) {
+                    (Some(int), Some(is_safe)) => {
+                        Some((uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind(), int, is_safe))
+                    }
+                    _ => None,
+                }
+            },
+            decimal128_slots: {
+                let cls = class(py, "bson.decimal128", "Decimal128")?;
+                let cls = cls.bind(py);
+                match (Slot::of(cls, "_Decimal128__high")?, Slot::of(cls, "_Decimal128__low")?) {
+                    (Some(high), Some(low)) => Some((high, low)),
+                    _ => None,
+                }
+            },
+            utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
+            bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
+            binary_private: true,
+        };
+        checked_layouts(py, &mut cache);
+        Ok(cache)
+    })
+}
+
+/// Keeps each private-layout shortcut only when it builds exactly what the public
+/// constructor builds (checked once, on sample values); otherwise the public constructor
+/// is used from then on. A pymongo release that renames `_Binary__subtype` or the
+/// Decimal128 / UUID slots therefore costs speed, never correctness.
+pub(crate) fn checked_layouts(py: Python<'_>, c: &mut Cache) {
+    let sample: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    let raw = sample.to_be_bytes();
+    if c.decimal128_slots.is_some()
+        && !same(py, new_decimal128(py, c, 0x3040_0000_0000_0000, 15), || c.decimal128.bind(py).call1(("15",)))
+    {
+        c.decimal128_slots = None;
+    }
+    if c.uuid_slots.is_some() {
+        let public = || {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("bytes", PyBytes::new(py, &raw))?;
+            c.uuid.bind(py).call((), Some(&kwargs))
+        };
+        if !same(py, new_uuid(py, c, &raw), public) {
+            c.uuid_slots = None;
+        }
+    }
+    let fast = private_binary(py, c, &raw).and_then(|b| {
+        let subtype: i64 = b.getattr("subtype")?.extract()?;
+        Ok((subtype == 4).then_some(b))
+    });
+    let public = || c.binary.bind(py).call1((PyBytes::new(py, &raw), 4));
+    c.binary_private = match fast {
+        Ok(Some(b)) => same(py, Ok(b), public),
+        _ => false,
+    };
+}
+
+/// Whether `fast` and `public()` both succeed with equal objects of the same type.
+pub(crate) fn same<'py>(
+    _py: Python<'py>,
+    fast: PyResult<Bound<'py, PyAny>>,
+    public: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+) -> bool {
+    let (Ok(fast), Ok(public)) = (fast, public()) else {
+        return false;
+    };
+    fast.get_type().is(&public.get_type())
+        && fast.eq(&public).unwrap_or(false)
+        && fast.str().ok().map(|s| s.to_string()) == public.str().ok().map(|s| s.to_string())
+}
+
+/// `Binary(raw, 4)` built as `bytes.__new__(Binary, raw)` plus its private subtype field.
+pub(crate) fn private_binary<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let binary = c.bytes_new.bind(py).call1((c.binary.bind(py), PyBytes::new(py, raw)))?;
+    binary.setattr(intern!(py, "_Binary__subtype"), 4)?;
+    Ok(binary)
+}
+
+pub(crate) fn new_decimal128<'py>(py: Python<'py>, c: &Cache, high: u64, low: u64) -> PyResult<Bound<'py, PyAny>> {
+    let cls = c.decimal128.bind(py);
+    let Some((high_slot, low_slot)) = &c.decimal128_slots else {
+        return cls.call1(((high, low),));
+    };
+    let obj = bare_instance(py, cls)?;
+    high_slot.set(&obj, &high.into_pyobject(py)?.into_any())?;
+    low_slot.set(&obj, &low.into_pyobject(py)?.into_any())?;
+    Ok(obj)
+}
+
+pub(crate) fn new_uuid<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let cls = c.uuid.bind(py);
+    let Some((unknown, int, is_safe)) = &c.uuid_slots else {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "bytes"), PyBytes::new(py, raw))?;
+        return cls.call((), Some(&kwargs));
+    };
+    let mut be = [0u8; 16];
+    be.copy_from_slice(raw);
+    let obj = bare_instance(py, cls)?;
+    int.set(&obj, &u128::from_be_bytes(be).into_pyobject(py)?.into_any())?;
+    is_safe.set(&obj, unknown.bind(py))?;
+    Ok(obj)
+}
+
+/// Decimal128's BID-word slots, when `value` is exactly a Decimal128 that keeps them.
+pub(crate) fn exact_slots<'c>(c: &'c Cache, value: &Bound<'_, PyAny>) -> Option<&'c (Slot, Slot)> {
+    let slots = c.decimal128_slots.as_ref()?;
+    value.get_type().is(c.decimal128.bind(value.py())).then_some(slots)
+}
+
+/// What a value is to the write pass, decided once per value and then matched: exact
+/// types first (the common case, one pointer comparison each), then the pure twin's
+/// `isinstance` order, so subclasses land where the pure backend puts them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ValueType {
+    /// stored as it is (str, float, bool, None, bytes, BSON types)
+    Kept,
+    Int,
+    Dict,
+    /// list, tuple, set, frozenset (a list may be changed in place, others become lists)
+    Seq,
+    Decimal,
+    DateTime,
+    Date,
+    Uuid,
+    Enum,
+    BytesLike,
+    Model,
+    Unsupported,
+}
+
+fn exact_type(py: Python<'_>, c: &Cache, value: &Bound<'_, PyAny>) -> Option<ValueType> {
+    if value.is_exact_instance_of::<PyString>()
+        || value.is_exact_instance_of::<PyFloat>()
+        || value.is_exact_instance_of::<PyBool>()
+        || value.is_none()
+    {
+        return Some(ValueType::Kept);
+    }
+    if value.is_exact_instance_of::<PyInt>() {
+        return Some(ValueType::Int);
+    }
+    if value.is_exact_instance_of::<PyDict>() {
+        return Some(ValueType::Dict);
+    }
+    if value.is_exact_instance_of::<PyList>()
+        || value.is_exact_instance_of::<PyTuple>()
+        || value.is_exact_instance_of::<PySet>()
+        || value.is_exact_instance_of::<PyFrozenSet>()
+    {
+        return Some(ValueType::Seq);
+    }
+    // none of these is an Enum, so deciding them first agrees with the cascade below
+    let ty = value.get_type();
+    Some(if ty.is(c.decimal.bind(py)) {
+        ValueType::Decimal
+    } else if ty.is(c.datetime.bind(py)) {
+        ValueType::DateTime
+    } else if ty.is(c.uuid.bind(py)) {
+        ValueType::Uuid
+    } else if ty.is(c.date.bind(py)) {
+        ValueType::Date
+    } else if ty.is(c.objectid.bind(py))
+        || ty.is(c.decimal128.bind(py))
+        || ty.is(c.binary.bind(py))
+        || value.is_exact_instance_of::<PyBytes>()
+    {
+        ValueType::Kept
+    } else if ty.get_type().is(c.enum_type.bind(py)) {
+        ValueType::Enum
+    } else {
+        return None;
+    })
+}
+
+/// The write pass's [`ValueType`] of `value`.
+pub(crate) fn classify(py: Python<'_>, c: &Cache, value: &Bound<'_, PyAny>) -> PyResult<ValueType> {
+    if let Some(found) = exact_type(py, c, value) {
+        return Ok(found);
+    }
+    let ordered: [(&Bound<'_, PyAny>, ValueType); 5] = [
+        (c.enum_.bind(py).as_any(), ValueType::Enum),
+        (c.decimal.bind(py).as_any(), ValueType::Decimal),
+        (c.datetime.bind(py).as_any(), ValueType::DateTime),
+        (c.date.bind(py).as_any(), ValueType::Date),
+        (c.uuid.bind(py).as_any(), ValueType::Uuid),
+    ];
+    for (cls, found) in ordered {
+        if value.is_instance(cls)? {
+            return Ok(found);
+        }
+    }
+    if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyString>() {
+        return Ok(ValueType::Kept);
+    }
+    if value.is_instance_of::<PyInt>() {
+        return Ok(ValueType::Int);
+    }
+    if value.is_instance_of::<PyDict>() {
+        return Ok(ValueType::Dict);
+    }
+    let ordered: [(&Bound<'_, PyAny>, ValueType); 4] = [
+        (c.seqs.bind(py).as_any(), ValueType::Seq),
+        (c.byteslike.bind(py).as_any(), ValueType::BytesLike),
+        (c.passthrough.bind(py).as_any(), ValueType::Kept),
+        (c.base_model.bind(py).as_any(), ValueType::Model),
+    ];
+    for (cls, found) in ordered {
+        if value.is_instance(cls)? {
+            return Ok(found);
+        }
+    }
+    Ok(ValueType::Unsupported)
+}

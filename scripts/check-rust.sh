@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Rust checks of the native module: unit tests, lints, formatting, and the typed stub
+# against the built module. Run from anywhere; uses PYTHON (default: the active python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python}"
+PYO3_PYTHON="$(command -v "$PYTHON")"
+export PYO3_PYTHON
+# the unit tests link libpython (no extension-module feature) and import the package
+LIBDIR="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')"
+SITE="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+export LD_LIBRARY_PATH="${LIBDIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONPATH="$PWD/python:${SITE}${PYTHONPATH:+:$PYTHONPATH}"
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test --no-default-features"
+cargo test --no-default-features
+echo "== stubtest (the typed stub against the built module)"
+"$PYTHON" -m mypy.stubtest cqrs_ddd_persistence_mongo._native

@@ -1,0 +1,65 @@
+"""The native mapping pass builds Binary / Decimal128 / UUID values through pymongo's
+private layouts only after checking once that they give what the public constructors
+give. These tests change the layouts (in a child process, before the native module first
+maps anything) and check that the pass falls back to the public constructors: the results
+stay correct and equal to the pure backend's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cqrs_ddd_persistence_mongo import _accel
+
+_CHILD = r"""
+import decimal, uuid
+import bson.binary, bson.decimal128
+
+class MovedBinary(bson.binary.Binary):
+    # the subtype lives in another field: a value built through `_Binary__subtype` would
+    # have no subtype at all
+    def __new__(cls, data, subtype=0):
+        self = super().__new__(cls, data, subtype)
+        self._kind = subtype
+        return self
+
+    @property
+    def subtype(self):
+        return self._kind
+
+class MovedDecimal128(bson.decimal128.Decimal128):
+    # the BID words are slots of the base class, not of this one
+    __slots__ = ()
+
+bson.binary.Binary = MovedBinary
+bson.decimal128.Decimal128 = MovedDecimal128
+
+from cqrs_ddd_persistence_mongo import _accel
+
+native_to, pure_to = _accel.native_function("map_to_doc"), _accel.pure_twin("map_to_doc")
+native_from, pure_from = _accel.native_function("map_from_doc"), _accel.pure_twin("map_from_doc")
+data = {"u": uuid.UUID(int=0x0123456789ABCDEF), "d": decimal.Decimal("-12.50"), "n": decimal.Decimal("NaN")}
+doc = native_to(dict(data), "id", None, False)
+assert type(doc["u"]) is MovedBinary and doc["u"].subtype == 4, doc
+assert type(doc["d"]) is MovedDecimal128 and str(doc["d"]) == "-12.50", doc
+assert doc == pure_to(dict(data), "id", None, False)
+back = native_from(doc, "id", None, False)
+assert back["u"] == data["u"] and back["d"] == data["d"] and back["n"].is_nan(), back
+assert back["u"] == pure_from(doc, "id", None, False)["u"]
+print("fallback ok")
+"""
+
+
+def test_changed_private_layouts_fall_back_to_public_constructors() -> None:
+    if _accel.native_function("map_to_doc") is None:
+        pytest.skip("native module not built")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root / "python")}
+    env.pop("CQRS_DDD_MONGO_PURE", None)
+    done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("fallback ok")

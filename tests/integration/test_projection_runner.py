@@ -112,14 +112,27 @@ async def test_crashed_rebuild_resumes_and_equals_a_clean_rebuild(stores: Stores
     await stores.connection.db()[ORDER_SUMMARIES].update_many({}, {"$set": {"old": True}})
     crashing = ProjectionRunner(FailingEventStore(stores.events, 3), stores.positions,
                                 [OrderSummaryProjection()], connection=stores.connection)
-    with pytest.raises(ConnectionError):
-        await crashing.rebuild("order_summary", batch_size=100)
+    with pytest.raises(ConnectionError):  # a memory budget of 1 byte: a flush after every batch
+        await crashing.rebuild("order_summary", batch_size=100, memory_budget=1)
     # the live read model still serves the old data, untouched
     assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 100
     report = await stores.runner().rebuild("order_summary", batch_size=100)
     assert report.resumed_from == 300 and report.events == len(stores.history) - 300
     assert await read_model(stores.connection.db()) == expected
     assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 0
+
+
+async def test_a_rebuild_that_lost_a_flush_checkpoint_resumes_to_a_clean_result(stores: Stores) -> None:
+    await stores.append(list(order_history(100, 6, concurrent=20)))
+    # saves: 1 = the fresh rebuild's 0, 2 = the first flush, 3 = the second flush (lost after its writes)
+    losing = ProjectionRunner(stores.events, LosingPositionStore(stores.positions, 3), [OrderSummaryProjection()],
+                              connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await losing.rebuild("order_summary", batch_size=100, memory_budget=1)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) == 100
+    report = await stores.runner().rebuild("order_summary", batch_size=100)
+    assert report.resumed_from == 100
+    assert await stores.problems() == []
 
 
 class LosingPositionStore:
@@ -389,20 +402,22 @@ async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) 
     assert await stores.problems() == []
 
 
-class CrashInSwap(ProjectionRunner):
-    """Dies after swapping in the first collection (a process killed mid-swap)."""
+async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cqrs_ddd_persistence_mongo.projections.rebuild import Rebuild
 
-    async def _swap(self, shadow: dict[str, str], existing: set[str]) -> list[str]:
-        first = dict(list(shadow.items())[:1])
-        await super()._swap(first, existing)
+    swap = Rebuild._swap
+
+    async def crash_in_swap(self: Rebuild, shadow: dict[str, str], existing: set[str]) -> list[str]:
+        await swap(self, dict(list(shadow.items())[:1]), existing)  # a process killed mid-swap
         raise ConnectionError("killed during the swap")
 
-
-async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(stores: Stores) -> None:
     await stores.append(list(order_history(40, 5, concurrent=10)))
-    crashing = CrashInSwap(stores.events, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    monkeypatch.setattr(Rebuild, "_swap", crash_in_swap)
     with pytest.raises(ConnectionError):
-        await crashing.rebuild("order_summary", batch_size=50)
+        await stores.runner().rebuild("order_summary", batch_size=50)
+    monkeypatch.setattr(Rebuild, "_swap", swap)
     names = set(await stores.connection.db().list_collection_names())
     assert "order_summaries__rebuild" not in names and "product_sales__rebuild" in names
     report = await stores.runner().rebuild("order_summary", batch_size=50)
@@ -417,8 +432,28 @@ async def test_fresh_rebuild_starts_over_after_a_crash(stores: Stores) -> None:
     crashing = ProjectionRunner(FailingEventStore(stores.events, 2), stores.positions,
                                 [OrderSummaryProjection()], connection=stores.connection)
     with pytest.raises(ConnectionError):
-        await crashing.rebuild("order_summary", batch_size=40)
+        await crashing.rebuild("order_summary", batch_size=40, memory_budget=1)
     assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) == 80
     report = await stores.runner().rebuild("order_summary", batch_size=40, fresh=True)
     assert report.resumed_from == 0 and report.events == len(stores.history)
+    assert await stores.problems() == []
+
+
+async def test_two_workers_stop_at_an_in_flight_hole_and_following_applies_everything_after_it(
+    stores: Stores,
+) -> None:
+    await stores.append(list(order_history(60, 6, concurrent=20)))  # positions 1..360
+    await stores.events._reserve(1, None)  # 361: reserved by an appender that has not written yet
+    await stores.append(list(order_history(60, 6, seed=3, concurrent=20, prefix="late")))  # 362..721
+    patient = MongoEventStore(stores.connection, gap_timeout=120)
+    rebuilding = ProjectionRunner(patient, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    report = await rebuilding.rebuild("order_summary", batch_size=100, workers=2)
+    assert report.position == 360
+    assert await stores.positions.get_position("order_summary") == 360
+    # the appender never comes back: once the hole is abandoned, following applies the rest
+    impatient = MongoEventStore(stores.connection, gap_timeout=0)
+    follower = ProjectionRunner(impatient, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    while await follower.run_once(batch_size=100):
+        pass
+    assert await stores.positions.get_position("order_summary") == 721
     assert await stores.problems() == []

@@ -17,18 +17,19 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import bson
 
 from .. import _accel
-from ..exceptions import ProjectionError
+from ..exceptions import ProjectionError, ProjectionHandlerFailed
 from .base import Projection, Route
 from .partition import WHOLE, Partition
 
 POSITION_FIELD = "_last_position"
+TIME_CHECK_EVERY = 64
 DocKey = tuple[str, Any]
 
 _PLAIN_IDS = (str, int, float, bytes, bson.ObjectId)
@@ -153,11 +154,15 @@ def apply_batch(
     partition: Partition = WHOLE,
     position_field: str = POSITION_FIELD,
     upto: int | None = None,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> BatchOutcome:
     """Fold ``events`` into the ``loaded`` documents (collection -> {id key: doc}).
 
     ``loaded`` documents are mutated in place and returned in ``outcome.changed`` when an
-    event changed them. Events above ``upto`` are left for later (not consumed).
+    event changed them (a document restored after a parked event replaces its entry in
+    ``loaded``). Events above ``upto`` are left for later (not consumed), and so are the
+    rest of the batch once ``out_of_time()`` says so (asked every ``TIME_CHECK_EVERY``
+    events, after at least one event was consumed).
     """
     if not projection.is_document_style:
         raise ProjectionError(f"{projection.projection_name} has no document handlers (self, doc, event)")
@@ -170,6 +175,9 @@ def apply_batch(
     for event in sort_events(events):
         position = event.position
         if upto is not None and position > upto:
+            break
+        if (out_of_time is not None and outcome.consumed and outcome.consumed % TIME_CHECK_EVERY == 0
+                and out_of_time()):
             break
         pending: list[tuple[DocKey, Any, Route]] = []
         owned = False
@@ -205,6 +213,11 @@ def apply_batch(
                 outcome.applied += 1
         outcome.consumed += 1
         outcome.last_position = position
+    if outcome.parked:
+        for (collection, key), doc in batch.docs.items():
+            stored = loaded.get(collection, {}).get(key)
+            if stored is not None and stored is not doc and isinstance(loaded[collection], dict):
+                loaded[collection][key] = doc  # the restored copy, not the half-mutated original
     for key in changed:
         doc = batch.docs[key]
         outcome.changed.setdefault(key[0], {})[key[1]] = doc
@@ -236,3 +249,15 @@ def _retry(batch: _Batch, event: Any, targets: list[tuple[DocKey, Any, Route]], 
     for key, _doc_id, _route in targets:
         batch.restore(key)
     return Parked(event, error, projection.max_retries + 1)
+
+
+def stopped_error(projection: Projection, parked: Parked) -> ProjectionHandlerFailed:
+    """The error of an ``on_error="stop"`` projection that parked ``parked``."""
+    event = parked.event
+    return ProjectionHandlerFailed(
+        f"projection '{projection.projection_name}' stopped: its handler failed {parked.attempts} times "
+        f"on event {event.event_id!r} ({event.event_type} at position {event.position}): {parked.error!r}. "
+        "The event is parked in the dead-letter collection and the checkpoint stays before it; "
+        "fix the handler and run again (or set on_error='continue' to skip parked events)",
+        projection=projection.projection_name, event_id=event.event_id, position=event.position,
+    )

@@ -10,9 +10,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
 BAR_WIDTH = 24
+
+
+class Reporter(Protocol):
+    """Anything told how many events are done (a :class:`Progress`, a worker's counter)."""
+
+    def update(self, done: int) -> None: ...
 
 
 def format_duration(seconds: float) -> str:

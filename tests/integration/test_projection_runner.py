@@ -457,3 +457,74 @@ async def test_two_workers_stop_at_an_in_flight_hole_and_following_applies_every
         pass
     assert await stores.positions.get_position("order_summary") == 721
     assert await stores.problems() == []
+
+
+async def test_a_rebuild_from_a_misspelled_events_collection_wipes_and_creates_nothing(stores: Stores) -> None:
+    await stores.append(list(order_history(20, 4, concurrent=5)))
+    while await stores.runner().run_once(batch_size=100):
+        pass
+    db = stores.connection.db()
+    names_before = set(await db.list_collection_names())
+    counters_before = await db["counters"].find({}).to_list(None)
+    typo = MongoEventStore(stores.connection, collection="domain_evnts")
+    runner = ProjectionRunner(typo, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ProjectionError, match="'domain_evnts'.*holds no events.*allow_empty=True"):
+        await runner.rebuild("order_summary")
+    assert set(await db.list_collection_names()) == names_before
+    assert await db["counters"].find({}).to_list(None) == counters_before
+    assert await stores.problems() == []
+    assert await stores.positions.get_position("order_summary") == 80
+
+
+async def test_a_rebuild_in_a_misspelled_database_creates_nothing(stores: Stores) -> None:
+    typo_db = stores.connection.database_name + "_typo"
+    runner = ProjectionRunner(stores.events, stores.positions, [OrderSummaryProjection()],
+                              connection=stores.connection, database=typo_db)
+    typo_events = MongoEventStore(stores.connection, typo_db)
+    runner = ProjectionRunner(typo_events, MongoProjectionPositionStore(stores.connection, typo_db),
+                              [OrderSummaryProjection()], connection=stores.connection, database=typo_db)
+    with pytest.raises(ProjectionError, match="holds no events"):
+        await runner.rebuild("order_summary", workers=2)
+    assert typo_db not in await stores.connection.client.list_database_names()
+
+
+async def test_a_rebuild_that_would_shrink_the_read_model_is_refused_unless_allowed(stores: Stores) -> None:
+    await stores.append(list(order_history(20, 4, concurrent=5)))
+    runner = stores.runner()
+    await runner.rebuild("order_summary")
+    db = stores.connection.db()
+    await db[ORDER_SUMMARIES].insert_one({"_id": "kept-by-someone", "status": "placed"})
+    with pytest.raises(ProjectionError, match=r"fewer documents.*'order_summaries' 21 -> 20.*allow_empty=True"):
+        await runner.rebuild("order_summary")
+    assert await db[ORDER_SUMMARIES].count_documents({}) == 21
+    seen: list[Any] = []
+    report = await runner.rebuild("order_summary", allow_empty=True, before_swap=lambda n, c: seen.append((n, c)))
+    assert report.swapped and await db[ORDER_SUMMARIES].count_documents({}) == 20
+    assert seen and [(c.collection, c.rebuilt, c.live) for c in seen[0][1]][0] == (ORDER_SUMMARIES, 20, 21)
+
+
+async def test_an_empty_rebuild_on_purpose_is_allowed(stores: Stores) -> None:
+    report = await stores.runner().rebuild("order_summary", allow_empty=True)
+    assert report.events == 0 and report.swapped == [ORDER_SUMMARIES, "product_sales"]
+
+
+async def test_a_batch_in_a_transaction_stops_taking_events_when_its_time_budget_is_spent(stores: Stores) -> None:
+    await stores.append(list(order_history(50, 6, concurrent=10)))  # 300 events
+    ticks = iter(range(10**6))
+
+    def clock() -> float:  # every look at the clock is one second later
+        return float(next(ticks))
+
+    runner = stores.runner(transactions=True, batch_seconds=3, clock=clock)
+    first = await runner.run_once(batch_size=300)
+    assert 0 < first < 300  # committed what it had when the budget ran out...
+    assert await stores.positions.get_position("order_summary") == first
+    while await runner.run_once(batch_size=300):  # ...and the next batches went on
+        pass
+    assert await stores.positions.get_position("order_summary") == 300
+    assert await stores.problems() == []
+
+
+def test_the_time_budget_must_be_positive(stores: Stores) -> None:
+    with pytest.raises(ProjectionError, match="batch_seconds must be > 0"):
+        stores.runner(batch_seconds=0)

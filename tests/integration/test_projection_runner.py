@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -95,10 +96,23 @@ class FailingEventStore:
         self.collection_name = inner.collection_name
 
     async def get_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
+        self._read()
+        return await self.inner.get_events_after(position, limit)
+
+    def get_events_from_position(self, position: int = 0, batch_size: int = 1000) -> Any:
+        inner = self.inner.get_events_from_position(position, batch_size).batches()
+
+        async def batches() -> Any:
+            async for batch in inner:
+                self._read()
+                yield batch
+
+        return SimpleNamespace(batches=batches)
+
+    def _read(self) -> None:
         if self.reads == 0:
             raise ConnectionError("simulated crash")
         self.reads -= 1
-        return await self.inner.get_events_after(position, limit)
 
     async def get_latest_position(self) -> int:
         return await self.inner.get_latest_position()

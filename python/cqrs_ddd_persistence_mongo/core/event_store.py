@@ -32,7 +32,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from ..domain.events import StoredEvent
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
-from ._event_stream import EventStream, GapClock
+from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ..indexes import ensure_store_indexes
 from ._session import session_of
 
@@ -362,13 +362,11 @@ class MongoEventStore:
         """Every readable event from the beginning (``get_events_from_position(0)``)."""
         return self.get_events_from_position(0, batch_size)
 
-    async def _stream(self, position: int, batch_size: int) -> AsyncIterator[StoredEvent]:
-        after = max(position, 0)
-        more = True
-        while more:
-            page, after, more = await self._page(after, batch_size)
-            for event in page:
-                yield event
+    def _stream(self, position: int, batch_size: int) -> AsyncIterator[list[StoredEvent]]:
+        return gap_safe_batches(
+            self._collection(), max(position, 0), batch_size, decode=from_document, is_gap=is_gap,
+            reserved_head=self._reserved_head, resolve_hole=self._resolve_hole,
+        )
 
     async def _page(self, after: int, limit: int) -> tuple[list[StoredEvent], int, bool]:
         """Read the window of positions (after, after + limit] and stop at the first unsafe hole.

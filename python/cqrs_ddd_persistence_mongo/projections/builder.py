@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,19 +106,25 @@ class ShadowBuilder:
         """Fold every readable event after the position (up to ``upto``), then flush.
 
         Returns the events consumed by this call. Stops at the head or at a hole that may
-        still be filled (the event store's reads are gap-safe).
+        still be filled (the event store's stream is gap-safe).
         """
         consumed = 0
-        pending: asyncio.Task[list[Any]] | None = asyncio.ensure_future(self._read(self.position, upto))
+        if upto is not None and upto <= self.position:
+            await self.flush()
+            return 0
+        batches = self.events.get_events_from_position(self.position, self.options.batch_size).batches()
+        pending: asyncio.Future[list[Any] | None] | None = asyncio.ensure_future(_next(batches))
         try:
             while pending is not None:
                 batch = await pending
                 pending = None
                 if not batch:
                     break
-                last = batch[-1].position
-                if upto is None or last < upto:
-                    pending = asyncio.ensure_future(self._read(last, upto))
+                if upto is not None and batch[-1].position >= upto:
+                    batch = [event for event in batch if event.position <= upto]
+                else:
+                    pending = asyncio.ensure_future(_next(batches))
+                    await asyncio.sleep(0)  # let the read of the next batch go out before folding
                 outcome = await self._fold(batch)
                 if outcome.last_position is not None:
                     self.position = outcome.last_position
@@ -140,14 +146,11 @@ class ShadowBuilder:
                     await pending
                 except (asyncio.CancelledError, Exception):
                     pass
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                await aclose()
         await self.flush()
         return consumed
-
-    async def _read(self, after: int, upto: int | None) -> list[Any]:
-        limit = self.options.batch_size if upto is None else min(self.options.batch_size, upto - after)
-        if limit <= 0:
-            return []
-        return list(await self.events.get_events_after(after, limit=limit))
 
     async def _fold(self, batch: list[Any]) -> BatchOutcome:
         await self._load_misses(batch)
@@ -230,6 +233,13 @@ class ShadowBuilder:
                 f"writing the rebuilt documents into '{target.name}' failed: {exc}; "
                 "run the rebuild again to resume from its last checkpoint"
             ) from exc
+
+
+async def _next(batches: AsyncIterator[list[Any]]) -> list[Any] | None:
+    try:
+        return await batches.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 __all__ = ["POSITION_FIELD", "BuildOptions", "ShadowBuilder"]

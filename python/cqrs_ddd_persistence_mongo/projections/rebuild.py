@@ -178,11 +178,12 @@ class Rebuild:
         )
 
     async def _counts(self, shadow: dict[str, str]) -> list[SwapCount]:
+        """Documents per collection, from the collections' metadata (no scan)."""
         counts = []
         for live, physical in shadow.items():
             try:
-                rebuilt = await self.db[physical].count_documents({})
-                current = await self.db[live].count_documents({})
+                rebuilt = await self.db[physical].estimated_document_count()
+                current = await self.db[live].estimated_document_count()
             except PyMongoError as exc:
                 raise ProjectionError(f"counting the documents of '{live}' before the swap failed: {exc}") from exc
             counts.append(SwapCount(live, rebuilt, current))

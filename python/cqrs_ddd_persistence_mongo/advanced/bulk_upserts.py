@@ -9,10 +9,11 @@ native builder (``_accel.build_upserts``, twin ``_pure/bulk.py``):
               "_last_event_id": {"$ne": e}}               # when the doc carries _last_event_id
     update = {"$set": <every field but the key>}          # sent with upsert=True
 
-Sending (outside a transaction): every statement is first sent as the insert of
-``{"_id": key, **$set}`` (what its upsert would create for a missing key, and the cheapest
-write); keys that already exist answer E11000 on ``_id`` and only those get their guarded
-upsert statement.
+Sending (outside a transaction): the guarded upserts go out as they are, one pass whether
+the keys exist or not. A caller that knows most keys are new (``insert_first=True``) can
+have every statement sent first as the insert of ``{"_id": key, **$set}`` (what its upsert
+would create for a missing key, and the cheapest write); keys that already exist answer
+E11000 on ``_id`` and only those get their guarded upsert statement.
 
 Guard semantics (how guard + upsert never create a second document): ``_id`` is unique, so
 an upsert can only ever insert the one document with that key. When the document exists but
@@ -260,7 +261,7 @@ async def write_upserts(
     session: Any = None,
     in_transaction: bool = False,
     limits: BulkLimits = BulkLimits(),
-    insert_first: bool = True,
+    insert_first: bool = False,
 ) -> BulkUpsertResult:
     """Send guarded upsert ``statements`` as unordered bulk writes within ``limits``.
 
@@ -272,9 +273,9 @@ async def write_upserts(
     unguarded statements rewrite the same values). A concurrent writer of the same key sees
     either the old or the new document, never two documents.
 
-    ``insert_first`` (outside transactions): try every statement as an insert first (best
-    when most keys are new or unknown); pass False when the caller knows the keys exist, to
-    skip that pass.
+    ``insert_first`` (outside transactions): try every statement as an insert first, for a
+    caller that knows most keys are new; by default the upserts are sent at once, which
+    costs an existing key one write instead of a failed insert and a write.
     """
     check_unique_keys(statements)
     sizes = statement_sizes(statements, collection.codec_options)

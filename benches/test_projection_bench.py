@@ -35,7 +35,7 @@ from cqrs_ddd_persistence_mongo.advanced import MongoProjectionPositionStore, Mo
 from cqrs_ddd_persistence_mongo.core import MongoEventStore
 from cqrs_ddd_persistence_mongo.core._event_codec import from_document
 from cqrs_ddd_persistence_mongo.projections import ProjectionRunner
-from cqrs_ddd_persistence_mongo.projections.orders import (
+from cqrs_ddd_persistence_mongo._demo.orders import (
     ORDER_SUMMARIES,
     PRODUCT_SALES,
     OrderSummaryProjection,

@@ -15,7 +15,7 @@ from cqrs_ddd_persistence_mongo.core import MongoEventStore
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
 from cqrs_ddd_persistence_mongo.exceptions import ProjectionError, ProjectionHandlerFailed
 from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, rebuild_checkpoint
-from cqrs_ddd_persistence_mongo.projections.orders import (
+from cqrs_ddd_persistence_mongo._demo.orders import (
     ORDER_SUMMARIES,
     OrderSummaryProjection,
     differences,

@@ -139,6 +139,9 @@ class ShadowBuilder:
                     await self.flush()
                 if progress is not None:
                     progress.update(done_before + self.consumed)
+        except asyncio.CancelledError:  # interrupted: keep what is folded, then stop
+            await self.flush(idempotent=True)
+            raise
         finally:
             if pending is not None:
                 pending.cancel()
@@ -187,12 +190,14 @@ class ShadowBuilder:
         return held * self._doc_bytes >= self.options.memory_budget
 
     # --- writing --------------------------------------------------------------------------
-    async def flush(self, *, evict: bool = False) -> int:
+    async def flush(self, *, evict: bool = False, idempotent: bool = False) -> int:
         """Write every document changed since the last flush once, then save the checkpoint.
 
         Guarantee: not atomic; each document's write is. A crash halfway leaves some
         documents newer than the checkpoint, which a resumed run skips per document
-        (``_last_position``), so re-running is safe. Returns the documents written.
+        (``_last_position``), so re-running is safe. ``idempotent`` writes every document
+        as a replacement (for a flush that may repeat one cut off halfway). Returns the
+        documents written.
         """
         written = 0
         for collection, keys in self._dirty.items():
@@ -202,7 +207,7 @@ class ShadowBuilder:
             models: list[Any] = []
             for key in keys:
                 doc = docs[key]
-                if key in stored:
+                if idempotent or key in stored:
                     models.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
                 else:
                     models.append(InsertOne(doc))

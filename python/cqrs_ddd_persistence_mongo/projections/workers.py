@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -72,6 +73,7 @@ class _SharedCount:
 def _init_worker(counters: Any) -> None:
     global _counters
     _counters = counters
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
 def run_worker(spec: WorkerSpec) -> WorkerResult:
@@ -117,9 +119,9 @@ async def run_partitioned(base: WorkerSpec, workers: int, progress: Reporter | N
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
     counters = context.Array("q", workers, lock=False)
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(counters,)
-    ) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(counters,))
+    try:
         futures = [
             loop.run_in_executor(pool, run_worker, replace(base, partition=Partition(i, workers), checkpoint=names[i]))
             for i in range(workers)
@@ -130,7 +132,15 @@ async def run_partitioned(base: WorkerSpec, workers: int, progress: Reporter | N
             if progress is not None:
                 progress.update(sum(counters) // workers)
             if done:
-                return list(everything.result())
+                results = list(everything.result())
+                break
+    except BaseException:  # cancelled or a worker failed: stop the others now (they resume later)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 def worker_checkpoints(checkpoint: str, names: Any) -> list[str]:

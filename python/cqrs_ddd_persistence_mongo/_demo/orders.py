@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..domain.events import StoredEvent
-from .base import Projection, handles
+from ..projections.base import Projection, handles
 
 ORDER_SUMMARIES = "order_summaries"
 PRODUCT_SALES = "product_sales"

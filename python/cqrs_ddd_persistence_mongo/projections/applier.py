@@ -216,8 +216,9 @@ def apply_batch(
     if outcome.parked:
         for (collection, key), doc in batch.docs.items():
             stored = loaded.get(collection, {}).get(key)
-            if stored is not None and stored is not doc and isinstance(loaded[collection], dict):
-                loaded[collection][key] = doc  # the restored copy, not the half-mutated original
+            docs = loaded[collection] if stored is not None and stored is not doc else None
+            if isinstance(docs, dict):
+                docs[key] = doc  # the restored copy, not the half-mutated original
     for key in changed:
         doc = batch.docs[key]
         outcome.changed.setdefault(key[0], {})[key[1]] = doc

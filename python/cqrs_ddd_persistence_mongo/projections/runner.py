@@ -1,14 +1,15 @@
 """ProjectionRunner: follow the event store, and rebuild read models while serving.
 
-Per batch of a document-style projection (see :mod:`.applier`): read up to ``batch_size``
-events after the checkpoint, load every addressed document (one ``$in`` query per
-collection and chunk), fold the events in memory in position order, write each changed
-document once with the guarded native bulk upsert, park failed events, and save the
-checkpoint — all in one transaction where the deployment has them.
+Following, per batch of a document-style projection (see :mod:`.applier`): read up to
+``batch_size`` events after the checkpoint, load the addressed documents (``$in`` queries
+in chunks), fold the events in memory in position order, write each changed document once
+with the guarded, idempotent bulk upsert, park failed events, and save the checkpoint, all
+in one transaction where the deployment has them. A batch stops taking events once its
+time budget (``batch_seconds``) is spent, so a transaction stays well inside the server's
+lifetime limit.
 
-Rebuilds write into shadow collections (``<collection>__rebuild``) with their own
-checkpoint and swap them in with ``renameCollection(dropTarget=True)`` at the end, so
-readers see the old read model or the new one, never a half-built one.
+Rebuilding is :mod:`.rebuild`'s job (shadow collections, workers, swap); the runner gives
+it the lock that pauses its followers of the projection for the final catch-up and swap.
 """
 
 from __future__ import annotations
@@ -37,10 +38,7 @@ from .rebuild import (
     ProgressFactory,
     Rebuild,
     RebuildReport,
-    SwapCount,
     empty_source_error,
-    rebuild_checkpoint,
-    shadow_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,7 +102,7 @@ class ProjectionRunner:
         self.events = event_store
         self.positions = position_store
         self.projections = by_name(projections)
-        self.connection = connection if connection is not None else getattr(event_store, "_connection", None)
+        self.connection: Any = connection if connection is not None else getattr(event_store, "_connection", None)
         if self.connection is None:
             raise ProjectionError("ProjectionRunner needs connection=MongoConnectionManager(...)")
         self.database = database if database is not None else getattr(event_store, "_database", None)
@@ -393,10 +391,14 @@ class ProjectionRunner:
         name = projection.projection_name
         job = Rebuild(
             self.connection, self.db, self.events, self.positions, projection, self.dead_letters,
-            self._locks[name], lambda: self._live.pop(name, None) and None, options, workers, allow_empty,
+            self._locks[name], lambda: self._forget(name), options, workers, allow_empty,
             before_swap,
         )
         return await job.run(progress, fresh)
+
+    def _forget(self, name: str) -> None:
+        """Drop the cached position of ``name`` (a rebuild moved its checkpoint)."""
+        self._live.pop(name, None)
 
     async def _rebuild_in_place(
         self, projection: Projection, batch_size: int, progress: ProgressFactory | None, started: float

@@ -172,6 +172,8 @@ def apply_batch(
     default_collection = projection.collections[0] if projection.collections else ""
     whole = partition.is_whole
     handlers: dict[str, Any] = {}
+    routes_of = projection._routes.get
+    docs_get = batch.docs.get
     for event in sort_events(events):
         position = event.position
         if upto is not None and position > upto:
@@ -181,12 +183,20 @@ def apply_batch(
             break
         pending: list[tuple[DocKey, Any, Route]] = []
         owned = False
-        for route in projection.routes(event.event_type):
-            doc_id = canonical(route.key(event))
+        for route in routes_of(event.event_type, ()):
+            doc_id = route.key(event)
+            if type(doc_id) is str:  # the common case: canonical and hashable as it is
+                ident = doc_id
+            else:
+                doc_id = canonical(doc_id)
+                ident = id_key(doc_id)
             if whole or partition.owns(doc_id):
                 owned = True
-                key = (route.collection or default_collection, id_key(doc_id))
-                if (batch.doc(key, doc_id, event).get(position_field) or 0) < position:
+                key = (route.collection or default_collection, ident)
+                doc = docs_get(key)
+                if doc is None:
+                    doc = batch.doc(key, doc_id, event)
+                if (doc.get(position_field) or 0) < position:
                     pending.append((key, doc_id, route))
         if owned and not pending:
             outcome.skipped += 1  # already applied to every document it addresses (a replay)

@@ -542,3 +542,35 @@ async def test_a_batch_in_a_transaction_stops_taking_events_when_its_time_budget
 def test_the_time_budget_must_be_positive(stores: Stores) -> None:
     with pytest.raises(ProjectionError, match="batch_seconds must be > 0"):
         stores.runner(batch_seconds=0)
+
+
+class RecordingPositionStore(LosingPositionStore):
+    def __init__(self, inner: MongoProjectionPositionStore) -> None:
+        super().__init__(inner, 0)
+        self.saved: list[tuple[str, int]] = []
+
+    async def save_position(self, name: str, position: int, **kwargs: Any) -> int:
+        self.saved.append((name, position))
+        return await self.inner.save_position(name, position, **kwargs)
+
+
+async def test_a_rebuild_over_its_memory_budget_flushes_with_its_checkpoint_and_equals_the_fold(
+    stores: Stores,
+) -> None:
+    await stores.append(list(order_history(80, 6, concurrent=80)))  # every batch touches every order
+    recording = RecordingPositionStore(stores.positions)
+    runner = ProjectionRunner(stores.events, recording, [OrderSummaryProjection()], connection=stores.connection)
+    await runner.rebuild("order_summary", batch_size=100, memory_budget=1)
+    flushes = [p for name, p in recording.saved if name == rebuild_checkpoint("order_summary")]
+    assert flushes[:6] == [0, 100, 200, 300, 400, 480]  # a flush (and its checkpoint) after every batch
+    assert await stores.problems() == []
+
+
+async def test_a_rebuild_within_its_memory_budget_writes_once_at_the_end(stores: Stores) -> None:
+    await stores.append(list(order_history(80, 6, concurrent=80)))
+    recording = RecordingPositionStore(stores.positions)
+    runner = ProjectionRunner(stores.events, recording, [OrderSummaryProjection()], connection=stores.connection)
+    await runner.rebuild("order_summary", batch_size=100)
+    flushes = [p for name, p in recording.saved if name == rebuild_checkpoint("order_summary")]
+    assert flushes[:2] == [0, 480]
+    assert await stores.problems() == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo.errors import PyMongoError
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.advanced import MongoProjectionPositionStore
@@ -574,3 +576,27 @@ async def test_a_rebuild_within_its_memory_budget_writes_once_at_the_end(stores:
     flushes = [p for name, p in recording.saved if name == rebuild_checkpoint("order_summary")]
     assert flushes[:2] == [0, 480]
     assert await stores.problems() == []
+
+
+class SlowSummaries(OrderSummaryProjection):
+    def on_OrderItemAdded(self, doc: dict[str, Any], event: Any) -> None:
+        time.sleep(0.005)
+        super().on_OrderItemAdded(doc, event)
+
+
+async def test_batches_stay_inside_a_lowered_transaction_lifetime(stores: Stores) -> None:
+    admin = stores.connection.client.admin
+    try:
+        was = (await admin.command("setParameter", 1, transactionLifetimeLimitSeconds=1))["was"]
+    except PyMongoError:
+        pytest.skip("this server cannot lower transactionLifetimeLimitSeconds (the injected-clock test covers it)")
+    try:
+        await stores.append(list(order_history(40, 10, concurrent=40)))  # 320 slow events: ~1.6 s of handlers
+        runner = stores.runner(SlowSummaries(), transactions=True, batch_seconds=0.3)
+        batches = 0
+        while await asyncio.wait_for(runner.run_once(batch_size=400), 30):
+            batches += 1
+        assert batches > 1
+        assert await stores.problems() == []
+    finally:
+        await admin.command("setParameter", 1, transactionLifetimeLimitSeconds=was)

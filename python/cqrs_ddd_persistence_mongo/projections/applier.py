@@ -29,7 +29,6 @@ from .base import Projection, Route
 from .partition import WHOLE, Partition
 
 POSITION_FIELD = "_last_position"
-TIME_CHECK_EVERY = 64
 DocKey = tuple[str, Any]
 
 _PLAIN_IDS = (str, int, float, bytes, bson.ObjectId)
@@ -161,8 +160,8 @@ def apply_batch(
     ``loaded`` documents are mutated in place and returned in ``outcome.changed`` when an
     event changed them (a document restored after a parked event replaces its entry in
     ``loaded``). Events above ``upto`` are left for later (not consumed), and so are the
-    rest of the batch once ``out_of_time()`` says so (asked every ``TIME_CHECK_EVERY``
-    events, after at least one event was consumed).
+    rest of the batch once ``out_of_time()`` says so (asked before every event after the
+    first, so a batch overruns its budget by one handler call at most).
     """
     if not projection.is_document_style:
         raise ProjectionError(f"{projection.projection_name} has no document handlers (self, doc, event)")
@@ -178,8 +177,7 @@ def apply_batch(
         position = event.position
         if upto is not None and position > upto:
             break
-        if (out_of_time is not None and outcome.consumed and outcome.consumed % TIME_CHECK_EVERY == 0
-                and out_of_time()):
+        if out_of_time is not None and outcome.consumed and out_of_time():
             break
         pending: list[tuple[DocKey, Any, Route]] = []
         owned = False

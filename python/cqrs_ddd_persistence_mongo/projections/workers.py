@@ -135,7 +135,7 @@ async def run_partitioned(base: WorkerSpec, workers: int, progress: Reporter | N
                 results = list(everything.result())
                 break
     except BaseException:  # cancelled or a worker failed: stop the others now (they resume later)
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise

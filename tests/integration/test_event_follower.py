@@ -92,3 +92,30 @@ async def test_follower_with_transactional_appenders(real_connection: MongoConne
     seen, _ = await asyncio.wait_for(follower, 60)
     assert seen == list(range(1, appenders * each + 1))
     assert attempts > appenders * each  # conflicts happened and were retried
+
+
+async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
+    real_connection: MongoConnectionManager,
+) -> None:
+    store = MongoEventStore(real_connection, gap_timeout=30)
+    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="a", version=v) for v in range(1, 6)])
+    await store._reserve(2, None)  # positions 6 and 7: reserved by an appender still writing
+    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="b", version=v) for v in range(1, 4)])
+    await store._reserve(1, None)  # position 11: a hole at the tail
+    assert [e.position async for e in store.get_events_from_position(0, batch_size=2)] == [1, 2, 3, 4, 5]
+    assert [e.position async for e in store.get_events_from_position(7, batch_size=2)] == [8, 9, 10]
+    impatient = MongoEventStore(real_connection, gap_timeout=0)
+    assert [e.position async for e in impatient.get_events_from_position(0, batch_size=2)] == [1, 2, 3, 4, 5, 8, 9, 10]
+    batches = [b async for b in impatient.get_events_from_position(0, batch_size=3).batches()]
+    assert [[e.position for e in b] for b in batches] == [[1, 2, 3], [4, 5, 8], [9, 10]]  # 6, 7 are fenced now
+
+
+async def test_reading_an_event_store_creates_nothing(real_connection: MongoConnectionManager) -> None:
+    store = MongoEventStore(real_connection, collection="never_written")
+    assert await store.get_events_after(0) == []
+    assert await store.get_latest_position() == 0
+    assert [e async for e in store.get_events_from_position(0)] == []
+    assert await store.get_events("nobody") == []
+    db = real_connection.db()
+    assert "never_written" not in await db.list_collection_names()
+    assert await db["counters"].find_one({"_id": "never_written_position"}) is None

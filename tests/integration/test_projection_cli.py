@@ -5,22 +5,44 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import signal
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoEventStore
-from cqrs_ddd_persistence_mongo.projections.orders import differences, fold_orders, order_history, read_model
+from cqrs_ddd_persistence_mongo._demo.orders import differences, fold_orders, order_history, read_model
 
 pytestmark = pytest.mark.integration
 
-SPEC = "cqrs_ddd_persistence_mongo.projections.orders:OrderSummaryProjection"
+PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+SLOW_PROJECTION = """
+import time
+
+from cqrs_ddd_persistence_mongo._demo.orders import OrderSummaryProjection
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+class Slow(OrderSummaryProjection):
+    def on_OrderItemAdded(self, doc, event):
+        time.sleep(0.002)
+        super().on_OrderItemAdded(doc, event)
+"""
+
+SPEC = "cqrs_ddd_persistence_mongo._demo.orders:OrderSummaryProjection"
+
+
+def environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    merged = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"}
+    merged["PYTHONPATH"] = os.pathsep.join(filter(None, [PYTHON_DIR, os.environ.get("PYTHONPATH")]))
+    return {**merged, **(env or {})}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cqrs_ddd_persistence_mongo", *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+                          capture_output=True, text=True, env=environment(env), timeout=300, cwd=cwd)
 
 
 async def test_rebuild_command_rebuilds_and_logs_progress(pymongo_connection: MongoConnectionManager, mongo_url: str) -> None:
@@ -52,4 +74,109 @@ def test_demo_runs_the_projection_tour_and_verifies(mongo_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "appended 1,500 events over 150 orders" in result.stdout
     assert "all 153 order summaries and the product totals equal a direct fold" in result.stdout
+    assert "append history: 100%  1,500/1,500 events" in result.stderr  # progress while appending
+    assert " ms)" not in result.stdout  # durations for people
     assert "demo finished: all steps passed" in result.stdout
+
+
+async def test_rebuild_shows_counts_before_the_swap(pymongo_connection: MongoConnectionManager, mongo_url: str) -> None:
+    await MongoEventStore(pymongo_connection).append_batch(list(order_history(30, 4, concurrent=10)))
+    result = await asyncio.to_thread(cli, "rebuild", SPEC, "--url", mongo_url, "--database",
+                                     pymongo_connection.database_name)
+    assert result.returncode == 0, result.stderr
+    assert "swapping in order_summary from 120 events: order_summaries: 30 documents replace 0; product_sales:" in result.stderr
+    assert "ms" not in result.stdout and " s (" in result.stdout  # a human duration
+
+
+async def test_rebuild_from_a_misspelled_events_collection_is_refused(
+    pymongo_connection: MongoConnectionManager, mongo_url: str
+) -> None:
+    await MongoEventStore(pymongo_connection).append_batch(list(order_history(10, 4, concurrent=5)))
+    database = pymongo_connection.database_name
+    result = await asyncio.to_thread(cli, "rebuild", SPEC, "--url", mongo_url, "--database", database,
+                                     "--events-collection", "domain_evnts")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: refusing to rebuild 'order_summary'")
+    assert "--allow-empty" in result.stderr
+    assert "domain_evnts" not in await pymongo_connection.db().list_collection_names()
+    result = await asyncio.to_thread(cli, "rebuild", SPEC, "--url", mongo_url, "--database", database,
+                                     "--events-collection", "domain_evnts", "--allow-empty")
+    assert result.returncode == 0, result.stderr
+
+
+def test_rebuild_needs_a_url() -> None:
+    result = cli("rebuild", SPEC)
+    assert result.returncode == 2
+    assert "rebuild needs the server that holds your events: pass --url" in result.stderr
+
+
+def test_a_bad_url_fails_at_once() -> None:
+    started = time.monotonic()
+    result = cli("rebuild", SPEC, "--url", "notaurl")
+    assert result.returncode == 2 and time.monotonic() - started < 8
+    assert "--url 'notaurl' is not a MongoDB URL" in result.stderr and result.stderr.count("\n") <= 3
+
+
+def test_a_url_without_database_names_the_flag(mongo_url: str) -> None:
+    bare = mongo_url.split("?")[0].rstrip("/") + "/"
+    result = cli("rebuild", SPEC, "--url", bare)
+    assert result.returncode == 2 and "pass --database NAME" in result.stderr
+
+
+def test_an_unreachable_server_is_one_line() -> None:
+    result = cli("rebuild", SPEC, "--url", "mongodb://127.0.0.1:1/db?serverSelectionTimeoutMS=300")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "Topology" not in result.stderr and len(result.stderr) < 320
+
+
+def test_version() -> None:
+    from cqrs_ddd_persistence_mongo import __version__
+
+    result = cli("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+async def test_console_script_imports_from_the_current_directory(
+    pymongo_connection: MongoConnectionManager, mongo_url: str, tmp_path: Path
+) -> None:
+    await MongoEventStore(pymongo_connection).append_batch(list(order_history(10, 4, concurrent=5)))
+    (tmp_path / "mymod.py").write_text("from cqrs_ddd_persistence_mongo._demo.orders import OrderSummaryProjection as P\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "cqrs-ddd-mongo"  # what pip writes for a console script
+    script.write_text("import sys\nfrom cqrs_ddd_persistence_mongo.cli import main\nsys.exit(main())\n")
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(script), "rebuild", "mymod:P", "--url", mongo_url,
+                         "--database", pymongo_connection.database_name],
+        capture_output=True, text=True, env=environment(), timeout=300, cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rebuilt order_summary: 40 events" in result.stdout
+
+
+async def test_ctrl_c_prints_one_line_and_the_next_run_resumes(
+    pymongo_connection: MongoConnectionManager, mongo_url: str, tmp_path: Path
+) -> None:
+    events = list(order_history(300, 10, concurrent=50))
+    await MongoEventStore(pymongo_connection).append_batch(events)
+    (tmp_path / "slowmod.py").write_text(SLOW_PROJECTION)
+    args = [sys.executable, "-m", "cqrs_ddd_persistence_mongo", "rebuild", "slowmod:Slow", "--url", mongo_url,
+            "--database", pymongo_connection.database_name, "--batch-size", "200"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=environment(), cwd=str(tmp_path))
+    await asyncio.sleep(4)
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.to_thread(process.communicate, timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted at position ")
+    assert last.endswith("; run the same command to resume, or --fresh to start over")
+    position = int(last.split()[3].rstrip(";").replace(",", ""))
+    assert 0 < position < len(events)
+    result = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, env=environment(),
+                                     timeout=300, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"resumed at position {position:,}" in result.stdout
+    assert differences(fold_orders(events), await read_model(pymongo_connection.db())) == []

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo.errors import PyMongoError
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.advanced import MongoProjectionPositionStore
@@ -14,7 +17,7 @@ from cqrs_ddd_persistence_mongo.core import MongoEventStore
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
 from cqrs_ddd_persistence_mongo.exceptions import ProjectionError, ProjectionHandlerFailed
 from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, rebuild_checkpoint
-from cqrs_ddd_persistence_mongo.projections.orders import (
+from cqrs_ddd_persistence_mongo._demo.orders import (
     ORDER_SUMMARIES,
     OrderSummaryProjection,
     differences,
@@ -95,10 +98,23 @@ class FailingEventStore:
         self.collection_name = inner.collection_name
 
     async def get_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
+        self._read()
+        return await self.inner.get_events_after(position, limit)
+
+    def get_events_from_position(self, position: int = 0, batch_size: int = 1000) -> Any:
+        inner = self.inner.get_events_from_position(position, batch_size).batches()
+
+        async def batches() -> Any:
+            async for batch in inner:
+                self._read()
+                yield batch
+
+        return SimpleNamespace(batches=batches)
+
+    def _read(self) -> None:
         if self.reads == 0:
             raise ConnectionError("simulated crash")
         self.reads -= 1
-        return await self.inner.get_events_after(position, limit)
 
     async def get_latest_position(self) -> int:
         return await self.inner.get_latest_position()
@@ -112,14 +128,27 @@ async def test_crashed_rebuild_resumes_and_equals_a_clean_rebuild(stores: Stores
     await stores.connection.db()[ORDER_SUMMARIES].update_many({}, {"$set": {"old": True}})
     crashing = ProjectionRunner(FailingEventStore(stores.events, 3), stores.positions,
                                 [OrderSummaryProjection()], connection=stores.connection)
-    with pytest.raises(ConnectionError):
-        await crashing.rebuild("order_summary", batch_size=100)
+    with pytest.raises(ConnectionError):  # a memory budget of 1 byte: a flush after every batch
+        await crashing.rebuild("order_summary", batch_size=100, memory_budget=1)
     # the live read model still serves the old data, untouched
     assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 100
     report = await stores.runner().rebuild("order_summary", batch_size=100)
     assert report.resumed_from == 300 and report.events == len(stores.history) - 300
     assert await read_model(stores.connection.db()) == expected
     assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 0
+
+
+async def test_a_rebuild_that_lost_a_flush_checkpoint_resumes_to_a_clean_result(stores: Stores) -> None:
+    await stores.append(list(order_history(100, 6, concurrent=20)))
+    # saves: 1 = the fresh rebuild's 0, 2 = the first flush, 3 = the second flush (lost after its writes)
+    losing = ProjectionRunner(stores.events, LosingPositionStore(stores.positions, 3), [OrderSummaryProjection()],
+                              connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await losing.rebuild("order_summary", batch_size=100, memory_budget=1)
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) == 100
+    report = await stores.runner().rebuild("order_summary", batch_size=100)
+    assert report.resumed_from == 100
+    assert await stores.problems() == []
 
 
 class LosingPositionStore:
@@ -389,20 +418,22 @@ async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) 
     assert await stores.problems() == []
 
 
-class CrashInSwap(ProjectionRunner):
-    """Dies after swapping in the first collection (a process killed mid-swap)."""
+async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cqrs_ddd_persistence_mongo.projections.rebuild import Rebuild
 
-    async def _swap(self, shadow: dict[str, str], existing: set[str]) -> list[str]:
-        first = dict(list(shadow.items())[:1])
-        await super()._swap(first, existing)
+    swap = Rebuild._swap
+
+    async def crash_in_swap(self: Rebuild, shadow: dict[str, str], existing: set[str]) -> list[str]:
+        await swap(self, dict(list(shadow.items())[:1]), existing)  # a process killed mid-swap
         raise ConnectionError("killed during the swap")
 
-
-async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(stores: Stores) -> None:
     await stores.append(list(order_history(40, 5, concurrent=10)))
-    crashing = CrashInSwap(stores.events, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    monkeypatch.setattr(Rebuild, "_swap", crash_in_swap)
     with pytest.raises(ConnectionError):
-        await crashing.rebuild("order_summary", batch_size=50)
+        await stores.runner().rebuild("order_summary", batch_size=50)
+    monkeypatch.setattr(Rebuild, "_swap", swap)
     names = set(await stores.connection.db().list_collection_names())
     assert "order_summaries__rebuild" not in names and "product_sales__rebuild" in names
     report = await stores.runner().rebuild("order_summary", batch_size=50)
@@ -417,8 +448,155 @@ async def test_fresh_rebuild_starts_over_after_a_crash(stores: Stores) -> None:
     crashing = ProjectionRunner(FailingEventStore(stores.events, 2), stores.positions,
                                 [OrderSummaryProjection()], connection=stores.connection)
     with pytest.raises(ConnectionError):
-        await crashing.rebuild("order_summary", batch_size=40)
+        await crashing.rebuild("order_summary", batch_size=40, memory_budget=1)
     assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) == 80
     report = await stores.runner().rebuild("order_summary", batch_size=40, fresh=True)
     assert report.resumed_from == 0 and report.events == len(stores.history)
     assert await stores.problems() == []
+
+
+async def test_two_workers_stop_at_an_in_flight_hole_and_following_applies_everything_after_it(
+    stores: Stores,
+) -> None:
+    await stores.append(list(order_history(60, 6, concurrent=20)))  # positions 1..360
+    await stores.events._reserve(1, None)  # 361: reserved by an appender that has not written yet
+    await stores.append(list(order_history(60, 6, seed=3, concurrent=20, prefix="late")))  # 362..721
+    patient = MongoEventStore(stores.connection, gap_timeout=120)
+    rebuilding = ProjectionRunner(patient, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    report = await rebuilding.rebuild("order_summary", batch_size=100, workers=2)
+    assert report.position == 360
+    assert await stores.positions.get_position("order_summary") == 360
+    # the appender never comes back: once the hole is abandoned, following applies the rest
+    impatient = MongoEventStore(stores.connection, gap_timeout=0)
+    follower = ProjectionRunner(impatient, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    while await follower.run_once(batch_size=100):
+        pass
+    assert await stores.positions.get_position("order_summary") == 721
+    assert await stores.problems() == []
+
+
+async def test_a_rebuild_from_a_misspelled_events_collection_wipes_and_creates_nothing(stores: Stores) -> None:
+    await stores.append(list(order_history(20, 4, concurrent=5)))
+    while await stores.runner().run_once(batch_size=100):
+        pass
+    db = stores.connection.db()
+    names_before = set(await db.list_collection_names())
+    counters_before = await db["counters"].find({}).to_list(None)
+    typo = MongoEventStore(stores.connection, collection="domain_evnts")
+    runner = ProjectionRunner(typo, stores.positions, [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ProjectionError, match="'domain_evnts'.*holds no events.*allow_empty=True"):
+        await runner.rebuild("order_summary")
+    assert set(await db.list_collection_names()) == names_before
+    assert await db["counters"].find({}).to_list(None) == counters_before
+    assert await stores.problems() == []
+    assert await stores.positions.get_position("order_summary") == 80
+
+
+async def test_a_rebuild_in_a_misspelled_database_creates_nothing(stores: Stores) -> None:
+    typo_db = stores.connection.database_name + "_typo"
+    runner = ProjectionRunner(stores.events, stores.positions, [OrderSummaryProjection()],
+                              connection=stores.connection, database=typo_db)
+    typo_events = MongoEventStore(stores.connection, typo_db)
+    runner = ProjectionRunner(typo_events, MongoProjectionPositionStore(stores.connection, typo_db),
+                              [OrderSummaryProjection()], connection=stores.connection, database=typo_db)
+    with pytest.raises(ProjectionError, match="holds no events"):
+        await runner.rebuild("order_summary", workers=2)
+    assert typo_db not in await stores.connection.client.list_database_names()
+
+
+async def test_a_rebuild_that_would_shrink_the_read_model_is_refused_unless_allowed(stores: Stores) -> None:
+    await stores.append(list(order_history(20, 4, concurrent=5)))
+    runner = stores.runner()
+    await runner.rebuild("order_summary")
+    db = stores.connection.db()
+    await db[ORDER_SUMMARIES].insert_one({"_id": "kept-by-someone", "status": "placed"})
+    with pytest.raises(ProjectionError, match=r"fewer documents.*'order_summaries' 21 -> 20.*allow_empty=True"):
+        await runner.rebuild("order_summary")
+    assert await db[ORDER_SUMMARIES].count_documents({}) == 21
+    seen: list[Any] = []
+    report = await runner.rebuild("order_summary", allow_empty=True, before_swap=lambda n, c: seen.append((n, c)))
+    assert report.swapped and await db[ORDER_SUMMARIES].count_documents({}) == 20
+    assert seen and [(c.collection, c.rebuilt, c.live) for c in seen[0][1]][0] == (ORDER_SUMMARIES, 20, 21)
+
+
+async def test_an_empty_rebuild_on_purpose_is_allowed(stores: Stores) -> None:
+    report = await stores.runner().rebuild("order_summary", allow_empty=True)
+    assert report.events == 0 and report.swapped == [ORDER_SUMMARIES, "product_sales"]
+
+
+async def test_a_batch_in_a_transaction_stops_taking_events_when_its_time_budget_is_spent(stores: Stores) -> None:
+    await stores.append(list(order_history(50, 6, concurrent=10)))  # 300 events
+    ticks = iter(range(10**6))
+
+    def clock() -> float:  # every look at the clock is one second later
+        return float(next(ticks))
+
+    runner = stores.runner(transactions=True, batch_seconds=3, clock=clock)
+    first = await runner.run_once(batch_size=300)
+    assert 0 < first < 300  # committed what it had when the budget ran out...
+    assert await stores.positions.get_position("order_summary") == first
+    while await runner.run_once(batch_size=300):  # ...and the next batches went on
+        pass
+    assert await stores.positions.get_position("order_summary") == 300
+    assert await stores.problems() == []
+
+
+def test_the_time_budget_must_be_positive(stores: Stores) -> None:
+    with pytest.raises(ProjectionError, match="batch_seconds must be > 0"):
+        stores.runner(batch_seconds=0)
+
+
+class RecordingPositionStore(LosingPositionStore):
+    def __init__(self, inner: MongoProjectionPositionStore) -> None:
+        super().__init__(inner, 0)
+        self.saved: list[tuple[str, int]] = []
+
+    async def save_position(self, name: str, position: int, **kwargs: Any) -> int:
+        self.saved.append((name, position))
+        return await self.inner.save_position(name, position, **kwargs)
+
+
+async def test_a_rebuild_over_its_memory_budget_flushes_with_its_checkpoint_and_equals_the_fold(
+    stores: Stores,
+) -> None:
+    await stores.append(list(order_history(80, 6, concurrent=80)))  # every batch touches every order
+    recording = RecordingPositionStore(stores.positions)
+    runner = ProjectionRunner(stores.events, recording, [OrderSummaryProjection()], connection=stores.connection)
+    await runner.rebuild("order_summary", batch_size=100, memory_budget=1)
+    flushes = [p for name, p in recording.saved if name == rebuild_checkpoint("order_summary")]
+    assert flushes[:6] == [0, 100, 200, 300, 400, 480]  # a flush (and its checkpoint) after every batch
+    assert await stores.problems() == []
+
+
+async def test_a_rebuild_within_its_memory_budget_writes_once_at_the_end(stores: Stores) -> None:
+    await stores.append(list(order_history(80, 6, concurrent=80)))
+    recording = RecordingPositionStore(stores.positions)
+    runner = ProjectionRunner(stores.events, recording, [OrderSummaryProjection()], connection=stores.connection)
+    await runner.rebuild("order_summary", batch_size=100)
+    flushes = [p for name, p in recording.saved if name == rebuild_checkpoint("order_summary")]
+    assert flushes[:2] == [0, 480]
+    assert await stores.problems() == []
+
+
+class SlowSummaries(OrderSummaryProjection):
+    def on_OrderItemAdded(self, doc: dict[str, Any], event: Any) -> None:
+        time.sleep(0.005)
+        super().on_OrderItemAdded(doc, event)
+
+
+async def test_batches_stay_inside_a_lowered_transaction_lifetime(stores: Stores) -> None:
+    admin = stores.connection.client.admin
+    try:
+        was = (await admin.command("setParameter", 1, transactionLifetimeLimitSeconds=1))["was"]
+    except PyMongoError:
+        pytest.skip("this server cannot lower transactionLifetimeLimitSeconds (the injected-clock test covers it)")
+    try:
+        await stores.append(list(order_history(40, 10, concurrent=40)))  # 320 slow events: ~1.6 s of handlers
+        runner = stores.runner(SlowSummaries(), transactions=True, batch_seconds=0.3)
+        batches = 0
+        while await asyncio.wait_for(runner.run_once(batch_size=400), 30):
+            batches += 1
+        assert batches > 1
+        assert await stores.problems() == []
+    finally:
+        await admin.command("setParameter", 1, transactionLifetimeLimitSeconds=was)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 
@@ -223,3 +224,34 @@ async def test_write_upserts_with_and_without_the_insert_pass(
     assert (again.inserted, again.updated, again.skipped) == (0, 0, 3)
     assert (await collection.find_one({"_id": "a"}))["v"] == "new"
     assert await collection.count_documents({}) == 3
+
+
+class CountingCollection:
+    """A collection that records which kinds of write each bulk_write sent."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, int]] = []
+
+    async def bulk_write(self, models: list[Any], **kwargs: Any) -> Any:
+        self.sent.append((type(models[0]).__name__, len(models)))
+        return await self.inner.bulk_write(models, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_bulk_upserts_probe_whether_keys_exist_and_skip_wasted_inserts(
+    pymongo_connection: MongoConnectionManager,
+) -> None:
+    collection = CountingCollection(pymongo_connection.db()["probed"])
+    docs = [{"id": f"k{i:04d}", "v": i} for i in range(500)]
+    fresh = await write_upserts(collection, build_upserts(docs, "id", None, None))
+    assert fresh.inserted == 500 and collection.sent == [("InsertOne", 64), ("InsertOne", 436)]
+    collection.sent.clear()
+    again = await write_upserts(collection, build_upserts([{**d, "v": -1} for d in docs], "id", None, None))
+    assert again.updated == 500 and again.inserted == 0
+    # 64 probing inserts met existing keys: everything goes out as upserts, no wasted inserts
+    assert collection.sent == [("InsertOne", 64), ("UpdateOne", 500)]
+    stored = await pymongo_connection.db()["probed"].find({"v": -1}).to_list(None)
+    assert len(stored) == 500

@@ -20,7 +20,7 @@ from cqrs_ddd_persistence_mongo.projections import (
     partition_of,
 )
 from cqrs_ddd_persistence_mongo.projections.applier import addressed, id_key
-from cqrs_ddd_persistence_mongo.projections.orders import (
+from cqrs_ddd_persistence_mongo._demo.orders import (
     ORDER_SUMMARIES,
     OrderSummaryProjection,
     fold_orders,
@@ -111,7 +111,7 @@ def test_document_handler_needs_a_collection() -> None:
 
 def test_load_projection_by_spec() -> None:
     assert isinstance(
-        load_projection("cqrs_ddd_persistence_mongo.projections.orders:OrderSummaryProjection"),
+        load_projection("cqrs_ddd_persistence_mongo._demo.orders:OrderSummaryProjection"),
         OrderSummaryProjection,
     )
     with pytest.raises(ProjectionError, match="module:ProjectionClass"):
@@ -318,3 +318,24 @@ def test_progress_logs_plain_lines_elsewhere_and_rate_limits() -> None:
 def test_format_duration() -> None:
     assert format_duration(5) == "0:05"
     assert format_duration(3725) == "1:02:05"
+
+
+def test_a_shorter_progress_line_leaves_no_stale_characters() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    progress = Progress("rebuild", 1000, stream=out, tty=True, clock=clock, redraw=0)
+    clock.now += 1000
+    progress.update(1)  # a slow start: a long ETA
+    clock.now += 1
+    progress.update(1000)
+    draws = out.getvalue().split("\r")[1:]
+    assert len(draws[1]) >= len(draws[0]) and draws[1].rstrip().endswith("ETA 0:00")
+
+
+def test_human_durations() -> None:
+    from cqrs_ddd_persistence_mongo.projections.progress import human_duration
+
+    assert human_duration(0.4219) == "0.42 s"
+    assert human_duration(7.25) == "7.2 s"
+    assert human_duration(42) == "42 s"
+    assert human_duration(271.155) == "4 min 31 s"
+    assert human_duration(3725) == "1 h 02 min"

@@ -9,10 +9,13 @@ native builder (``_accel.build_upserts``, twin ``_pure/bulk.py``):
               "_last_event_id": {"$ne": e}}               # when the doc carries _last_event_id
     update = {"$set": <every field but the key>}          # sent with upsert=True
 
-Sending (outside a transaction): every statement is first sent as the insert of
-``{"_id": key, **$set}`` (what its upsert would create for a missing key, and the cheapest
-write); keys that already exist answer E11000 on ``_id`` and only those get their guarded
-upsert statement.
+Sending (outside a transaction): for new keys the cheapest write is the insert of
+``{"_id": key, **$set}`` (exactly what its upsert would create); keys that already exist
+answer E11000 on ``_id`` and only those get their guarded upsert statement. For existing
+keys that insert is a wasted write, and the guarded upserts alone are cheaper. So the
+first ``PROBE`` statements are sent as inserts, and how many of them met an existing key
+decides how the rest go: inserts first when most keys were new, upserts at once otherwise
+(``insert_first=True`` / ``False`` decides without probing).
 
 Guard semantics (how guard + upsert never create a second document): ``_id`` is unique, so
 an upsert can only ever insert the one document with that key. When the document exists but
@@ -50,6 +53,7 @@ MAX_WRITE_BATCH_COUNT = 100_000
 MAX_BSON_BYTES = 16 * 1024 * 1024
 STATEMENT_OVERHEAD = 48  # {"q": ..., "u": ..., "upsert": true} and the array index around each statement
 DUPLICATE_KEY = 11000
+PROBE = 64  # statements sent as inserts to learn whether a batch's keys are mostly new
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +213,20 @@ def to_insert_ones(statements: Sequence[Statement]) -> list[InsertOne]:
     return [InsertOne({"_id": filter_["_id"], **update["$set"]}) for filter_, update in statements]
 
 
+async def _insert_first(
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult
+) -> list[Statement]:
+    """Send ``batch`` as inserts; returns the statements whose key already exists."""
+    if not batch:
+        return []
+    counts, errors = await _bulk(collection, to_insert_ones(batch), session)
+    result.inserted += counts.get("nInserted", 0)
+    _raise_other_errors(collection, errors, result)
+    return [batch[e["index"]] for e in errors]
+
+
 async def _write_batch(
-    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, insert_first: bool
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, insert_first: bool | None
 ) -> None:
     """Insert first, then guarded upserts for the keys that exist, then one retry of E11000s.
 
@@ -221,11 +237,13 @@ async def _write_batch(
     counted as skipped.
     """
     pending = batch
-    if insert_first:
-        counts, errors = await _bulk(collection, to_insert_ones(batch), session)
-        result.inserted += counts.get("nInserted", 0)
-        _raise_other_errors(collection, errors, result)
-        pending = [batch[e["index"]] for e in errors]
+    if insert_first is None:  # probe: do the first keys exist?
+        probe, rest = batch[:PROBE], batch[PROBE:]
+        existing = await _insert_first(collection, probe, session, result)
+        insert_first = 2 * len(existing) <= len(probe)
+        pending = existing + (await _insert_first(collection, rest, session, result) if insert_first else rest)
+    elif insert_first:
+        pending = await _insert_first(collection, batch, session, result)
     for _ in range(2):  # the guarded upserts, then one retry of their E11000s
         if not pending:
             return
@@ -260,7 +278,7 @@ async def write_upserts(
     session: Any = None,
     in_transaction: bool = False,
     limits: BulkLimits = BulkLimits(),
-    insert_first: bool = True,
+    insert_first: bool | None = None,
 ) -> BulkUpsertResult:
     """Send guarded upsert ``statements`` as unordered bulk writes within ``limits``.
 
@@ -272,9 +290,9 @@ async def write_upserts(
     unguarded statements rewrite the same values). A concurrent writer of the same key sees
     either the old or the new document, never two documents.
 
-    ``insert_first`` (outside transactions): try every statement as an insert first (best
-    when most keys are new or unknown); pass False when the caller knows the keys exist, to
-    skip that pass.
+    ``insert_first`` (outside transactions): ``True`` tries every statement as an insert
+    first (a caller that knows most keys are new), ``False`` sends the upserts at once (most
+    keys exist); ``None`` (default) probes the first ``PROBE`` keys and decides.
     """
     check_unique_keys(statements)
     sizes = statement_sizes(statements, collection.codec_options)

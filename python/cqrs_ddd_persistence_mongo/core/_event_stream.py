@@ -1,12 +1,17 @@
-"""Helpers of the event store's readers: the gap clock and the awaitable event stream."""
+"""Helpers of the event store's readers: the gap clock, the gap-safe cursor and the
+awaitable event stream."""
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generator
 
+from pymongo.errors import PyMongoError
+
 from ..domain.events import StoredEvent
+from ..exceptions import EventStoreError
 
 
 class GapClock:
@@ -38,16 +43,77 @@ class GapClock:
         return False
 
 
+async def gap_safe_batches(
+    collection: Any,
+    after: int,
+    batch_size: int,
+    *,
+    decode: Callable[[Mapping[str, Any]], StoredEvent],
+    is_gap: Callable[[Mapping[str, Any]], bool],
+    reserved_head: Callable[[], Awaitable[int]],
+    resolve_hole: Callable[[int, int], Awaitable[bool]],
+) -> AsyncIterator[list[StoredEvent]]:
+    """Lists of at most ``batch_size`` events after position ``after``, from one cursor
+    sorted by position (``batch_size`` documents per round trip).
+
+    Positions are dense (each reserved one is an event, a hole marker or still in flight),
+    so the first missing position is a hole: the stream ends there unless
+    ``resolve_hole(first, last)`` declares it abandoned (and fences it), in which case the
+    cursor is reopened after it. At the cursor's end, a head beyond the last position
+    (``reserved_head()``) is a hole at the tail, treated the same way.
+    """
+    while True:
+        cursor = collection.find({"position": {"$gt": after}}, sort=[("position", 1)], batch_size=batch_size)
+        expected = after + 1
+        batch: list[StoredEvent] = []
+        hole: tuple[int, int] | None = None
+        try:
+            async for doc in cursor:
+                found = doc["position"]
+                if found != expected:
+                    hole = (expected, found - 1)
+                    break
+                after = found
+                expected = found + 1
+                if not is_gap(doc):
+                    batch.append(decode(doc))
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+        except PyMongoError as exc:
+            raise EventStoreError(f"reading '{collection.name}' failed: {exc}") from exc
+        finally:
+            closing = cursor.close()
+            if inspect.isawaitable(closing):
+                await closing
+        if batch:
+            yield batch
+        if hole is None:
+            head = await reserved_head()
+            if expected > head:
+                return  # caught up
+            hole = (expected, head)
+        if not await resolve_hole(*hole):
+            return  # a hole that may still be filled: stop before it
+
+
 class EventStream:
     """Async iterator of stored events, streamed in batches.
 
     Both ``async for e in store.get_events_from_position(0)`` and the seed's
     ``async for e in await store.get_events_from_position(0)`` work: awaiting the stream
-    returns the stream itself. ``aclose()`` (or ``contextlib.aclosing``) ends it early.
+    returns the stream itself. ``aclose()`` (or ``contextlib.aclosing``) ends it early;
+    ``batches()`` gives the events a list per round trip instead.
     """
 
-    def __init__(self, source: AsyncIterator[StoredEvent]) -> None:
-        self._source = source
+    def __init__(self, batches: AsyncIterator[list[StoredEvent]]) -> None:
+        self._batches = batches
+        self._pending: list[StoredEvent] = []
+        self._next = 0
+
+    def batches(self) -> AsyncIterator[list[StoredEvent]]:
+        """The events as lists (one per round trip), for consumers that work per batch."""
+        return self._batches
 
     def __await__(self) -> Generator[Any, None, EventStream]:
         return self._ready().__await__()
@@ -59,9 +125,14 @@ class EventStream:
         return self
 
     async def __anext__(self) -> StoredEvent:
-        return await self._source.__anext__()
+        while self._next >= len(self._pending):
+            self._pending = await self._batches.__anext__()
+            self._next = 0
+        event = self._pending[self._next]
+        self._next += 1
+        return event
 
     async def aclose(self) -> None:
-        aclose = getattr(self._source, "aclose", None)
+        aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             await aclose()

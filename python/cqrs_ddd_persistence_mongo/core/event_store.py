@@ -32,7 +32,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from ..domain.events import StoredEvent
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
-from ._event_stream import EventStream, GapClock
+from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ..indexes import ensure_store_indexes
 from ._session import session_of
 
@@ -111,8 +111,9 @@ class MongoEventStore:
     async def ensure_indexes(self) -> None:
         """Create the unique position and stream indexes and the counter document (idempotent).
 
-        Done lazily on first use otherwise (reads create only the index they use; appends
-        both); call it at startup to keep it off the first request.
+        Done lazily by the first append otherwise; reads never create anything (a reader of
+        a missing or misspelled collection finds nothing and leaves no trace). Call it at
+        startup to keep it off the first request.
         """
         await self._ready(None, self._ALL)
 
@@ -322,7 +323,6 @@ class MongoEventStore:
         """The events of one stream in version order, those after ``after_version`` when > 0."""
         if aggregate_id is None:
             raise InvalidEvent("get_events needs an aggregate_id (the stream to read)")
-        await self._ready(session_of(uow), ("stream",))
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:
             filter_["version"] = {"$gt": after_version}
@@ -339,7 +339,6 @@ class MongoEventStore:
         """
         if limit <= 0:
             raise EventStoreError(f"limit must be a positive int, not {limit!r}")
-        await self._ready(None, ("position",))
         events: list[StoredEvent] = []
         after = max(position, 0)  # positions start at 1
         while len(events) < limit:
@@ -363,14 +362,11 @@ class MongoEventStore:
         """Every readable event from the beginning (``get_events_from_position(0)``)."""
         return self.get_events_from_position(0, batch_size)
 
-    async def _stream(self, position: int, batch_size: int) -> AsyncIterator[StoredEvent]:
-        await self._ready(None, ("position",))
-        after = max(position, 0)
-        more = True
-        while more:
-            page, after, more = await self._page(after, batch_size)
-            for event in page:
-                yield event
+    def _stream(self, position: int, batch_size: int) -> AsyncIterator[list[StoredEvent]]:
+        return gap_safe_batches(
+            self._collection(), max(position, 0), batch_size, decode=from_document, is_gap=is_gap,
+            reserved_head=self._reserved_head, resolve_hole=self._resolve_hole,
+        )
 
     async def _page(self, after: int, limit: int) -> tuple[list[StoredEvent], int, bool]:
         """Read the window of positions (after, after + limit] and stop at the first unsafe hole.
@@ -418,7 +414,6 @@ class MongoEventStore:
 
         Positions reserved by appenders still in flight and hole markers are not counted.
         """
-        await self._ready(None, ("position",))
         high = await self._reserved_head()
         step = 64
         while high > 0:

@@ -9,7 +9,8 @@ from .base import Projection, handles, load_projection, qualified_name
 from .dead_letters import DeadLetters
 from .partition import Partition, partition_of
 from .progress import Progress
-from .runner import ProjectionRunner, RebuildReport, rebuild_checkpoint, shadow_name
+from .rebuild import RebuildReport, SwapCount, rebuild_checkpoint, shadow_name
+from .runner import ProjectionRunner
 
 __all__ = [
     "POSITION_FIELD",
@@ -21,6 +22,7 @@ __all__ = [
     "Projection",
     "ProjectionRunner",
     "RebuildReport",
+    "SwapCount",
     "apply_batch",
     "handles",
     "load_projection",

@@ -17,14 +17,14 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import bson
 
 from .. import _accel
-from ..exceptions import ProjectionError
+from ..exceptions import ProjectionError, ProjectionHandlerFailed
 from .base import Projection, Route
 from .partition import WHOLE, Partition
 
@@ -153,11 +153,15 @@ def apply_batch(
     partition: Partition = WHOLE,
     position_field: str = POSITION_FIELD,
     upto: int | None = None,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> BatchOutcome:
     """Fold ``events`` into the ``loaded`` documents (collection -> {id key: doc}).
 
     ``loaded`` documents are mutated in place and returned in ``outcome.changed`` when an
-    event changed them. Events above ``upto`` are left for later (not consumed).
+    event changed them (a document restored after a parked event replaces its entry in
+    ``loaded``). Events above ``upto`` are left for later (not consumed), and so are the
+    rest of the batch once ``out_of_time()`` says so (asked before every event after the
+    first, so a batch overruns its budget by one handler call at most).
     """
     if not projection.is_document_style:
         raise ProjectionError(f"{projection.projection_name} has no document handlers (self, doc, event)")
@@ -167,18 +171,30 @@ def apply_batch(
     default_collection = projection.collections[0] if projection.collections else ""
     whole = partition.is_whole
     handlers: dict[str, Any] = {}
+    routes_of = projection._routes.get
+    docs_get = batch.docs.get
     for event in sort_events(events):
         position = event.position
         if upto is not None and position > upto:
             break
+        if out_of_time is not None and outcome.consumed and out_of_time():
+            break
         pending: list[tuple[DocKey, Any, Route]] = []
         owned = False
-        for route in projection.routes(event.event_type):
-            doc_id = canonical(route.key(event))
+        for route in routes_of(event.event_type, ()):
+            doc_id = route.key(event)
+            if type(doc_id) is str:  # the common case: canonical and hashable as it is
+                ident = doc_id
+            else:
+                doc_id = canonical(doc_id)
+                ident = id_key(doc_id)
             if whole or partition.owns(doc_id):
                 owned = True
-                key = (route.collection or default_collection, id_key(doc_id))
-                if (batch.doc(key, doc_id, event).get(position_field) or 0) < position:
+                key = (route.collection or default_collection, ident)
+                doc = docs_get(key)
+                if doc is None:
+                    doc = batch.doc(key, doc_id, event)
+                if (doc.get(position_field) or 0) < position:
                     pending.append((key, doc_id, route))
         if owned and not pending:
             outcome.skipped += 1  # already applied to every document it addresses (a replay)
@@ -205,6 +221,12 @@ def apply_batch(
                 outcome.applied += 1
         outcome.consumed += 1
         outcome.last_position = position
+    if outcome.parked:
+        for (collection, key), doc in batch.docs.items():
+            stored = loaded.get(collection, {}).get(key)
+            docs = loaded[collection] if stored is not None and stored is not doc else None
+            if isinstance(docs, dict):
+                docs[key] = doc  # the restored copy, not the half-mutated original
     for key in changed:
         doc = batch.docs[key]
         outcome.changed.setdefault(key[0], {})[key[1]] = doc
@@ -236,3 +258,15 @@ def _retry(batch: _Batch, event: Any, targets: list[tuple[DocKey, Any, Route]], 
     for key, _doc_id, _route in targets:
         batch.restore(key)
     return Parked(event, error, projection.max_retries + 1)
+
+
+def stopped_error(projection: Projection, parked: Parked) -> ProjectionHandlerFailed:
+    """The error of an ``on_error="stop"`` projection that parked ``parked``."""
+    event = parked.event
+    return ProjectionHandlerFailed(
+        f"projection '{projection.projection_name}' stopped: its handler failed {parked.attempts} times "
+        f"on event {event.event_id!r} ({event.event_type} at position {event.position}): {parked.error!r}. "
+        "The event is parked in the dead-letter collection and the checkpoint stays before it; "
+        "fix the handler and run again (or set on_error='continue' to skip parked events)",
+        projection=projection.projection_name, event_id=event.event_id, position=event.position,
+    )

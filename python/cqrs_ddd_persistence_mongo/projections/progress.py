@@ -10,9 +10,29 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
 BAR_WIDTH = 24
+
+
+class Reporter(Protocol):
+    """Anything told how many events are done (a :class:`Progress`, a worker's counter)."""
+
+    def update(self, done: int) -> None: ...
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as people write it: ``0.42 s``, ``12.3 s``, ``4 min 31 s``, ``1 h 02 min``."""
+    if seconds < 10:
+        return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def format_duration(seconds: float) -> str:
@@ -47,6 +67,7 @@ class Progress:
         self.done = 0
         self._last_output = float("-inf")
         self._last_done = -1
+        self._width = 0
 
     @property
     def elapsed(self) -> float:
@@ -89,10 +110,20 @@ class Progress:
     def _emit(self, final: bool = False) -> None:
         self._last_done = self.done
         if self.tty:
-            self.stream.write("\r" + self.line() + ("\n" if final else ""))
+            line = self.line()
+            stale = " " * max(0, self._width - len(line))  # a shorter line must not leave old characters
+            self._width = len(line)
+            self.stream.write("\r" + line + stale + ("\n" if final else ""))
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
+
+    def interrupt(self) -> None:
+        """End the bar's line (on a terminal) so that a message can follow it."""
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
 
     def finish(self) -> None:
         """Print the final state (ends the bar's line on a terminal)."""

@@ -1,14 +1,15 @@
 """ProjectionRunner: follow the event store, and rebuild read models while serving.
 
-Per batch of a document-style projection (see :mod:`.applier`): read up to ``batch_size``
-events after the checkpoint, load every addressed document (one ``$in`` query per
-collection and chunk), fold the events in memory in position order, write each changed
-document once with the guarded native bulk upsert, park failed events, and save the
-checkpoint — all in one transaction where the deployment has them.
+Following, per batch of a document-style projection (see :mod:`.applier`): read up to
+``batch_size`` events after the checkpoint, load the addressed documents (``$in`` queries
+in chunks), fold the events in memory in position order, write each changed document once
+with the guarded, idempotent bulk upsert, park failed events, and save the checkpoint, all
+in one transaction where the deployment has them. A batch stops taking events once its
+time budget (``batch_seconds``) is spent, so a transaction stays well inside the server's
+lifetime limit.
 
-Rebuilds write into shadow collections (``<collection>__rebuild``) with their own
-checkpoint and swap them in with ``renameCollection(dropTarget=True)`` at the end, so
-readers see the old read model or the new one, never a half-built one.
+Rebuilding is :mod:`.rebuild`'s job (shadow collections, workers, swap); the runner gives
+it the lock that pauses its followers of the projection for the final catch-up and swap.
 """
 
 from __future__ import annotations
@@ -18,34 +19,34 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from ..core.uow import MongoUnitOfWork
-from ..exceptions import ProjectionError, ProjectionHandlerFailed
-from .applier import Parked, addressed, apply_batch, sort_events
+from ..exceptions import ProjectionError
+from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
+from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
 from .dead_letters import DEFAULT_COLLECTION, DeadLetters
 from .documents import load_documents, write_documents
 from .partition import WHOLE, Partition
 from .progress import Progress
+from .rebuild import (
+    BeforeSwap,
+    ProgressFactory,
+    Rebuild,
+    RebuildReport,
+    empty_source_error,
+)
 
 logger = logging.getLogger(__name__)
 
-SHADOW_SUFFIX = "__rebuild"
-REBUILD_SUFFIX = "::rebuild"
-
-ProgressFactory = Callable[[str, int], Progress]
-
-
-def shadow_name(collection: str) -> str:
-    return collection + SHADOW_SUFFIX
-
-
-def rebuild_checkpoint(projection_name: str) -> str:
-    return projection_name + REBUILD_SUFFIX
+#: a batch in a transaction stops taking events after this long (servers abort at 60 s)
+DEFAULT_BATCH_SECONDS = 5.0
+#: events whose documents are loaded between two looks at the clock
+LOAD_EVENTS = 512
 
 
 @dataclass(slots=True)
@@ -70,23 +71,6 @@ class BatchStats:
     writes: int = 0
 
 
-@dataclass(slots=True)
-class RebuildReport:
-    """What a rebuild did (returned by :meth:`ProjectionRunner.rebuild`)."""
-
-    projection: str
-    events: int
-    seconds: float
-    position: int
-    workers: int = 1
-    resumed_from: int = 0
-    swapped: list[str] = field(default_factory=list)
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else float("inf")
-
-
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -96,7 +80,9 @@ class ProjectionRunner:
 
     ``connection`` (a :class:`MongoConnectionManager`) is where the read models live; it
     defaults to the event store's. ``transactions=None`` uses them when the deployment
-    supports them. One runner (or one rebuild worker per partition) per projection at a
+    supports them. ``batch_seconds`` bounds a batch's work: once spent, the batch stops
+    taking events, commits what it did and the next batch goes on (keep it well under the
+    server's transaction lifetime, 60 s by default). One runner (or one rebuild worker per partition) per projection at a
     time: the engine assumes it is the only writer of a projection's documents.
     """
 
@@ -110,16 +96,22 @@ class ProjectionRunner:
         database: str | None = None,
         dead_letter_collection: str = DEFAULT_COLLECTION,
         transactions: bool | None = None,
+        batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.events = event_store
         self.positions = position_store
         self.projections = by_name(projections)
-        self.connection = connection if connection is not None else getattr(event_store, "_connection", None)
+        self.connection: Any = connection if connection is not None else getattr(event_store, "_connection", None)
         if self.connection is None:
             raise ProjectionError("ProjectionRunner needs connection=MongoConnectionManager(...)")
         self.database = database if database is not None else getattr(event_store, "_database", None)
         self._dead_letter_collection = dead_letter_collection
         self._transactions = transactions
+        if not batch_seconds > 0:
+            raise ProjectionError(f"batch_seconds must be > 0, not {batch_seconds!r}")
+        self.batch_seconds = batch_seconds
+        self._clock = clock
         self._live: dict[str, Target] = {}
         self._locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in self.projections}
         self._stopping = asyncio.Event()
@@ -188,11 +180,13 @@ class ProjectionRunner:
 
         async def work(uow: Any) -> Any:
             session = None if uow is None else uow.session
-            wanted = addressed(projection, events, target.partition)
-            loaded = await load_documents(
-                self.db, wanted, target.physical, session=session, to_list=self.connection.driver().to_list
-            )
-            outcome = apply_batch(projection, events, loaded, partition=target.partition)
+            deadline = self._clock() + self.batch_seconds
+
+            def out_of_time() -> bool:
+                return self._clock() >= deadline
+
+            taken, loaded = await self._load_in_time(target, events, session, out_of_time)
+            outcome = apply_batch(projection, taken, loaded, partition=target.partition, out_of_time=out_of_time)
             await write_documents(self.db, outcome, target.physical, session=session, in_transaction=session is not None)
             await self.dead_letters.park(projection.projection_name, outcome.parked, session=session)
             if outcome.last_position is not None:
@@ -207,8 +201,30 @@ class ProjectionRunner:
             target.position = outcome.last_position
         stats = BatchStats(len(events), outcome.consumed, outcome.applied, len(outcome.parked), outcome.writes)
         if outcome.stopped is not None:
-            raise self._stopped(projection, outcome.stopped)
+            raise stopped_error(projection, outcome.stopped)
         return stats
+
+    async def _load_in_time(
+        self, target: Target, events: list[Any], session: Any, out_of_time: Callable[[], bool]
+    ) -> tuple[list[Any], dict[str, dict[Any, dict[str, Any]]]]:
+        """Load the documents of ``events`` chunk by chunk until the time budget is spent;
+        returns the events whose documents are loaded (at least the first chunk's)."""
+        ordered = sort_events(events)
+        loaded: dict[str, dict[Any, dict[str, Any]]] = {}
+        taken = 0
+        to_list = self.connection.driver().to_list
+        while taken < len(ordered) and not (taken and out_of_time()):
+            chunk = ordered[taken : taken + LOAD_EVENTS]
+            wanted = {
+                collection: {k: v for k, v in ids.items() if k not in loaded.get(collection, ())}
+                for collection, ids in addressed(target.projection, chunk, target.partition).items()
+            }
+            for collection, docs in (await load_documents(
+                self.db, wanted, target.physical, session=session, to_list=to_list
+            )).items():
+                loaded.setdefault(collection, {}).update(docs)
+            taken += len(chunk)
+        return ordered[:taken], loaded
 
     async def _imperative_batch(self, target: Target, events: list[Any]) -> BatchStats:
         """Imperative handlers, one event at a time; checkpoint once per batch."""
@@ -232,7 +248,7 @@ class ProjectionRunner:
             await self.positions.save_position(target.checkpoint, last)
             target.position = last
         if stopped is not None:
-            raise self._stopped(projection, stopped)
+            raise stopped_error(projection, stopped)
         return stats
 
     @staticmethod
@@ -249,17 +265,6 @@ class ProjectionRunner:
                     await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
         assert error is not None
         return Parked(event, error, attempts)
-
-    @staticmethod
-    def _stopped(projection: Projection, parked: Parked) -> ProjectionHandlerFailed:
-        event = parked.event
-        return ProjectionHandlerFailed(
-            f"projection '{projection.projection_name}' stopped: its handler failed {parked.attempts} times "
-            f"on event {event.event_id!r} ({event.event_type} at position {event.position}): {parked.error!r}. "
-            "The event is parked in the dead-letter collection and the checkpoint stays before it; "
-            "fix the handler and run again (or set on_error='continue' to skip parked events)",
-            projection=projection.projection_name, event_id=event.event_id, position=event.position,
-        )
 
     async def drain(self, target: Target, batch_size: int, progress: Progress | None = None) -> int:
         """Process batches until ``target`` is caught up (or reached ``upto``); returns events consumed."""
@@ -356,93 +361,44 @@ class ProjectionRunner:
         workers: int = 1,
         progress: ProgressFactory | None = None,
         fresh: bool = False,
+        allow_empty: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        flush_seconds: float = DEFAULT_FLUSH_SECONDS,
+        before_swap: BeforeSwap | None = None,
     ) -> RebuildReport:
         """Rebuild ``projection_name`` from the first event while the old read model serves.
 
-        Document projections are built into ``<collection>__rebuild`` and swapped in with
-        ``renameCollection(dropTarget=True)`` (atomic per collection) once caught up;
-        followers of this runner pause for the final catch-up and the swap. A rebuild that
-        crashed resumes from its own checkpoint (``fresh=True`` starts over). ``workers > 1``
-        splits documents by a hash of their id across that many processes.
+        Document projections are built into ``<collection>__rebuild`` (in memory, flushed
+        when ``memory_budget`` bytes are reached or every ``flush_seconds``; see
+        :mod:`.builder`) and swapped in with ``renameCollection(dropTarget=True)`` (atomic
+        per collection) once caught up; followers of this runner pause for the final
+        catch-up and the swap. ``before_swap(events, counts)`` is called just before the
+        swap. A rebuild that crashed resumes from its last flush (``fresh=True`` starts
+        over). ``workers > 1`` splits documents by a hash of their id across processes.
         Imperative projections are reset and replayed in place (no shadow).
+
+        Refuses (``ProjectionError``, nothing written) to rebuild from an empty event store,
+        and to swap in collections with fewer documents than the live ones, unless
+        ``allow_empty=True``.
         """
         projection = self.projection(projection_name)
+        options = BuildOptions(batch_size, memory_budget, flush_seconds)
+        if not allow_empty and await self.events.get_latest_position() == 0:
+            raise empty_source_error(projection.projection_name, self.events, self.db.name)
         await self._start()
-        started = time.perf_counter()
         if not projection.is_document_style:
-            return await self._rebuild_in_place(projection, batch_size, progress, started)
+            return await self._rebuild_in_place(projection, batch_size, progress, time.perf_counter())
         name = projection.projection_name
-        shadow = {c: shadow_name(c) for c in projection.collections}
-        checkpoint = rebuild_checkpoint(name)
-        position = None if fresh else await self.positions.get_position(checkpoint)
-        existing = set(await self.db.list_collection_names())
-        if position is not None and not all(s in existing for s in shadow.values()):
-            # crashed during the swap: the missing shadows are already live
-            async with self._locks[name]:
-                swapped = await self._swap(shadow, existing)
-                await self._finish(name, checkpoint, position)
-            return RebuildReport(name, 0, time.perf_counter() - started, position, workers, position, swapped)
-        if position is None:
-            await self._prepare_shadow(projection, shadow, checkpoint)
-            position = 0
-        resumed_from = position
-        target = Target(projection, checkpoint, shadow, position=position)
-        head = await self.events.get_latest_position()
-        reporter = progress(name, max(0, head - position)) if progress is not None else None
-        if workers > 1 and head > position:
-            from .workers import run_partitioned
-
-            await run_partitioned(self, target, workers, head, batch_size, reporter)
-            await self.positions.save_position(checkpoint, head)
-            target.position = head
-            target.consumed = head - resumed_from
-        await self.drain(target, batch_size, reporter)
-        async with self._locks[name]:
-            await self.drain(target, batch_size, reporter)
-            swapped = await self._swap(shadow, set(await self.db.list_collection_names()))
-            await self._finish(name, checkpoint, target.position)
-        if reporter is not None:
-            reporter.finish()
-        return RebuildReport(
-            name, target.consumed, time.perf_counter() - started, target.position, workers, resumed_from, swapped
+        job = Rebuild(
+            self.connection, self.db, self.events, self.positions, projection, self.dead_letters,
+            self._locks[name], lambda: self._forget(name), options, workers, allow_empty,
+            before_swap,
         )
+        return await job.run(progress, fresh)
 
-    async def _prepare_shadow(self, projection: Projection, shadow: dict[str, str], checkpoint: str) -> None:
-        """Empty shadow collections with the read model's indexes, then the rebuild checkpoint."""
-        for physical in shadow.values():
-            await self.db.drop_collection(physical)
-            await self.db.create_collection(physical)
-        await projection.ensure_indexes(self.db, shadow)
-        for name in await self._partition_checkpoints(checkpoint):
-            await self.positions.reset_position(name)
-        await self.positions.save_position(checkpoint, 0)
-
-    async def _partition_checkpoints(self, checkpoint: str) -> list[str]:
-        positions = await self.positions.get_all_positions()
-        return [name for name in positions if name.startswith(checkpoint + "::p")]
-
-    async def _swap(self, shadow: dict[str, str], existing: set[str]) -> list[str]:
-        """Rename each shadow over its live collection (atomic per collection)."""
-        swapped = []
-        for live, physical in shadow.items():
-            if physical not in existing:
-                continue
-            try:
-                await self.db[physical].rename(live, dropTarget=True)
-            except PyMongoError as exc:
-                raise ProjectionError(
-                    f"swapping '{physical}' in as '{live}' failed: {exc}; run the rebuild again to finish the swap"
-                ) from exc
-            swapped.append(live)
-        return swapped
-
-    async def _finish(self, name: str, checkpoint: str, position: int) -> None:
-        """Point the live checkpoint at the rebuilt position and forget the rebuild's own."""
-        await self.positions.save_position(name, position)
+    def _forget(self, name: str) -> None:
+        """Drop the cached position of ``name`` (a rebuild moved its checkpoint)."""
         self._live.pop(name, None)
-        for partition_checkpoint in await self._partition_checkpoints(checkpoint):
-            await self.positions.reset_position(partition_checkpoint)
-        await self.positions.reset_position(checkpoint)
 
     async def _rebuild_in_place(
         self, projection: Projection, batch_size: int, progress: ProgressFactory | None, started: float

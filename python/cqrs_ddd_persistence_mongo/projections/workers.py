@@ -1,29 +1,34 @@
 """Rebuild workers: N processes, each with its own connection, each owning the documents
 whose id hashes to its partition (see :mod:`.partition`).
 
-Every worker reads the whole event range up to the same ``upto`` position and applies an
-event only to the documents of its partition, so workers write disjoint documents and need
-no coordination. Each keeps its own checkpoint (``<name>::rebuild::p<i>of<N>``): a crashed
-worker resumes where it stopped. On a sharded cluster the same split runs on several
-machines: start ``run_worker`` with the same spec and a different partition index on each.
+Every worker reads the whole event range up to the same ``upto`` position and folds an
+event only into the documents of its partition (:class:`.builder.ShadowBuilder`), so
+workers write disjoint documents and need no coordination. Each keeps its own checkpoint
+(``<name>::rebuild::p<i>of<N>``): a crashed worker resumes where it stopped. A worker
+stops early at a hole in the positions that may still be filled; the caller continues
+from the lowest position every worker reached. On a sharded cluster the same split runs on
+several machines: start ``run_worker`` with the same spec and a different partition index
+on each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..exceptions import ProjectionError
+from .builder import BuildOptions, ShadowBuilder
+from .dead_letters import DeadLetters
 from .partition import Partition
-
-if TYPE_CHECKING:
-    from .progress import Progress
-    from .runner import ProjectionRunner, Target
+from .progress import Reporter
 
 PROGRESS_POLL_SECONDS = 0.5
+
+_counters: Any = None  # the shared per-worker event counts (set in each worker process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,92 +41,108 @@ class WorkerSpec:
     events_collection: str
     counters_collection: str
     positions_collection: str
+    dead_letter_collection: str
+    gap_timeout: float
     projection: Any
     checkpoint: str
     physical: dict[str, str]
     partition: Partition
     start: int
     upto: int
-    batch_size: int
+    resumed: bool
+    options: BuildOptions
 
 
-def run_worker(spec: WorkerSpec) -> int:
-    """Process entry point: rebuild one partition up to ``spec.upto``; returns events consumed."""
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    """Where a worker stopped (its checkpoint) and how many events it consumed."""
+
+    position: int
+    consumed: int
+
+
+class _SharedCount:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def update(self, done: int) -> None:
+        if _counters is not None:
+            _counters[self.index] = done
+
+
+def _init_worker(counters: Any) -> None:
+    global _counters
+    _counters = counters
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def run_worker(spec: WorkerSpec) -> WorkerResult:
+    """Process entry point: build one partition up to ``spec.upto``."""
     return asyncio.run(_work(spec))
 
 
-async def _work(spec: WorkerSpec) -> int:
+async def _work(spec: WorkerSpec) -> WorkerResult:
     from ..advanced.position_store import MongoProjectionPositionStore
     from ..connection import MongoConnectionManager
     from ..core.event_store import MongoEventStore
-    from .runner import ProjectionRunner, Target
 
     async with MongoConnectionManager(url=spec.url, database=spec.database, driver=spec.driver) as connection:
         events = MongoEventStore(
-            connection, spec.database, spec.events_collection, counters_collection=spec.counters_collection
+            connection, spec.database, spec.events_collection,
+            counters_collection=spec.counters_collection, gap_timeout=spec.gap_timeout,
         )
         positions = MongoProjectionPositionStore(connection, spec.database, spec.positions_collection)
-        runner = ProjectionRunner(events, positions, [spec.projection], connection=connection, database=spec.database)
-        start = await positions.get_position(spec.checkpoint)
-        target = Target(
-            spec.projection, spec.checkpoint, dict(spec.physical), spec.partition, spec.upto,
-            position=spec.start if start is None else start,
+        own = await positions.get_position(spec.checkpoint)
+        db = connection.db(spec.database)
+        builder = ShadowBuilder(
+            db, events, positions, spec.projection, dict(spec.physical), spec.checkpoint,
+            position=spec.start if own is None else own, resumed=spec.resumed or own is not None,
+            to_list=connection.driver().to_list, dead_letters=DeadLetters(db, spec.dead_letter_collection),
+            partition=spec.partition, options=spec.options,
         )
-        return await runner.drain(target, spec.batch_size)
+        consumed = await builder.run(spec.upto, _SharedCount(spec.partition.index))
+        return WorkerResult(builder.position, consumed)
 
 
-def _spec_for(runner: ProjectionRunner, target: Target, upto: int, batch_size: int) -> WorkerSpec:
-    connection = runner.connection
-    kind = connection.driver().kind
-    if not connection.url or kind not in ("pymongo", "motor"):
+async def run_partitioned(base: WorkerSpec, workers: int, progress: Reporter | None = None) -> list[WorkerResult]:
+    """Run ``workers`` processes of ``base`` (one partition each); returns when all finished.
+
+    Progress is the mean number of events the workers consumed (each reads every event).
+    A failing worker fails the rebuild; the others' checkpoints stay for the resume.
+    """
+    if not base.url or base.driver not in ("pymongo", "motor"):
         raise ProjectionError(
             "workers > 1 need a connection built from a URL (each worker process opens its own); "
             "this one was given a client object"
         )
-    return WorkerSpec(
-        url=connection.url,
-        database=runner.db.name,
-        driver=kind,
-        events_collection=runner.events.collection_name,
-        counters_collection=getattr(runner.events, "counters_collection_name", "counters"),
-        positions_collection=runner.positions.collection_name,
-        projection=target.projection,
-        checkpoint=target.checkpoint,
-        physical=dict(target.physical),
-        partition=Partition(),
-        start=target.position,
-        upto=upto,
-        batch_size=batch_size,
-    )
-
-
-async def run_partitioned(
-    runner: ProjectionRunner, target: Target, workers: int, upto: int, batch_size: int,
-    progress: Progress | None = None,
-) -> None:
-    """Run ``workers`` processes over ``target`` up to ``upto``; returns when all finished.
-
-    Progress is the mean advance of the workers' checkpoints (each reads every event).
-    A failing worker fails the rebuild; the others' checkpoints stay for the resume.
-    """
-    base = _spec_for(runner, target, upto, batch_size)
-    names = [target.checkpoint + Partition(i, workers).suffix for i in range(workers)]
+    names = [base.checkpoint + Partition(i, workers).suffix for i in range(workers)]
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    counters = context.Array("q", workers, lock=False)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(counters,))
+    try:
         futures = [
-            loop.run_in_executor(
-                pool, run_worker, replace(base, partition=Partition(i, workers), checkpoint=names[i])
-            )
+            loop.run_in_executor(pool, run_worker, replace(base, partition=Partition(i, workers), checkpoint=names[i]))
             for i in range(workers)
         ]
         everything = asyncio.gather(*futures)
         while True:
             done, _ = await asyncio.wait({everything}, timeout=PROGRESS_POLL_SECONDS)
             if progress is not None:
-                positions = await runner.positions.get_all_positions()
-                advance = [max(0, positions.get(n, target.position) - target.position) for n in names]
-                progress.update(target.consumed + sum(advance) // workers)
+                progress.update(sum(counters) // workers)
             if done:
-                everything.result()
-                return
+                results = list(everything.result())
+                break
+    except BaseException:  # cancelled or a worker failed: stop the others now (they resume later)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
+
+
+def worker_checkpoints(checkpoint: str, names: Any) -> list[str]:
+    """The partition checkpoints of ``checkpoint`` among ``names`` (to reset them)."""
+    return [name for name in names if name.startswith(checkpoint + "::p")]

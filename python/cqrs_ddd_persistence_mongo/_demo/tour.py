@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import BACKEND, __version__
-from ._accel import validate_keys
-from .connection import MongoConnectionManager
-from .exceptions import InvalidDocument, MongoPersistenceError
+from .. import BACKEND, __version__
+from .._accel import validate_keys
+from ..connection import MongoConnectionManager
+from ..exceptions import InvalidDocument, MongoPersistenceError
+from ..projections.progress import human_duration
 
 Step = Callable[[MongoConnectionManager], Awaitable[str]]
 
@@ -63,10 +64,10 @@ STEPS: list[tuple[str, Step]] = [
 
 
 def _projection_step(orders: int, out: Callable[[str], Any]) -> Step:
-    """The projection tour (projections/demo_tour.py) as a demo step."""
+    """The projection tour (_demo/projection_tour.py) as a demo step."""
 
     async def step(connection: MongoConnectionManager) -> str:
-        from .projections.demo_tour import run_tour
+        from .projection_tour import run_tour
 
         numbers = await run_tour(connection, orders=orders, out=out)
         return f"projection tour passed ({numbers['events_per_second']:,.0f} events/s rebuild)"
@@ -80,13 +81,13 @@ async def run_demo(url: str, out: Callable[[str], Any] = print, *, orders: int |
     database = f"demo_{uuid.uuid4().hex[:8]}"
     async with MongoConnectionManager(url=url, database=database) as connection:
         try:
-            from .projections.demo_tour import DEFAULT_ORDERS
+            from .projection_tour import DEFAULT_ORDERS
 
             steps = [*STEPS, ("projections", _projection_step(DEFAULT_ORDERS if orders is None else orders, out))]
             for name, step in steps:
                 started = time.perf_counter()
                 message = await step(connection)
-                out(f"  [{name}] {message} ({(time.perf_counter() - started) * 1000:.0f} ms)")
+                out(f"  [{name}] {message} ({human_duration(time.perf_counter() - started)})")
         finally:
             await connection.client.drop_database(database)
     out("demo finished: all steps passed")

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..domain.events import StoredEvent
-from .base import Projection, handles
+from ..projections.base import Projection, handles
 
 ORDER_SUMMARIES = "order_summaries"
 PRODUCT_SALES = "product_sales"
@@ -104,27 +104,34 @@ def order_history(
 
 def fold_orders(events: Iterable[Any]) -> dict[str, dict[Any, dict[str, Any]]]:
     """The expected read model, computed straight from the events (no engine involved)."""
+    return fold_order_records(
+        (e.position, e.event_type, e.aggregate_id, e.payload, e.occurred_at) for e in events
+    )
+
+
+def fold_order_records(
+    records: Iterable[tuple[int, str, Any, dict[str, Any], Any]],
+) -> dict[str, dict[Any, dict[str, Any]]]:
+    """:func:`fold_orders` over ``(position, event_type, aggregate_id, payload, occurred_at)``
+    tuples (what a raw cursor over the event documents gives without decoding events)."""
     orders: dict[Any, dict[str, Any]] = {}
     products: dict[Any, dict[str, Any]] = {}
-    for event in sorted(events, key=lambda e: e.position):
-        payload = event.payload
-        order = orders.setdefault(event.aggregate_id, {"status": "new", "items": 0, "total": 0.0, "lines": {}})
-        if event.event_type == "OrderPlaced":
-            order.update(customer_id=payload["customer_id"], status="placed", placed_at=event.occurred_at)
-        elif event.event_type == "OrderItemAdded":
+    for _position, event_type, aggregate_id, payload, occurred_at in sorted(records, key=lambda r: r[0]):
+        order = orders.setdefault(aggregate_id, {"status": "new", "items": 0, "total": 0.0, "lines": {}})
+        if event_type == "OrderPlaced":
+            order.update(customer_id=payload["customer_id"], status="placed", placed_at=occurred_at)
+        elif event_type == "OrderItemAdded":
             order["items"] += payload["quantity"]
             order["total"] = round(order["total"] + payload["quantity"] * payload["unit_price"], 2)
             order["lines"][payload["sku"]] = order["lines"].get(payload["sku"], 0) + payload["quantity"]
             product = products.setdefault(payload["sku"], {"units": 0, "revenue": 0.0})
             product["units"] += payload["quantity"]
             product["revenue"] = round(product["revenue"] + payload["quantity"] * payload["unit_price"], 2)
-        elif event.event_type == "OrderShipped":
+        elif event_type == "OrderShipped":
             order["status"] = "shipped"
-        elif event.event_type == "OrderCancelled":
+        elif event_type == "OrderCancelled":
             order["status"] = "cancelled"
             order.pop("placed_at", None)
-        else:
-            continue
     return {ORDER_SUMMARIES: orders, PRODUCT_SALES: products}
 
 

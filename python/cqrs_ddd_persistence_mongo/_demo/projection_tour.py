@@ -24,8 +24,8 @@ from ..core.uow import MongoUnitOfWork
 from ..domain import AggregateRoot, DomainEvent, OutboxMessage
 from ..exceptions import MongoPersistenceError
 from .orders import OrderSummaryProjection, differences, fold_orders, order_history, read_model
-from .progress import Progress
-from .runner import ProjectionRunner
+from ..projections.progress import Progress, human_duration
+from ..projections.runner import ProjectionRunner
 
 DEFAULT_ORDERS = 20_000
 APPEND_CHUNK = 5_000
@@ -111,17 +111,21 @@ async def run_tour(connection: Any, orders: int = DEFAULT_ORDERS, out: Callable[
     started = time.perf_counter()
     batch: list[Any] = []
     appended = 0
+    appending = Progress("  append history", orders * 10, stream=progress_stream)
     for event in order_history(orders, 10, concurrent=200):
         batch.append(event)
         if len(batch) == APPEND_CHUNK:
             await events.append_batch(batch)
             appended += len(batch)
+            appending.update(appended)
             batch = []
     if batch:
         await events.append_batch(batch)
         appended += len(batch)
+    appending.update(appended)
+    appending.finish()
     append_seconds = time.perf_counter() - started
-    out(f"  [history] appended {appended:,} events over {orders:,} orders "
+    out(f"  [history] appended {appended:,} events over {orders:,} orders in {human_duration(append_seconds)} "
         f"({appended / append_seconds:,.0f} events/s)")
 
     runner = ProjectionRunner(events, positions, [OrderSummaryProjection()], connection=connection)
@@ -129,7 +133,8 @@ async def run_tour(connection: Any, orders: int = DEFAULT_ORDERS, out: Callable[
         "order_summary", batch_size=5000,
         progress=lambda name, total: Progress(f"  rebuild {name}", total, stream=progress_stream),
     )
-    out(f"  [rebuild] {report.events:,} events in {report.seconds:.1f} s = {report.events_per_second:,.0f} events/s "
+    out(f"  [rebuild] {report.events:,} events in {human_duration(report.seconds)} = "
+        f"{report.events_per_second:,.0f} events/s "
         f"(batched, coalesced, swapped in atomically)")
 
     stored = [event async for event in events.get_events_from_position(0, 5000)]

@@ -1,0 +1,236 @@
+"""Rebuilding a document projection while the old read model serves.
+
+The rebuild writes into shadow collections (``<collection>__rebuild``) with its own
+checkpoint (:mod:`.builder`, in this process or in worker processes, :mod:`.workers`),
+then, while the caller's followers of the projection pause, catches up and swaps each
+shadow in with ``renameCollection(dropTarget=True)``: readers see the old read model or the
+new one, never a half-built one.
+
+Nothing is lost: with workers, the rebuild continues from the lowest position every worker
+reached (a worker stops below a hole that may still be filled), so the checkpoint never
+passes an event that some partition has not applied. Nothing is wiped: a rebuild refuses
+to start from an empty event store and to swap in collections holding fewer documents
+than the live ones unless the caller passes ``allow_empty=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from ..exceptions import ProjectionError
+from .base import Projection
+from .builder import BuildOptions, ShadowBuilder
+from .dead_letters import DeadLetters
+from .progress import Progress
+from .workers import WorkerSpec, run_partitioned, worker_checkpoints
+
+SHADOW_SUFFIX = "__rebuild"
+REBUILD_SUFFIX = "::rebuild"
+
+ProgressFactory = Callable[[str, int], Progress]
+
+
+def shadow_name(collection: str) -> str:
+    return collection + SHADOW_SUFFIX
+
+
+def rebuild_checkpoint(projection_name: str) -> str:
+    return projection_name + REBUILD_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class SwapCount:
+    """Documents of one collection: in the rebuilt shadow and in the live read model."""
+
+    collection: str
+    rebuilt: int
+    live: int
+
+
+@dataclass(slots=True)
+class RebuildReport:
+    """What a rebuild did (returned by :meth:`ProjectionRunner.rebuild`)."""
+
+    projection: str
+    events: int
+    seconds: float
+    position: int
+    workers: int = 1
+    resumed_from: int = 0
+    swapped: list[str] = field(default_factory=list)
+    counts: list[SwapCount] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+BeforeSwap = Callable[[int, list[SwapCount]], Any]
+
+
+def empty_source_error(projection: str, events: Any, database: str) -> ProjectionError:
+    return ProjectionError(
+        f"refusing to rebuild '{projection}': the event collection '{events.collection_name}' in database "
+        f"'{database}' holds no events, so the rebuilt read model would be empty and replace the live one. "
+        "Check the events collection and database names; pass allow_empty=True (--allow-empty) "
+        "to rebuild an empty read model on purpose"
+    )
+
+
+@dataclass(slots=True)
+class Rebuild:
+    """One rebuild of one document projection (see the module docstring)."""
+
+    connection: Any
+    db: Any
+    events: Any
+    positions: Any
+    projection: Projection
+    dead_letters: DeadLetters
+    pause_followers: asyncio.Lock
+    forget_live: Callable[[], None]
+    options: BuildOptions = BuildOptions()
+    workers: int = 1
+    allow_empty: bool = False
+    before_swap: BeforeSwap | None = None
+
+    @property
+    def name(self) -> str:
+        return self.projection.projection_name
+
+    async def run(self, progress: ProgressFactory | None = None, fresh: bool = False) -> RebuildReport:
+        started = time.perf_counter()
+        name = self.name
+        shadow = {c: shadow_name(c) for c in self.projection.collections}
+        checkpoint = rebuild_checkpoint(name)
+        position = None if fresh else await self.positions.get_position(checkpoint)
+        existing = set(await self.db.list_collection_names())
+        if position is not None and not all(s in existing for s in shadow.values()):
+            # crashed during the swap: the missing shadows are already live
+            async with self.pause_followers:
+                swapped = await self._swap(shadow, existing)
+                await self._finish(checkpoint, position)
+            return RebuildReport(name, 0, time.perf_counter() - started, position, self.workers, position, swapped)
+        resumed = position is not None
+        if position is None:
+            await self._prepare_shadow(shadow, checkpoint)
+            position = 0
+        resumed_from = position
+        head = await self.events.get_latest_position()
+        reporter = progress(name, max(0, head - position)) if progress is not None else None
+        builder = ShadowBuilder(
+            self.db, self.events, self.positions, self.projection, shadow, checkpoint,
+            position=position, resumed=resumed, to_list=self.connection.driver().to_list,
+            dead_letters=self.dead_letters, options=self.options,
+        )
+        covered = 0
+        if self.workers > 1 and head > position:
+            results = await run_partitioned(self._worker_spec(builder, head, resumed), self.workers, reporter)
+            low = min(result.position for result in results)
+            await self.positions.save_position(checkpoint, low)
+            builder = ShadowBuilder(
+                self.db, self.events, self.positions, self.projection, shadow, checkpoint,
+                position=low, resumed=True, to_list=self.connection.driver().to_list,
+                dead_letters=self.dead_letters, options=self.options,
+            )
+            covered = low - position
+        await builder.run(None, reporter, covered)
+        async with self.pause_followers:
+            await builder.run(None, reporter, covered)
+            counts = await self._counts(shadow)
+            self._refuse_to_shrink(counts)
+            if self.before_swap is not None:
+                self.before_swap(covered + builder.consumed, counts)
+            swapped = await self._swap(shadow, set(await self.db.list_collection_names()))
+            await self._finish(checkpoint, builder.position)
+        if reporter is not None:
+            reporter.finish()
+        return RebuildReport(
+            name, covered + builder.consumed, time.perf_counter() - started, builder.position,
+            self.workers, resumed_from, swapped, counts,
+        )
+
+    def _worker_spec(self, builder: ShadowBuilder, upto: int, resumed: bool) -> WorkerSpec:
+        connection = self.connection
+        return WorkerSpec(
+            url=connection.url or "",
+            database=self.db.name,
+            driver=connection.driver().kind,
+            events_collection=self.events.collection_name,
+            counters_collection=getattr(self.events, "counters_collection_name", "counters"),
+            positions_collection=self.positions.collection_name,
+            dead_letter_collection=self.dead_letters.collection.name,
+            gap_timeout=self.events._gaps.timeout if hasattr(self.events, "_gaps") else 10.0,
+            projection=self.projection,
+            checkpoint=builder.checkpoint,
+            physical=dict(builder.physical),
+            partition=builder.partition,
+            start=builder.position,
+            upto=upto,
+            resumed=resumed,
+            options=self.options,
+        )
+
+    async def _counts(self, shadow: dict[str, str]) -> list[SwapCount]:
+        """Documents per collection, from the collections' metadata (no scan)."""
+        counts = []
+        for live, physical in shadow.items():
+            try:
+                rebuilt = await self.db[physical].estimated_document_count()
+                current = await self.db[live].estimated_document_count()
+            except PyMongoError as exc:
+                raise ProjectionError(f"counting the documents of '{live}' before the swap failed: {exc}") from exc
+            counts.append(SwapCount(live, rebuilt, current))
+        return counts
+
+    def _refuse_to_shrink(self, counts: list[SwapCount]) -> None:
+        if self.allow_empty:
+            return
+        shrinking = [c for c in counts if c.rebuilt < c.live]
+        if shrinking:
+            detail = ", ".join(f"'{c.collection}' {c.live:,} -> {c.rebuilt:,}" for c in shrinking)
+            raise ProjectionError(
+                f"refusing to swap in the rebuilt '{self.name}': it has fewer documents than the live read model "
+                f"({detail}), so documents would disappear. The live read model is untouched and the rebuilt "
+                "collections are kept; check the events collection and database, or pass allow_empty=True "
+                "(--allow-empty) to swap them in anyway"
+            )
+
+    async def _prepare_shadow(self, shadow: dict[str, str], checkpoint: str) -> None:
+        """Empty shadow collections with the read model's indexes, then the rebuild checkpoint."""
+        for physical in shadow.values():
+            await self.db.drop_collection(physical)
+            await self.db.create_collection(physical)
+        await self.projection.ensure_indexes(self.db, shadow)
+        for name in worker_checkpoints(checkpoint, await self.positions.get_all_positions()):
+            await self.positions.reset_position(name)
+        await self.positions.save_position(checkpoint, 0)
+
+    async def _swap(self, shadow: dict[str, str], existing: set[str]) -> list[str]:
+        """Rename each shadow over its live collection (atomic per collection)."""
+        swapped = []
+        for live, physical in shadow.items():
+            if physical not in existing:
+                continue
+            try:
+                await self.db[physical].rename(live, dropTarget=True)
+            except PyMongoError as exc:
+                raise ProjectionError(
+                    f"swapping '{physical}' in as '{live}' failed: {exc}; run the rebuild again to finish the swap"
+                ) from exc
+            swapped.append(live)
+        return swapped
+
+    async def _finish(self, checkpoint: str, position: int) -> None:
+        """Point the live checkpoint at the rebuilt position and forget the rebuild's own."""
+        await self.positions.save_position(self.name, position)
+        self.forget_live()
+        for partition_checkpoint in worker_checkpoints(checkpoint, await self.positions.get_all_positions()):
+            await self.positions.reset_position(partition_checkpoint)
+        await self.positions.reset_position(checkpoint)

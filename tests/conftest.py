@@ -1,6 +1,7 @@
-"""Test servers for every test: mongomock-motor (fast unit tests), the embedded
-real-wire server (SecantusDB, started once per session) or a real ``mongod`` when
-``MONGODB_URL`` is set, with both async drivers."""
+"""Test servers for every test: mongomock-motor (fast unit tests) and one real-wire
+server per session, chosen by environment (``tests/_servers.py``): ``MONGODB_URL``, else
+the embedded SecantusDB, or the Rust ``secantusd-rs`` with
+``CQRS_DDD_MONGO_TEST_SERVER=secantus-rs``; with both async drivers."""
 
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from _servers import Capabilities, probe, server_under_test
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
-from cqrs_ddd_persistence_mongo.embedded import server_url
 
 DRIVERS = ["pymongo", "motor"]
 
 
 @pytest.fixture(scope="session")
 def mongo_url() -> Iterator[str]:
-    """URL of a real MongoDB-wire server: MONGODB_URL, else the embedded one."""
-    with server_url() as url:
+    """URL of the real MongoDB-wire server chosen by environment, started for the session."""
+    with server_under_test() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def server_capabilities(mongo_url: str) -> Capabilities:
+    """What the server under test can do, probed once (tests skip on what it cannot)."""
+    return probe(mongo_url)
 
 
 def unique_db_name(prefix: str = "t") -> str:

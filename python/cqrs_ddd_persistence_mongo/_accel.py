@@ -7,6 +7,7 @@ backend is bound; they call the names below.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from types import ModuleType
@@ -47,6 +48,8 @@ def _load_native() -> tuple[ModuleType | None, str | None]:
     try:
         from . import _native  # type: ignore[attr-defined]
     except ImportError as exc:
+        if importlib.util.find_spec(f"{__package__}._native") is None:
+            return None, "this installation has no native module (a pure-Python wheel, or a source tree not built)"
         return None, f"the native module could not be imported ({exc})"
     missing = sorted(name for name in _TWINS if not hasattr(_native, name))
     if missing:
@@ -61,8 +64,9 @@ def _select() -> tuple[str, dict[str, Callable[..., Any]]]:
     if native is None:
         warnings.warn(
             f"cqrs_ddd_persistence_mongo: using the pure-Python backend because {reason}. "
-            "Results are identical, only slower; reinstall with Rust available "
-            "(pip install --force-reinstall cqrs-ddd-persistence-mongo) to get the native one.",
+            "Results are identical, only slower; for the native one install a platform wheel, "
+            "or build from source with a Rust toolchain (pip install --force-reinstall --no-binary "
+            "cqrs-ddd-persistence-mongo cqrs-ddd-persistence-mongo).",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -5,6 +5,7 @@ the embedded SecantusDB, or the Rust ``secantusd-rs`` with
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,6 +15,7 @@ from _servers import Capabilities, probe, server_under_test
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 
 DRIVERS = ["pymongo", "motor"]
+SHARDED_ENV = "CQRS_DDD_MONGO_TEST_SHARDED"
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +35,26 @@ def unique_db_name(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
+async def _shard_like_a_cluster_user(connection: MongoConnectionManager) -> None:
+    """On a sharded cluster (``CQRS_DDD_MONGO_TEST_SHARDED=1``), shard the library's
+    collections in the test's database with the recommended keys before the test runs,
+    as a user does once before the application starts."""
+    if os.environ.get(SHARDED_ENV) != "1":
+        return
+    from cqrs_ddd_persistence_mongo.indexes import recommended_shard_keys
+
+    for collection, key in recommended_shard_keys().items():
+        await connection.client.admin.command(
+            "shardCollection", f"{connection.database_name}.{collection}", key=dict(key)
+        )
+
+
 @pytest.fixture(params=DRIVERS)
 async def real_connection(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator[MongoConnectionManager]:
     """A connected manager on the real-wire server, once per async driver, on a fresh database."""
     connection = MongoConnectionManager(url=mongo_url, database=unique_db_name(), driver=request.param)
     await connection.connect()
+    await _shard_like_a_cluster_user(connection)
     try:
         yield connection
     finally:
@@ -50,6 +67,7 @@ async def pymongo_connection(mongo_url: str) -> AsyncIterator[MongoConnectionMan
     """A connected PyMongo-async manager on the real-wire server (single driver, for heavy tests)."""
     connection = MongoConnectionManager(url=mongo_url, database=unique_db_name())
     await connection.connect()
+    await _shard_like_a_cluster_user(connection)
     try:
         yield connection
     finally:

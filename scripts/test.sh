@@ -3,7 +3,8 @@
 # virtualenv, runs the tests with the native backend, again with the pure backend (both on
 # the embedded Python server), the server tests again on the stricter Rust server
 # secantusd-rs, the benchmark gates on the Rust server (ratios measured in the same run),
-# then checks that the pure-Python wheel installs and imports where there is no Rust.
+# then checks that the pure-Python wheel installs and imports where there is no Rust, and
+# builds the API reference (warnings are errors).
 #
 # MONGODB_URL set: every phase runs against that server instead (no Rust server is built).
 # SKIP_RUST_SERVER=1: skip the Rust-server phases and run the gates on the embedded server.
@@ -20,7 +21,7 @@ timed() { local t0; t0=$(date +%s); "$@"; echo "-- took $(( $(date +%s) - t0 ))s
 VPY="$VENV/bin/python"
 "$VPY" -m pip install -q --disable-pip-version-check --upgrade pip
 started=$(date +%s)
-"$VPY" -m pip install -q --disable-pip-version-check ".[test]"
+"$VPY" -m pip install -q --disable-pip-version-check ".[test,docs]"
 echo "== installed in $(( $(date +%s) - started ))s"
 "$VPY" -c 'import sys, cqrs_ddd_persistence_mongo as p; print("backend:", p.BACKEND); sys.exit(p.BACKEND != "native")'
 
@@ -65,3 +66,6 @@ CQRS_DDD_MONGO_TEST_SERVER=$GATE_SERVER timed "${PYTEST[@]}" benches \
 
 phase "pure-Python wheel: build, install where there is no Rust, import"
 timed bash scripts/check-pure-wheel.sh "$VPY"
+
+phase "API reference from the docstrings (pdoc, warnings are errors)"
+timed "$VPY" scripts/build_api_docs.py --out build/api

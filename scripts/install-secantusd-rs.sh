@@ -9,8 +9,7 @@ VERSION=0.5.3-beta.196
 BIN="${CARGO_HOME:-$HOME/.cargo}/bin/secantusd-rs"
 
 installed() {
-  # `cargo install --list` lists "secantus-mdb v0.5.3-beta.196:" when that version is installed.
-  [ -x "$BIN" ] && cargo install --list 2>/dev/null | grep -q "^$CRATE v$VERSION:"
+  [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -qx "secantusd-rs $VERSION"
 }
 
 if ! installed; then

@@ -175,6 +175,7 @@ class Capabilities:
 
     text_indexes: bool
     rejects_open_geojson_ring: bool
+    """when the query is parsed, as mongod does, not only when a document is compared with it"""
     near_sorts_by_distance: bool
 
 
@@ -195,9 +196,13 @@ def probe(url: str) -> Capabilities:
             {"_id": "near", "loc": {"type": "Point", "coordinates": [1.0, 0.0]}},
             {"_id": "mid", "loc": {"type": "Point", "coordinates": [10.0, 0.0]}},
         ])
-        open_ring = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}
+        # a ring far from every stored point: a server that validates only while comparing
+        # documents with it never notices that the ring is open
+        far = db.far
+        far.create_index([("loc", "2dsphere")])
+        far.insert_one({"_id": 1, "loc": {"type": "Point", "coordinates": [100.0, 60.0]}})
         try:
-            list(places.find({"loc": {"$geoWithin": {"$geometry": open_ring}}}))
+            far.count_documents({"loc": {"$geoWithin": {"$geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}}}})
             rejects_open_ring = False
         except OperationFailure:
             rejects_open_ring = True

@@ -7,9 +7,10 @@ backend is bound; they call the names below.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
@@ -43,12 +44,18 @@ def _pure_forced() -> bool:
     return os.environ.get("CQRS_DDD_MONGO_PURE", "").strip().lower() in _TRUTHY
 
 
+def _native_library_present() -> bool:
+    """Whether a ``_native`` extension file sits in the package (importable or not)."""
+    here = Path(__file__).parent
+    return any((here / f"_native{suffix}").exists() for suffix in EXTENSION_SUFFIXES)
+
+
 def _load_native() -> tuple[ModuleType | None, str | None]:
     """Return (module, None) or (None, reason)."""
     try:
         from . import _native  # type: ignore[attr-defined]
     except ImportError as exc:
-        if importlib.util.find_spec(f"{__package__}._native") is None:
+        if not _native_library_present():
             return None, "this installation has no native module (a pure-Python wheel, or a source tree not built)"
         return None, f"the native module could not be imported ({exc})"
     missing = sorted(name for name in _TWINS if not hasattr(_native, name))

@@ -24,6 +24,7 @@ started=$(date +%s)
 "$VPY" -m pip install -q --disable-pip-version-check ".[test,docs]"
 echo "== installed in $(( $(date +%s) - started ))s"
 "$VPY" -c 'import sys, cqrs_ddd_persistence_mongo as p; print("backend:", p.BACKEND); sys.exit(p.BACKEND != "native")'
+"$VPY" scripts/check_installed_package.py
 
 if [ -f scripts/check-rust.sh ]; then
   phase "Rust checks (scripts/check-rust.sh)"

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from cqrs_ddd_persistence_mongo.embedded import server_url
+from tests._servers import server_under_test
 
 _REPORT: list[str] = []
 
@@ -74,10 +74,11 @@ async def best_pair(a: Callable[[], Any], b: Callable[[], Any], number: int, rep
 
 @pytest.fixture(scope="module")
 def mongo_url() -> Iterator[str]:
-    """MONGODB_URL, else a fresh embedded real-wire server per bench module (it slows as it
-    fills, so modules do not share one), in its own process so that client and server do
-    not compete for one interpreter and the client's timings stay steady."""
-    with server_url(separate_process=True) as url:
+    """MONGODB_URL, else a fresh server per bench module, chosen like the tests' (the
+    embedded one by default, ``CQRS_DDD_MONGO_TEST_SERVER=secantus-rs`` for the Rust one):
+    the embedded server slows as it fills, so modules do not share one, and it runs in its
+    own process so that client and server do not compete for one interpreter."""
+    with server_under_test(separate_process=True) as url:
         yield url
 
 

@@ -1,29 +1,52 @@
-"""Test servers for every test: mongomock-motor (fast unit tests), the embedded
-real-wire server (SecantusDB, started once per session) or a real ``mongod`` when
-``MONGODB_URL`` is set, with both async drivers."""
+"""Test servers for every test: mongomock-motor (fast unit tests) and one real-wire
+server per session, chosen by environment (``tests/_servers.py``): ``MONGODB_URL``, else
+the embedded SecantusDB, or the Rust ``secantusd-rs`` with
+``CQRS_DDD_MONGO_TEST_SERVER=secantus-rs``; with both async drivers."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from _servers import Capabilities, probe, server_under_test
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
-from cqrs_ddd_persistence_mongo.embedded import server_url
 
 DRIVERS = ["pymongo", "motor"]
+SHARDED_ENV = "CQRS_DDD_MONGO_TEST_SHARDED"
 
 
 @pytest.fixture(scope="session")
 def mongo_url() -> Iterator[str]:
-    """URL of a real MongoDB-wire server: MONGODB_URL, else the embedded one."""
-    with server_url() as url:
+    """URL of the real MongoDB-wire server chosen by environment, started for the session."""
+    with server_under_test() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def server_capabilities(mongo_url: str) -> Capabilities:
+    """What the server under test can do, probed once (tests skip on what it cannot)."""
+    return probe(mongo_url)
 
 
 def unique_db_name(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def _shard_like_a_cluster_user(connection: MongoConnectionManager) -> None:
+    """On a sharded cluster (``CQRS_DDD_MONGO_TEST_SHARDED=1``), shard the library's
+    collections in the test's database with the recommended keys before the test runs,
+    as a user does once before the application starts."""
+    if os.environ.get(SHARDED_ENV) != "1":
+        return
+    from cqrs_ddd_persistence_mongo.indexes import recommended_shard_keys
+
+    for collection, key in recommended_shard_keys().items():
+        await connection.client.admin.command(
+            "shardCollection", f"{connection.database_name}.{collection}", key=dict(key)
+        )
 
 
 @pytest.fixture(params=DRIVERS)
@@ -31,6 +54,7 @@ async def real_connection(request: pytest.FixtureRequest, mongo_url: str) -> Asy
     """A connected manager on the real-wire server, once per async driver, on a fresh database."""
     connection = MongoConnectionManager(url=mongo_url, database=unique_db_name(), driver=request.param)
     await connection.connect()
+    await _shard_like_a_cluster_user(connection)
     try:
         yield connection
     finally:
@@ -43,6 +67,7 @@ async def pymongo_connection(mongo_url: str) -> AsyncIterator[MongoConnectionMan
     """A connected PyMongo-async manager on the real-wire server (single driver, for heavy tests)."""
     connection = MongoConnectionManager(url=mongo_url, database=unique_db_name())
     await connection.connect()
+    await _shard_like_a_cluster_user(connection)
     try:
         yield connection
     finally:

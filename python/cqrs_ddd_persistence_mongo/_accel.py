@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
@@ -44,11 +46,19 @@ def _pure_forced() -> bool:
     return os.environ.get("CQRS_DDD_MONGO_PURE", "").strip().lower() in _TRUTHY
 
 
+def _native_library_present() -> bool:
+    """Whether a ``_native`` extension file sits in the package (importable or not)."""
+    here = Path(__file__).parent
+    return any((here / f"_native{suffix}").exists() for suffix in EXTENSION_SUFFIXES)
+
+
 def _load_native() -> tuple[ModuleType | None, str | None]:
     """Return (module, None) or (None, reason)."""
     try:
         from . import _native  # type: ignore[attr-defined]
     except ImportError as exc:
+        if not _native_library_present():
+            return None, "this installation has no native module (a pure-Python wheel, or a source tree not built)"
         return None, f"the native module could not be imported ({exc})"
     missing = sorted(name for name in _TWINS if not hasattr(_native, name))
     if missing:
@@ -63,8 +73,9 @@ def _select() -> tuple[str, dict[str, Callable[..., Any]]]:
     if native is None:
         warnings.warn(
             f"cqrs_ddd_persistence_mongo: using the pure-Python backend because {reason}. "
-            "Results are identical, only slower; reinstall with Rust available "
-            "(pip install --force-reinstall cqrs-ddd-persistence-mongo) to get the native one.",
+            "Results are identical, only slower; for the native one install a platform wheel, "
+            "or build from source with a Rust toolchain (pip install --force-reinstall --no-binary "
+            "cqrs-ddd-persistence-mongo cqrs-ddd-persistence-mongo).",
             RuntimeWarning,
             stacklevel=3,
         )

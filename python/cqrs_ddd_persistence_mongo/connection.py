@@ -153,7 +153,13 @@ class MongoConnectionManager:
     def _build_client(self) -> Any:
         try:
             if self._driver == "motor":
-                from motor.motor_asyncio import AsyncIOMotorClient
+                try:
+                    from motor.motor_asyncio import AsyncIOMotorClient
+                except ImportError as exc:
+                    raise MongoConnectionError(
+                        "driver='motor' needs Motor, which is not installed: "
+                        "pip install 'cqrs-ddd-persistence-mongo[motor]', or use the default driver='pymongo'"
+                    ) from exc
 
                 return AsyncIOMotorClient(self.url, **self._options)
             from pymongo import AsyncMongoClient

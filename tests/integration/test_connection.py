@@ -4,8 +4,10 @@ transactions through the driver adapter on the real-wire server."""
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
@@ -42,6 +44,15 @@ async def test_motor_client_passed_in(mongo_url: str) -> None:
     # a client passed in belongs to its owner: still usable after disconnect
     assert (await client.admin.command("ping"))["ok"] == 1
     client.close()
+
+
+async def test_motor_driver_without_motor_installed_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "motor" or m.startswith("motor.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "motor", None)  # what an install without the extra looks like
+    conn = MongoConnectionManager(url="mongodb://127.0.0.1:1/", database="x", driver="motor")
+    with pytest.raises(MongoConnectionError, match=r"pip install 'cqrs-ddd-persistence-mongo\[motor\]'"):
+        await conn.connect()
 
 
 async def test_mongomock_client(mock_connection: MongoConnectionManager) -> None:
@@ -88,8 +99,22 @@ async def test_not_connected_is_explained() -> None:
         conn.db()
 
 
+def with_database(url: str, database: str) -> str:
+    """``url`` with its path set to ``database``, its options (query string) kept."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def test_with_database_keeps_options() -> None:
+    assert with_database("mongodb://h:1/?replicaSet=rs0", "d") == "mongodb://h:1/d?replicaSet=rs0"
+    assert with_database("mongodb://h:1", "d") == "mongodb://h:1/d"
+    assert with_database("mongodb://u:p@h:1,h:2/old?w=majority&tls=false", "d") == (
+        "mongodb://u:p@h:1,h:2/d?w=majority&tls=false"
+    )
+
+
 async def test_database_from_url(mongo_url: str) -> None:
-    url = mongo_url.rstrip("/") + "/from_url"
+    url = with_database(mongo_url, "from_url")
     async with MongoConnectionManager(url=url) as conn:
         assert conn.db().name == "from_url"
         assert conn.db("other").name == "other"

@@ -6,8 +6,8 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType};
 
-use crate::decimal128::{EXP_MAX, EXP_MIN, MAX_DIGITS};
-use crate::ffi::{bare_instance, Slot};
+use crate::decimal128::{DecimalParts, EXP_MAX, EXP_MIN, MAX_DIGITS};
+use crate::ffi::{bare_instance, DecimalLayout, Slot};
 
 pub(crate) struct Cache {
     pub(crate) decimal: Py<PyType>,
@@ -42,6 +42,9 @@ pub(crate) struct Cache {
     pub(crate) uuid_slots: Option<(PyObject, Slot, Slot)>,
     /// Decimal128's BID words: the slots `__high` / `__low`, when it keeps them there.
     pub(crate) decimal128_slots: Option<(Slot, Slot)>,
+    /// Direct access to exact Decimals' sign, coefficient and exponent (the C `decimal`
+    /// module's layout, checked at first use); else the text route (`str()` / `create_decimal`).
+    pub(crate) decimal_layout: Option<DecimalLayout>,
     /// Whether a UUID's Binary is built as `bytes.__new__` plus `_Binary__subtype` (and
     /// its subtype read from there); else through `Binary(raw, 4)` / `.subtype`.
     pub(crate) binary_private: bool,
@@ -133,6 +136,7 @@ pub(crate) fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
             binary_private: true,
+            decimal_layout: None,
         };
         checked_layouts(py, &mut cache);
         Ok(cache)
@@ -170,6 +174,47 @@ pub(crate) fn checked_layouts(py: Python<'_>, c: &mut Cache) {
         Ok(Some(b)) => same(py, Ok(b), public),
         _ => false,
     };
+    c.decimal_layout = checked_decimal_layout(py, c).ok().flatten();
+}
+
+/// The C `decimal` layout, when reading sample Decimals through it gives their known parts
+/// and Decimals built through it equal the ones `create_decimal` parses (sign, digits,
+/// exponent, text and hash).
+fn checked_decimal_layout(py: Python<'_>, c: &Cache) -> PyResult<Option<DecimalLayout>> {
+    let parts = |negative: bool, coefficient: u128, exponent: i64| DecimalParts { negative, coefficient, exponent };
+    let known = [
+        ("19.99", parts(false, 1999, -2)),
+        ("-0.005", parts(true, 5, -3)),
+        ("-0E-3", parts(true, 0, -3)),
+        ("1E+30", parts(false, 1, 30)),
+        ("12345678901234567890123", parts(false, 12_345_678_901_234_567_890_123, 0)),
+        (
+            "-9999999999999999999999999999999999E-6176",
+            parts(true, 9_999_999_999_999_999_999_999_999_999_999_999, -6176),
+        ),
+    ];
+    let cls = c.decimal.bind(py);
+    let mut samples = Vec::with_capacity(known.len());
+    for (text, expected) in known {
+        samples.push((cls.call1((text,))?, expected));
+    }
+    let Some(layout) = DecimalLayout::checked(cls, &samples)? else {
+        return Ok(None);
+    };
+    for (text, expected) in known {
+        let built = layout.build(cls, expected)?;
+        let parsed = c.exact_decimal.bind(py).call1((text,))?;
+        let tuple = |d: &Bound<'_, PyAny>| d.call_method0("as_tuple").and_then(|t| t.repr()).map(|r| r.to_string());
+        let hash = |d: &Bound<'_, PyAny>| d.hash();
+        if !same(py, Ok(built.clone()), || Ok(parsed.clone()))
+            || tuple(&built)? != tuple(&parsed)?
+            || hash(&built)? != hash(&parsed)?
+            || layout.parts(&built) != Some(expected)
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(layout))
 }
 
 /// Whether `fast` and `public()` both succeed with equal objects of the same type.

@@ -14,7 +14,7 @@ use std::ffi::c_void;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::decimal128::{decimal_digits, DecimalParts};
 
@@ -164,6 +164,14 @@ pub fn call_with_one_arg<'py>(
     };
     *cell.borrow_mut() = Some(args);
     result
+}
+
+/// `list(items)` for any iterable, through `PySequence_List` (no Python-level call).
+pub fn list_of<'py>(items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    // SAFETY: `items` is live for the call; PySequence_List returns a new reference to a
+    // new list or NULL with an error set.
+    let list = unsafe { Bound::from_owned_ptr_or_err(items.py(), ffi::PySequence_List(items.as_ptr()))? };
+    Ok(list.downcast_into::<PyList>()?)
 }
 
 /// libmpdec's `mpd_t` as CPython's C `decimal` module embeds it in every `Decimal`

@@ -10,7 +10,7 @@
 //! time, and counts are split between owner and other threads); abi3 modules cannot be
 //! loaded there, and a port would have to copy instead.
 use std::cell::RefCell;
-use std::ffi::c_void;
+use std::ffi::{c_char, c_int, c_void};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -172,6 +172,126 @@ pub fn list_of<'py>(items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
     // new list or NULL with an error set.
     let list = unsafe { Bound::from_owned_ptr_or_err(items.py(), ffi::PySequence_List(items.as_ptr()))? };
     Ok(list.downcast_into::<PyList>()?)
+}
+
+/// The start of `PyDateTime_CAPI` (CPython's `datetime.h`; later fields are only ever
+/// appended): the classes, the UTC singleton and the two constructors.
+#[repr(C)]
+struct DateTimeCapi {
+    date_type: *mut ffi::PyTypeObject,
+    datetime_type: *mut ffi::PyTypeObject,
+    time_type: *mut ffi::PyTypeObject,
+    delta_type: *mut ffi::PyTypeObject,
+    tzinfo_type: *mut ffi::PyTypeObject,
+    timezone_utc: *mut ffi::PyObject,
+    date_from_date: *mut c_void,
+    datetime_from_date_and_time: NewDateTime,
+}
+
+type NewDateTime = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    *mut ffi::PyObject,
+    *mut ffi::PyTypeObject,
+) -> *mut ffi::PyObject;
+
+/// `PyDateTime_Date` (`datetime.h`): year (big-endian), month and day in `data`.
+#[repr(C)]
+struct PyDateTimeDate {
+    ob_base: ffi::PyObject,
+    hashcode: isize,
+    hastzinfo: c_char,
+    data: [u8; 4],
+}
+
+/// Exact `datetime.date` values read, and UTC datetimes built, through the datetime
+/// module's C API instead of `datetime.combine` (argument parsing per call). Only built
+/// by [`DateLayout::checked`].
+pub struct DateLayout {
+    new_datetime: NewDateTime,
+}
+
+impl DateLayout {
+    /// The layout, when the module's C API capsule names exactly `date_cls` and
+    /// `datetime_cls`, dates are [`PyDateTimeDate`]s and each sample date reads back as its
+    /// `(year, month, day)`. Else None (the pass keeps `datetime.combine`).
+    pub fn checked(
+        capsule: &Bound<'_, PyAny>,
+        date_cls: &Bound<'_, PyType>,
+        datetime_cls: &Bound<'_, PyType>,
+        samples: &[(Bound<'_, PyAny>, (i32, i32, i32))],
+    ) -> PyResult<Option<Self>> {
+        let basicsize: usize = date_cls.getattr("__basicsize__")?.extract()?;
+        // SAFETY: PyCapsule_IsValid accepts any object and only compares the name.
+        if basicsize != std::mem::size_of::<PyDateTimeDate>()
+            || unsafe { ffi::PyCapsule_IsValid(capsule.as_ptr(), c"datetime.datetime_CAPI".as_ptr()) } != 1
+        {
+            return Ok(None);
+        }
+        // SAFETY: a valid capsule of that name holds a pointer to the module's static
+        // PyDateTime_CAPI, which lives as long as the datetime module (never unloaded);
+        // only its first fields, present in every CPython 3, are read.
+        let (date_type, datetime_type, new_datetime) = unsafe {
+            let capi =
+                ffi::PyCapsule_GetPointer(capsule.as_ptr(), c"datetime.datetime_CAPI".as_ptr()).cast::<DateTimeCapi>();
+            if capi.is_null() {
+                return Err(PyErr::fetch(capsule.py()));
+            }
+            ((*capi).date_type, (*capi).datetime_type, (*capi).datetime_from_date_and_time)
+        };
+        if date_type.cast::<ffi::PyObject>() != date_cls.as_ptr()
+            || datetime_type.cast::<ffi::PyObject>() != datetime_cls.as_ptr()
+        {
+            return Ok(None);
+        }
+        let layout = DateLayout { new_datetime };
+        for (sample, expected) in samples {
+            if !sample.get_type().is(date_cls) || layout.ymd(sample) != *expected {
+                return Ok(None);
+            }
+        }
+        Ok(Some(layout))
+    }
+
+    /// `(year, month, day)` of an exact `datetime.date` (the class the layout was checked on).
+    pub fn ymd(&self, date: &Bound<'_, PyAny>) -> (i32, i32, i32) {
+        let obj = date.as_ptr().cast::<PyDateTimeDate>();
+        // SAFETY: callers pass exact instances of the date class whose size was checked to
+        // be that of PyDateTimeDate, so `data` is inside the object.
+        let data = unsafe { (*obj).data };
+        (i32::from(data[0]) << 8 | i32::from(data[1]), i32::from(data[2]), i32::from(data[3]))
+    }
+
+    /// `datetime(year, month, day, tzinfo=tz)` of the exact `datetime_cls` the layout was
+    /// checked with.
+    pub fn midnight<'py>(
+        &self,
+        datetime_cls: &Bound<'py, PyType>,
+        (year, month, day): (i32, i32, i32),
+        tz: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: the constructor from the checked capsule validates its arguments and
+        // returns a new reference or NULL with an error set; `tz` and the class are live.
+        unsafe {
+            let obj = (self.new_datetime)(
+                year,
+                month,
+                day,
+                0,
+                0,
+                0,
+                0,
+                tz.as_ptr(),
+                datetime_cls.as_ptr().cast::<ffi::PyTypeObject>(),
+            );
+            Bound::from_owned_ptr_or_err(datetime_cls.py(), obj)
+        }
+    }
 }
 
 /// libmpdec's `mpd_t` as CPython's C `decimal` module embeds it in every `Decimal`

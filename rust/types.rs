@@ -7,7 +7,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType};
 
 use crate::decimal128::{DecimalParts, EXP_MAX, EXP_MIN, MAX_DIGITS};
-use crate::ffi::{bare_instance, DecimalLayout, Slot};
+use crate::ffi::{bare_instance, DateLayout, DecimalLayout, Slot};
 
 pub(crate) struct Cache {
     pub(crate) decimal: Py<PyType>,
@@ -45,6 +45,9 @@ pub(crate) struct Cache {
     /// Direct access to exact Decimals' sign, coefficient and exponent (the C `decimal`
     /// module's layout, checked at first use); else the text route (`str()` / `create_decimal`).
     pub(crate) decimal_layout: Option<DecimalLayout>,
+    /// Exact dates read and UTC midnights built through the datetime C API (checked at
+    /// first use against `datetime.combine`); else `combine`.
+    pub(crate) date_layout: Option<DateLayout>,
     /// Whether a UUID's Binary is built as `bytes.__new__` plus `_Binary__subtype` (and
     /// its subtype read from there); else through `Binary(raw, 4)` / `.subtype`.
     pub(crate) binary_private: bool,
@@ -137,6 +140,7 @@ pub(crate) fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
             binary_private: true,
             decimal_layout: None,
+            date_layout: None,
         };
         checked_layouts(py, &mut cache);
         Ok(cache)
@@ -175,6 +179,7 @@ pub(crate) fn checked_layouts(py: Python<'_>, c: &mut Cache) {
         _ => false,
     };
     c.decimal_layout = checked_decimal_layout(py, c).ok().flatten();
+    c.date_layout = checked_date_layout(py, c).ok().flatten();
 }
 
 /// The C `decimal` layout, when reading sample Decimals through it gives their known parts
@@ -211,6 +216,29 @@ fn checked_decimal_layout(py: Python<'_>, c: &Cache) -> PyResult<Option<DecimalL
             || hash(&built)? != hash(&parsed)?
             || layout.parts(&built) != Some(expected)
         {
+            return Ok(None);
+        }
+    }
+    Ok(Some(layout))
+}
+
+/// The datetime C API, when sample dates read back as their fields and the UTC midnights
+/// built through it equal `datetime.combine`'s.
+fn checked_date_layout(py: Python<'_>, c: &Cache) -> PyResult<Option<DateLayout>> {
+    let known = [(2024, 6, 1), (1, 1, 1), (9999, 12, 31), (2000, 2, 29)];
+    let (date, datetime) = (c.date.bind(py), c.datetime.bind(py));
+    let mut samples = Vec::with_capacity(known.len());
+    for ymd in known {
+        samples.push((date.call1(ymd)?, ymd));
+    }
+    let capsule = py.import("datetime")?.getattr("datetime_CAPI")?;
+    let Some(layout) = DateLayout::checked(&capsule, date, datetime, &samples)? else {
+        return Ok(None);
+    };
+    for (sample, ymd) in &samples {
+        let built = layout.midnight(datetime, *ymd, c.utc.bind(py));
+        let combined = || c.combine.bind(py).call1((sample, c.midnight_utc.bind(py)));
+        if !same(py, built, combined) {
             return Ok(None);
         }
     }

@@ -30,6 +30,9 @@ pub(crate) fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, Py
 /// fields directly; a subclass's own `year` / `month` / `day` are asked, as the pure twin does).
 pub(crate) fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if value.get_type().is(c.date.bind(py)) {
+        if let Some(layout) = &c.date_layout {
+            return layout.midnight(c.datetime.bind(py), layout.ymd(value), c.utc.bind(py));
+        }
         return c.combine.bind(py).call1((value, c.midnight_utc.bind(py)));
     }
     let y = value.getattr(intern!(py, "year"))?;

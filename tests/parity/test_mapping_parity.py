@@ -281,9 +281,27 @@ print("fallback ok")
 """
 
 
-def test_decimals_without_the_c_layout_take_the_text_route() -> None:
+_SUBCLASSED_DATE_CHILD = r"""
+import datetime as dt
+class Day(dt.date):
+    pass
+dt.date = Day  # the datetime C API's date class is no longer the one the pass classifies by
+from cqrs_ddd_persistence_mongo import _accel
+
+native_to, pure_to = _accel.native_function("map_to_doc"), _accel.pure_twin("map_to_doc")
+data = {"a": Day(2024, 6, 1), "b": [Day(1, 1, 1), Day(9999, 12, 31)]}
+doc = native_to(dict(data), "id", None, False)
+assert doc == pure_to(dict(data), "id", None, False), doc
+assert doc["a"] == dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc) and doc["a"].tzinfo is dt.timezone.utc, doc
+print("fallback ok")
+"""
+
+
+@pytest.mark.parametrize("child", [_PURE_DECIMAL_CHILD, _SUBCLASSED_DATE_CHILD], ids=["decimal", "date"])
+def test_values_without_the_checked_c_layouts_take_the_public_route(child: str) -> None:
     """When `decimal.Decimal` is not laid out as the C module's (here: the pure-Python
-    `_pydecimal`), the layout check refuses it and the pass still gives the pure results."""
+    `_pydecimal`), or the date class is not the datetime C API's, the layout checks refuse
+    them and the pass still gives the pure results."""
     import os
     import subprocess
     import sys
@@ -293,7 +311,7 @@ def test_decimals_without_the_c_layout_take_the_text_route() -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root / "python")}
     env.pop("CQRS_DDD_MONGO_PURE", None)
-    done = subprocess.run([sys.executable, "-c", _PURE_DECIMAL_CHILD], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("fallback ok")
 

@@ -209,6 +209,9 @@ struct PyDateTimeDate {
     data: [u8; 4],
 }
 
+/// A date's `(year, month, day)`.
+pub type Ymd = (i32, i32, i32);
+
 /// Exact `datetime.date` values read, and UTC datetimes built, through the datetime
 /// module's C API instead of `datetime.combine` (argument parsing per call). Only built
 /// by [`DateLayout::checked`].
@@ -224,7 +227,7 @@ impl DateLayout {
         capsule: &Bound<'_, PyAny>,
         date_cls: &Bound<'_, PyType>,
         datetime_cls: &Bound<'_, PyType>,
-        samples: &[(Bound<'_, PyAny>, (i32, i32, i32))],
+        samples: &[(Bound<'_, PyAny>, Ymd)],
     ) -> PyResult<Option<Self>> {
         let basicsize: usize = date_cls.getattr("__basicsize__")?.extract()?;
         // SAFETY: PyCapsule_IsValid accepts any object and only compares the name.
@@ -259,7 +262,7 @@ impl DateLayout {
     }
 
     /// `(year, month, day)` of an exact `datetime.date` (the class the layout was checked on).
-    pub fn ymd(&self, date: &Bound<'_, PyAny>) -> (i32, i32, i32) {
+    pub fn ymd(&self, date: &Bound<'_, PyAny>) -> Ymd {
         let obj = date.as_ptr().cast::<PyDateTimeDate>();
         // SAFETY: callers pass exact instances of the date class whose size was checked to
         // be that of PyDateTimeDate, so `data` is inside the object.
@@ -272,7 +275,7 @@ impl DateLayout {
     pub fn midnight<'py>(
         &self,
         datetime_cls: &Bound<'py, PyType>,
-        (year, month, day): (i32, i32, i32),
+        (year, month, day): Ymd,
         tz: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY: the constructor from the checked capsule validates its arguments and

@@ -402,3 +402,25 @@ pub(crate) fn classify(py: Python<'_>, c: &Cache, value: &Bound<'_, PyAny>) -> P
     }
     Ok(ValueType::Unsupported)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_c_layouts_are_recognised_on_this_interpreter() {
+        pyo3::prepare_freethreaded_python();
+        Python::with_gil(|py| {
+            let c = cache(py).expect("the module's classes import");
+            assert!(c.decimal_layout.is_some(), "Decimal layout refused: the pass would take the text route");
+            assert!(c.date_layout.is_some(), "datetime C API refused: dates would go through datetime.combine");
+            let d = c.decimal.bind(py).call1(("-12.50",)).expect("Decimal");
+            let layout = c.decimal_layout.as_ref().expect("checked above");
+            let parts = layout.parts(&d).expect("finite");
+            assert_eq!(parts, DecimalParts { negative: true, coefficient: 1250, exponent: -2 });
+            let built = layout.build(c.decimal.bind(py), parts).expect("built");
+            assert!(built.eq(&d).expect("comparable"));
+            assert_eq!(built.str().expect("str").to_str().expect("text"), "-12.50");
+        });
+    }
+}

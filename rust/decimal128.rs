@@ -76,6 +76,54 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
     Ok((high, coefficient as u64))
 }
 
+/// A finite Decimal as sign, coefficient and exponent (what the C `decimal` module
+/// keeps inside each Decimal, read and written directly by `ffi::DecimalLayout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalParts {
+    pub negative: bool,
+    pub coefficient: u128,
+    pub exponent: i64,
+}
+
+/// Number of decimal digits of `n` (1 for zero), as libmpdec counts them.
+pub fn decimal_digits(n: u128) -> u32 {
+    let mut digits = 1;
+    let mut bound: u128 = 10;
+    while digits < 39 && n >= bound {
+        digits += 1;
+        bound = bound.saturating_mul(10);
+    }
+    digits
+}
+
+/// BID words of a finite Decimal that Decimal128 holds as it is (at most 34 digits, an
+/// exponent in range); None for anything that needs the text route's trailing-zero
+/// folding, clamping or errors. Agrees with [`bid_of_decimal_text`] wherever it answers.
+pub fn bid_of_parts(parts: DecimalParts) -> Option<(u64, u64)> {
+    let exponent = i128::from(parts.exponent);
+    if parts.coefficient > MAX_COEFFICIENT || !(EXP_MIN..=EXP_MAX).contains(&exponent) {
+        return None;
+    }
+    let sign = if parts.negative { SIGN } else { 0 };
+    let high = sign | (((exponent + EXP_BIAS) as u64) << 49) | ((parts.coefficient >> 64) as u64);
+    Some((high, parts.coefficient as u64))
+}
+
+/// The exact finite Decimal of BID words (non-canonical coefficients read as 0), or None
+/// for Infinity and NaNs. Agrees with [`decimal_text_of_bid`].
+pub fn parts_of_bid(high: u64, low: u64) -> Option<DecimalParts> {
+    if high & INF == INF {
+        return None;
+    }
+    let (coefficient, exponent) = if high & COMBINATION_11 == COMBINATION_11 {
+        (0u128, ((high >> 47) & 0x3FFF) as i128 - EXP_BIAS)
+    } else {
+        let c = (u128::from(high & 0x1_FFFF_FFFF_FFFF) << 64) | u128::from(low);
+        (if c > MAX_COEFFICIENT { 0 } else { c }, ((high >> 49) & 0x3FFF) as i128 - EXP_BIAS)
+    };
+    Some(DecimalParts { negative: high & SIGN != 0, coefficient, exponent: exponent as i64 })
+}
+
 /// A small stack buffer for number text (no allocation per value).
 pub struct TextBuf {
     bytes: [u8; 96],
@@ -253,5 +301,30 @@ mod tests {
     fn text_buffer_holds_the_longest_text() {
         let text = text_of(SIGN | 0x0001_ED09_BEAD_87C0, 0x378D_8E63_FFFF_FFFF);
         assert!(text.starts_with('-') && text.len() < 96);
+    }
+
+    #[test]
+    fn parts_agree_with_the_text_route() {
+        for text in ["19.99", "-0.005", "0", "-0", "1E3", "1E-6176", "9999999999999999999999999999999999", "1.5E6111"] {
+            let (high, low) = bid_of_decimal_text(text).expect("storable");
+            let parts = parts_of_bid(high, low).expect("finite");
+            assert_eq!(bid_of_parts(parts), Some((high, low)), "{text}");
+        }
+        assert_eq!(parts_of_bid(INF, 0), None);
+        assert_eq!(parts_of_bid(NAN, 0), None);
+        // beyond what Decimal128 holds as it is: left to the text route
+        let too_long = DecimalParts { negative: false, coefficient: MAX_COEFFICIENT + 1, exponent: 0 };
+        assert_eq!(bid_of_parts(too_long), None);
+        assert_eq!(bid_of_parts(DecimalParts { negative: true, coefficient: 1, exponent: 6112 }), None);
+        assert_eq!(bid_of_parts(DecimalParts { negative: true, coefficient: 1, exponent: -6177 }), None);
+    }
+
+    #[test]
+    fn digits_are_counted_like_libmpdec() {
+        assert_eq!(decimal_digits(0), 1);
+        assert_eq!(decimal_digits(9), 1);
+        assert_eq!(decimal_digits(10), 2);
+        assert_eq!(decimal_digits(MAX_COEFFICIENT), 34);
+        assert_eq!(decimal_digits(u128::MAX), 39);
     }
 }

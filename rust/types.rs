@@ -6,8 +6,8 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType};
 
-use crate::decimal128::{EXP_MAX, EXP_MIN, MAX_DIGITS};
-use crate::ffi::{bare_instance, Slot};
+use crate::decimal128::{DecimalParts, EXP_MAX, EXP_MIN, MAX_DIGITS};
+use crate::ffi::{bare_instance, DateLayout, DecimalLayout, Slot};
 
 pub(crate) struct Cache {
     pub(crate) decimal: Py<PyType>,
@@ -42,6 +42,12 @@ pub(crate) struct Cache {
     pub(crate) uuid_slots: Option<(PyObject, Slot, Slot)>,
     /// Decimal128's BID words: the slots `__high` / `__low`, when it keeps them there.
     pub(crate) decimal128_slots: Option<(Slot, Slot)>,
+    /// Direct access to exact Decimals' sign, coefficient and exponent (the C `decimal`
+    /// module's layout, checked at first use); else the text route (`str()` / `create_decimal`).
+    pub(crate) decimal_layout: Option<DecimalLayout>,
+    /// Exact dates read and UTC midnights built through the datetime C API (checked at
+    /// first use against `datetime.combine`); else `combine`.
+    pub(crate) date_layout: Option<DateLayout>,
     /// Whether a UUID's Binary is built as `bytes.__new__` plus `_Binary__subtype` (and
     /// its subtype read from there); else through `Binary(raw, 4)` / `.subtype`.
     pub(crate) binary_private: bool,
@@ -133,6 +139,8 @@ pub(crate) fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
             utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
             binary_private: true,
+            decimal_layout: None,
+            date_layout: None,
         };
         checked_layouts(py, &mut cache);
         Ok(cache)
@@ -170,6 +178,71 @@ pub(crate) fn checked_layouts(py: Python<'_>, c: &mut Cache) {
         Ok(Some(b)) => same(py, Ok(b), public),
         _ => false,
     };
+    c.decimal_layout = checked_decimal_layout(py, c).ok().flatten();
+    c.date_layout = checked_date_layout(py, c).ok().flatten();
+}
+
+/// The C `decimal` layout, when reading sample Decimals through it gives their known parts
+/// and Decimals built through it equal the ones `create_decimal` parses (sign, digits,
+/// exponent, text and hash).
+fn checked_decimal_layout(py: Python<'_>, c: &Cache) -> PyResult<Option<DecimalLayout>> {
+    let parts = |negative: bool, coefficient: u128, exponent: i64| DecimalParts { negative, coefficient, exponent };
+    let known = [
+        ("19.99", parts(false, 1999, -2)),
+        ("-0.005", parts(true, 5, -3)),
+        ("-0E-3", parts(true, 0, -3)),
+        ("1E+30", parts(false, 1, 30)),
+        ("12345678901234567890123", parts(false, 12_345_678_901_234_567_890_123, 0)),
+        (
+            "-9999999999999999999999999999999999E-6176",
+            parts(true, 9_999_999_999_999_999_999_999_999_999_999_999, -6176),
+        ),
+    ];
+    let cls = c.decimal.bind(py);
+    let mut samples = Vec::with_capacity(known.len());
+    for (text, expected) in known {
+        samples.push((cls.call1((text,))?, expected));
+    }
+    let Some(layout) = DecimalLayout::checked(cls, &samples)? else {
+        return Ok(None);
+    };
+    for (text, expected) in known {
+        let built = layout.build(cls, expected)?;
+        let parsed = c.exact_decimal.bind(py).call1((text,))?;
+        let tuple = |d: &Bound<'_, PyAny>| d.call_method0("as_tuple").and_then(|t| t.repr()).map(|r| r.to_string());
+        let hash = |d: &Bound<'_, PyAny>| d.hash();
+        if !same(py, Ok(built.clone()), || Ok(parsed.clone()))
+            || tuple(&built)? != tuple(&parsed)?
+            || hash(&built)? != hash(&parsed)?
+            || layout.parts(&built) != Some(expected)
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(layout))
+}
+
+/// The datetime C API, when sample dates read back as their fields and the UTC midnights
+/// built through it equal `datetime.combine`'s.
+fn checked_date_layout(py: Python<'_>, c: &Cache) -> PyResult<Option<DateLayout>> {
+    let known = [(2024, 6, 1), (1, 1, 1), (9999, 12, 31), (2000, 2, 29)];
+    let (date, datetime) = (c.date.bind(py), c.datetime.bind(py));
+    let mut samples = Vec::with_capacity(known.len());
+    for ymd in known {
+        samples.push((date.call1(ymd)?, ymd));
+    }
+    let capsule = py.import("datetime")?.getattr("datetime_CAPI")?;
+    let Some(layout) = DateLayout::checked(&capsule, date, datetime, &samples)? else {
+        return Ok(None);
+    };
+    for (sample, ymd) in &samples {
+        let built = layout.midnight(datetime, *ymd, c.utc.bind(py));
+        let combined = || c.combine.bind(py).call1((sample, c.midnight_utc.bind(py)));
+        if !same(py, built, combined) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(layout))
 }
 
 /// Whether `fast` and `public()` both succeed with equal objects of the same type.
@@ -328,4 +401,26 @@ pub(crate) fn classify(py: Python<'_>, c: &Cache, value: &Bound<'_, PyAny>) -> P
         }
     }
     Ok(ValueType::Unsupported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_c_layouts_are_recognised_on_this_interpreter() {
+        pyo3::prepare_freethreaded_python();
+        Python::with_gil(|py| {
+            let c = cache(py).expect("the module's classes import");
+            assert!(c.decimal_layout.is_some(), "Decimal layout refused: the pass would take the text route");
+            assert!(c.date_layout.is_some(), "datetime C API refused: dates would go through datetime.combine");
+            let d = c.decimal.bind(py).call1(("-12.50",)).expect("Decimal");
+            let layout = c.decimal_layout.as_ref().expect("checked above");
+            let parts = layout.parts(&d).expect("finite");
+            assert_eq!(parts, DecimalParts { negative: true, coefficient: 1250, exponent: -2 });
+            let built = layout.build(c.decimal.bind(py), parts).expect("built");
+            assert!(built.eq(&d).expect("comparable"));
+            assert_eq!(built.str().expect("str").to_str().expect("text"), "-12.50");
+        });
+    }
 }

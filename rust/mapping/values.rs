@@ -7,9 +7,9 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use std::cell::RefCell;
 
 use super::walk::*;
-use crate::decimal128::{bid_of_decimal_text, decimal_text_of_bid, BidError, TextBuf, INF};
+use crate::decimal128::{bid_of_decimal_text, bid_of_parts, decimal_text_of_bid, parts_of_bid, BidError, TextBuf, INF};
 use crate::errors::invalid_document;
-use crate::ffi::{call_with_one_arg, u64_bits};
+use crate::ffi::{call_with_one_arg, u64_bits, DecimalLayout};
 use crate::keys::display_path;
 use crate::types::*;
 
@@ -30,6 +30,9 @@ pub(crate) fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, Py
 /// fields directly; a subclass's own `year` / `month` / `day` are asked, as the pure twin does).
 pub(crate) fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if value.get_type().is(c.date.bind(py)) {
+        if let Some(layout) = &c.date_layout {
+            return layout.midnight(c.datetime.bind(py), layout.ymd(value), c.utc.bind(py));
+        }
         return c.combine.bind(py).call1((value, c.midnight_utc.bind(py)));
     }
     let y = value.getattr(intern!(py, "year"))?;
@@ -38,12 +41,24 @@ pub(crate) fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, P
     c.datetime.bind(py).call1((y, m, d, 0, 0, 0, 0, c.utc.bind(py)))
 }
 
+/// The checked Decimal layout, when `value` is an exact Decimal (a subclass keeps the
+/// text route, as before).
+fn exact_decimal_layout<'c>(py: Python<'_>, c: &'c Cache, value: &Bound<'_, PyAny>) -> Option<&'c DecimalLayout> {
+    let layout = c.decimal_layout.as_ref()?;
+    value.get_type().is(c.decimal.bind(py)).then_some(layout)
+}
+
 pub(crate) fn to_decimal128<'py>(
     py: Python<'py>,
     c: &Cache,
     value: &Bound<'py, PyAny>,
     path: &Path<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(layout) = exact_decimal_layout(py, c, value) {
+        if let Some((high, low)) = layout.parts(value).and_then(bid_of_parts) {
+            return new_decimal128(py, c, high, low);
+        }
+    }
     let text = value.str()?;
     let text = text.to_str()?;
     match bid_of_decimal_text(text) {
@@ -75,6 +90,9 @@ pub(crate) fn from_decimal128<'py>(
     } else {
         value.call_method0(intern!(py, "__getstate__"))?.extract::<(u64, u64)>()?
     };
+    if let (Some(layout), Some(parts)) = (&c.decimal_layout, parts_of_bid(high, low)) {
+        return layout.build(c.decimal.bind(py), parts);
+    }
     let mut text = TextBuf::new();
     decimal_text_of_bid(high, low, &mut text);
     let text = PyString::new(py, text.as_str());

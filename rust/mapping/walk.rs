@@ -2,11 +2,11 @@
 //! depth limit, and copy-on-write (or, for owned containers, in-place) rebuilding of
 //! dicts and lists around a per-direction value rule.
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
 
 use super::from_doc::from_doc_value;
 use super::to_doc::{check_key, to_doc_value};
-use crate::ffi::dict_next;
+use crate::ffi::{dict_next, list_of};
 use crate::keys::{child_path, index_path, stored_copy, too_deep_error, MAX_DEPTH};
 use crate::types::Cache;
 
@@ -95,7 +95,8 @@ pub(crate) fn ours(container: &Bound<'_, PyAny>, owned: bool) -> bool {
 }
 
 /// A list: copied on the first changed item, or changed in place when it is ours (see
-/// [`ours`]); other sequences (tuple, set, ...) always become a new list.
+/// [`ours`]); exact tuples, sets and frozensets are copied into a new list at once (one C
+/// call) which is then ours to change; other sequences become a new list item by item.
 pub(crate) fn map_seq<'py>(
     py: Python<'py>,
     c: &Cache,
@@ -109,27 +110,14 @@ pub(crate) fn map_seq<'py>(
         return Err(too_deep(py, path));
     }
     if let Ok(list) = items.downcast_exact::<PyList>() {
-        let owned = ours(list, owned);
-        let mut out: Option<Bound<'py, PyList>> = None;
-        // the length is read again each time: Python code run for an item may change it
-        let mut i = 0;
-        while i < list.len() {
-            let item = list.get_item(i)?;
-            i += 1;
-            if plain(&item) {
-                continue;
-            }
-            let i = i - 1;
-            if let Some(new) = dir.rule()(py, c, &item, &path.index(i), depth + 1, owned)? {
-                let target = match &out {
-                    Some(o) => o,
-                    None if owned => list,
-                    None => out.insert(list.get_slice(0, list.len())),
-                };
-                target.set_item(i, new)?;
-            }
-        }
-        return Ok(out.map(Bound::into_any));
+        return map_list(py, c, list, path, depth, ours(list, owned), dir);
+    }
+    if items.is_exact_instance_of::<PyTuple>()
+        || items.is_exact_instance_of::<PySet>()
+        || items.is_exact_instance_of::<PyFrozenSet>()
+    {
+        let list = list_of(items)?;
+        return Ok(Some(map_list(py, c, &list, path, depth, true, dir)?.unwrap_or_else(|| list.into_any())));
     }
     let mut out = Vec::with_capacity(items.len().unwrap_or(0));
     for (i, item) in items.try_iter()?.enumerate() {
@@ -138,6 +126,39 @@ pub(crate) fn map_seq<'py>(
         out.push(new.unwrap_or(item));
     }
     Ok(Some(PyList::new(py, out)?.into_any()))
+}
+
+/// The items of an exact list mapped: changed in place when `in_place`, else copied on
+/// the first changed item (the copy is returned, None when nothing changed).
+fn map_list<'py>(
+    py: Python<'py>,
+    c: &Cache,
+    list: &Bound<'py, PyList>,
+    path: &Path<'_, 'py>,
+    depth: usize,
+    in_place: bool,
+    dir: Direction,
+) -> Mapped<'py> {
+    let mut out: Option<Bound<'py, PyList>> = None;
+    // the length is read again each time: Python code run for an item may change it
+    let mut i = 0;
+    while i < list.len() {
+        let item = list.get_item(i)?;
+        i += 1;
+        if plain(&item) {
+            continue;
+        }
+        let i = i - 1;
+        if let Some(new) = dir.rule()(py, c, &item, &path.index(i), depth + 1, in_place)? {
+            let target = match &out {
+                Some(o) => o,
+                None if in_place => list,
+                None => out.insert(list.get_slice(0, list.len())),
+            };
+            target.set_item(i, new)?;
+        }
+    }
+    Ok(out.map(Bound::into_any))
 }
 
 pub(crate) type ValueRule =

@@ -60,6 +60,9 @@ decimals = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True),
     st.builds(lambda s, d, e: Decimal(f"{s}{d}E{e}"), st.sampled_from(["", "-"]), digits_text, st.integers(-6300, 6300)),
     st.sampled_from([Decimal("NaN123"), Decimal("-sNaN"), Decimal("-0"), Decimal("0E-9999"), Decimal("1E+6144")]),
+    # results of arithmetic keep their digits in separately allocated words
+    st.builds(lambda a, b: a * b, st.decimals(allow_nan=False, allow_infinity=False), st.decimals(allow_nan=False, allow_infinity=False)),
+    st.builds(lambda n, e: Decimal(n).scaleb(e), st.integers(-(10**45), 10**45), st.integers(-6200, 6200)),
 )
 timezones = st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(-dt.timedelta(hours=8))])
 datetimes = st.builds(
@@ -239,6 +242,78 @@ def test_decimal128_reads_like_bson(words: tuple[int, int]) -> None:
     value = Decimal128(words)
     got = both("map_from_doc")[0]({"v": value}, "id", None, False)["v"]
     assert repr(got) == repr(value.to_decimal()) == repr(bid_to_decimal(*words))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bid_words)
+def test_decimals_read_back_behave_like_parsed_ones(words: tuple[int, int]) -> None:
+    """A Decimal the native pass builds directly is the one Decimal parses from its text
+    in everything that reads its digits: hash, tuple, arithmetic, rounding, pickling."""
+    import pickle
+
+    got = both("map_from_doc")[0]({"v": Decimal128(words)}, "id", None, False)["v"]
+    parsed = bid_to_decimal(*words)
+    assert type(got) is Decimal and got.as_tuple() == parsed.as_tuple()
+    if got.is_nan():
+        return
+    assert hash(got) == hash(parsed) and got.adjusted() == parsed.adjusted()
+    with decimal.localcontext(decimal.Context(prec=7, Emax=10**6, Emin=-(10**6))):
+        for op in (lambda d: +d, lambda d: d * 3, lambda d: d - Decimal("0.5"), lambda d: d.sqrt() if d >= 0 else -d):
+            assert repr(op(got)) == repr(op(parsed))
+    assert repr(pickle.loads(pickle.dumps(got))) == repr(parsed) and str(got) == str(parsed)
+
+
+_PURE_DECIMAL_CHILD = r"""
+import sys, _pydecimal
+sys.modules["decimal"] = _pydecimal  # Decimal objects without the C layout
+from decimal import Decimal
+from bson.decimal128 import Decimal128
+from cqrs_ddd_persistence_mongo import _accel
+
+native_to, pure_to = _accel.native_function("map_to_doc"), _accel.pure_twin("map_to_doc")
+native_from, pure_from = _accel.native_function("map_from_doc"), _accel.pure_twin("map_from_doc")
+data = {"a": Decimal("-12.50"), "b": Decimal("1E+30"), "c": Decimal("0E-7"), "n": Decimal("NaN")}
+doc = native_to(dict(data), "id", None, False)
+assert doc == pure_to(dict(data), "id", None, False) and str(doc["a"]) == "-12.50", doc
+back = native_from(doc, "id", None, False)
+assert type(back["a"]) is Decimal and repr(back) == repr(pure_from(doc, "id", None, False)), back
+print("fallback ok")
+"""
+
+
+_SUBCLASSED_DATE_CHILD = r"""
+import datetime as dt
+class Day(dt.date):
+    pass
+dt.date = Day  # the datetime C API's date class is no longer the one the pass classifies by
+from cqrs_ddd_persistence_mongo import _accel
+
+native_to, pure_to = _accel.native_function("map_to_doc"), _accel.pure_twin("map_to_doc")
+data = {"a": Day(2024, 6, 1), "b": [Day(1, 1, 1), Day(9999, 12, 31)]}
+doc = native_to(dict(data), "id", None, False)
+assert doc == pure_to(dict(data), "id", None, False), doc
+assert doc["a"] == dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc) and doc["a"].tzinfo is dt.timezone.utc, doc
+print("fallback ok")
+"""
+
+
+@pytest.mark.parametrize("child", [_PURE_DECIMAL_CHILD, _SUBCLASSED_DATE_CHILD], ids=["decimal", "date"])
+def test_values_without_the_checked_c_layouts_take_the_public_route(child: str) -> None:
+    """When `decimal.Decimal` is not laid out as the C module's (here: the pure-Python
+    `_pydecimal`), or the date class is not the datetime C API's, the layout checks refuse
+    them and the pass still gives the pure results."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    both("map_to_doc")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root / "python")}
+    env.pop("CQRS_DDD_MONGO_PURE", None)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("fallback ok")
 
 
 def _nested(depth: int) -> dict[str, Any]:

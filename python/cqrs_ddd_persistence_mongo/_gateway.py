@@ -215,6 +215,9 @@ def duplicate_key_index(error: Any) -> str | None:
     if pattern:
         return ",".join(pattern)
     message = str(details.get("errmsg", ""))
+    quoted = re.search(r"'keyPattern': \{([^}]*)\}", message)  # mongomock: only in the message
+    if quoted is not None:
+        return ",".join(re.findall(r"'([^']+)':", quoted.group(1)))
     match = re.search(r"index: (\S+)", message)
     if match is None:
         return "_id"

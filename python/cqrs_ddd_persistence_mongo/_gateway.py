@@ -140,7 +140,7 @@ def _check_composite(value: Any, what: str) -> None:
 
 def check_name(value: Any, what: str) -> str:
     """A non-empty string (names of projections, workers, aggregate types, collections)."""
-    if type(value) is not str or not value:
+    if not isinstance(value, str) or isinstance(value, Code) or not value:
         raise InvalidStoreArgument(f"{what} must be a non-empty string, got {value!r}")
     return value
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from bson import Code
+
 from .._gateway import INT64_MAX, Gateway, _Call
 from ..exceptions import InvalidStoreArgument, MongoPersistenceError
 
@@ -64,7 +66,7 @@ class CollectionStore:
 
 
 def require_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or isinstance(value, Code) or not value:
         raise InvalidStoreArgument(f"{what} must be a non-empty string, got {value!r}")
     return value
 

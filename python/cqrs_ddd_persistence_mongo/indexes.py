@@ -104,7 +104,9 @@ async def ensure_indexes(collection: Any, specs: Iterable[Any], **options: Any) 
     try:
         return list(await collection.create_indexes(models))
     except PyMongoError as exc:
-        raise MongoQueryError(f"creating indexes on '{collection.name}' failed: {exc}") from exc
+        from ._gateway import translate
+
+        raise translate(exc, f"creating indexes on '{collection.name}'", MongoQueryError) or exc from exc
 
 
 async def ensure_all_indexes(*stores: Any) -> None:

@@ -119,6 +119,7 @@ class MongoEventStore:
         an open transaction (see ``Gateway.prepare_indexes``); reads never create anything.
         """
         with self._events.call(f"preparing '{self.collection_name}'"):
+            self._ready_groups.clear()
             await self._ready(None)
 
     async def _ready(self, session: Any = None) -> None:

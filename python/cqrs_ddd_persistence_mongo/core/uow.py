@@ -403,6 +403,7 @@ class MongoUnitOfWork:
         aborted (rollback hooks restore in-memory aggregate versions), and ``fn`` runs
         again after a jittered exponential backoff, for at most ``time_limit`` seconds.
         ``fn`` must therefore be safe to repeat: load what it changes inside the block.
+        The whole run, retries included, is bounded by the connection's ``operation_timeout``.
         Any other exception aborts and propagates. Works on a fresh unit of work (then
         ``run`` enters and leaves it itself) or on an entered one; in the latter case
         commit first anything done before ``run``, since a retry aborts it with the
@@ -411,6 +412,13 @@ class MongoUnitOfWork:
         if not self._active:
             async with self:
                 return await self.run(fn, time_limit=time_limit)
+        bound = self._connection.operation_timeout
+        if bound is not None:
+            time_limit = min(time_limit, bound)
+        with call(self._connection, "running the unit of work", MongoUnitOfWorkError):
+            return await self._run(fn, time_limit)
+
+    async def _run(self, fn: Callable[[MongoUnitOfWork], Awaitable[R]], time_limit: float) -> R:
         started = time.monotonic()
         attempt = 0
         while True:

@@ -1,0 +1,201 @@
+"""Every public operation is time-bounded and raises only library errors: with the server
+stalled (SIGSTOP), dead (killed), busy with a user pattern, or blocked by an orphaned
+transaction. Each test starts its own server process, so stopping it harms nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from cqrs_ddd_persistence_mongo import MongoConnectionManager, MongoEventStore, MongoRepository, StoredEvent
+from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
+from cqrs_ddd_persistence_mongo.embedded import _SERVER_PROCESS
+from cqrs_ddd_persistence_mongo.exceptions import (
+    MongoConnectionError,
+    MongoPersistenceError,
+    OperationTimedOut,
+)
+from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, handles
+from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
+
+from ._store_calls import Order, Stores, every_call, make_stores, public_methods, seed
+
+BOUND = 1.5  # seconds: the operation_timeout these tests configure
+SLACK = 2.0  # scheduling on a loaded 2-core machine, plus connection set-up
+
+if os.environ.get("MONGODB_URL"):
+    pytestmark = pytest.mark.skip(reason="these tests start, stop and kill their own server process")
+
+
+class Counting(Projection):
+    collections = ("counts",)
+
+    def new_document(self, collection: str, doc_id: Any, event: Any) -> dict[str, Any]:
+        return {"n": 0}
+
+    @handles("Placed", collection="counts", key=lambda event: event.aggregate_id)
+    def count(self, doc: dict[str, Any], event: Any) -> None:
+        doc["n"] += 1
+
+
+@pytest.fixture
+def server() -> Iterator[subprocess.Popen[str]]:
+    """A fresh embedded server in a child process (its URL as ``process.url``)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdin is not None
+    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(params=["pymongo", "motor"])
+async def bounded(request: pytest.FixtureRequest, server: subprocess.Popen[str]) -> AsyncIterator[MongoConnectionManager]:
+    connection = MongoConnectionManager(
+        url=server.url, database="bounds", driver=request.param, operation_timeout=BOUND  # type: ignore[attr-defined]
+    )
+    await connection.connect()
+    try:
+        yield connection
+    finally:
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGCONT)
+        await connection.disconnect()
+
+
+def walk(stores: Stores) -> dict[str, Any]:
+    calls = every_call(stores)
+    calls["OutboxPublisher.run_once"] = lambda: _publish_once(stores)
+    calls["ProjectionRunner.run_once"] = lambda: _project_once(stores)
+    return calls
+
+
+async def _publish_once(stores: Stores) -> Any:
+    from cqrs_ddd_persistence_mongo import OutboxPublisher
+
+    async def publish(message: Any) -> None:
+        return None
+
+    return await OutboxPublisher(stores.outbox, publish=publish).run_once()
+
+
+async def _project_once(stores: Stores) -> Any:
+    runner = ProjectionRunner(stores.events, stores.positions, [Counting()], connection=stores.connection)
+    return await runner.run_once(batch_size=100)
+
+
+async def _timed(call: Any) -> tuple[float, BaseException | None]:
+    started = time.monotonic()
+    try:
+        await call()
+    except Exception as exc:  # noqa: BLE001 - inspected by the test
+        return time.monotonic() - started, exc
+    return time.monotonic() - started, None
+
+
+async def _walk_all(stores: Stores) -> dict[str, tuple[float, BaseException | None]]:
+    calls = walk(stores)
+    results = await asyncio.gather(*(_timed(call) for call in calls.values()))
+    return dict(zip(calls, results))
+
+
+def test_the_walk_covers_every_public_store_method() -> None:
+    walked = {name.split("(")[0] for name in every_call(None)}  # type: ignore[arg-type]
+    assert public_methods() - walked == set()
+
+
+async def test_a_stalled_server_fails_every_operation_within_the_bound(
+    bounded: MongoConnectionManager, server: subprocess.Popen[str]
+) -> None:
+    stores = make_stores(bounded)
+    await seed(stores)
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        results = await _walk_all(stores)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    problems = []
+    for name, (elapsed, error) in results.items():
+        if not isinstance(error, MongoPersistenceError):
+            problems.append(f"{name}: {'returned' if error is None else repr(error)[:200]}")
+        elif not isinstance(error, (OperationTimedOut, MongoConnectionError)):
+            problems.append(f"{name}: {type(error).__name__} is neither OperationTimedOut nor ConnectionFailed")
+        if elapsed > BOUND + SLACK:
+            problems.append(f"{name}: took {elapsed:.1f}s with a {BOUND}s bound")
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_dead_server_gives_only_library_errors_within_the_bound(
+    bounded: MongoConnectionManager, server: subprocess.Popen[str]
+) -> None:
+    stores = make_stores(bounded)
+    await seed(stores)
+    server.kill()
+    server.wait(timeout=30)
+    results = await _walk_all(stores)
+    problems = [
+        f"{name}: {'returned' if error is None else repr(error)[:200]}"
+        for name, (elapsed, error) in results.items()
+        if not isinstance(error, MongoPersistenceError)
+    ]
+    problems += [f"{name}: took {elapsed:.1f}s" for name, (elapsed, _) in results.items() if elapsed > BOUND + SLACK]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "operator, pattern", [("like", "%a%a%a%a%a%a%a%b"), ("regex", "^(a+)+b"), ("regex", "(a|a?)+b")]
+)
+async def test_user_patterns_run_under_the_bound(server: subprocess.Popen[str], operator: str, pattern: str) -> None:
+    connection = MongoConnectionManager(url=server.url, database="patterns", operation_timeout=BOUND)  # type: ignore[attr-defined]
+    async with connection:
+        repo: MongoRepository[Order, str] = MongoRepository(connection, "orders", Order)
+        await repo.add_many([Order(id=f"o{i}", customer_id="a" * 28 + "c") for i in range(300)])
+        spec = SpecificationBuilder().where("customer_id", operator, pattern).build()
+        started = time.monotonic()
+        try:
+            found = await (await repo.search(spec))
+        except OperationTimedOut:
+            found = None
+        assert time.monotonic() - started < BOUND + SLACK
+        assert found in (None, [])
+        # a per-search bound overrides the connection's
+        started = time.monotonic()
+        with pytest.raises(OperationTimedOut):
+            await (await repo.search(spec, timeout=0.3))
+        assert time.monotonic() - started < 0.3 + SLACK
+
+
+async def test_an_orphaned_transaction_cannot_block_appends_indefinitely(server: subprocess.Popen[str]) -> None:
+    """A client that dies inside an appending transaction holds the position counter; a plain
+    append then fails (or succeeds) within the bound instead of waiting for the server to
+    expire the transaction."""
+    url = server.url  # type: ignore[attr-defined]
+    orphan = MongoConnectionManager(url=url, database="orphan", operation_timeout=30)
+    victim = MongoConnectionManager(url=url, database="orphan", operation_timeout=BOUND)
+    async with orphan, victim:
+        orphan_store, store = MongoEventStore(orphan), MongoEventStore(victim)
+        await store.ensure_indexes()
+        uow = MongoUnitOfWork(connection=orphan)
+        await uow.begin()
+        await orphan_store.append(StoredEvent(event_type="X", aggregate_id="held", version=1), uow=uow)
+        started = time.monotonic()
+        try:
+            await store.append(StoredEvent(event_type="X", aggregate_id="free", version=1))
+        except MongoPersistenceError:
+            pass
+        assert time.monotonic() - started < BOUND + SLACK
+        await uow.close()

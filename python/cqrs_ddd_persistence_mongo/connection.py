@@ -12,6 +12,7 @@ import inspect
 import logging
 from typing import Any
 
+import pymongo
 from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
@@ -168,8 +169,8 @@ class MongoConnectionManager:
         for key, value in self._DEFAULTS.items():
             if key not in self._options and key.lower() not in self._url_options():
                 self._options[key] = value
-        given_timeout = self._options.get("timeoutMS", self._options.get("timeoutms"))
-        if given_timeout is None and "timeoutms" not in self._url_options():
+        given_timeout = self._options.get("timeoutMS", self._options.get("timeoutms", self._url_timeout_ms()))
+        if given_timeout is None:
             if self.operation_timeout is not None:
                 self._options["timeoutMS"] = int(self.operation_timeout * 1000)
         elif given_timeout is not None and operation_timeout == DEFAULT_OPERATION_TIMEOUT:
@@ -182,6 +183,25 @@ class MongoConnectionManager:
         "serverSelectionTimeoutMS": DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
         "connectTimeoutMS": 10_000,
     }
+
+    def _selection_timeout(self) -> float | None:
+        """Seconds ``connect()`` and ``health_check()`` wait for a server: the server selection
+        timeout (the client's operation timeout would otherwise replace it)."""
+        value = self._options.get("serverSelectionTimeoutMS")
+        return None if value is None else float(value) / 1000
+
+    def _url_timeout_ms(self) -> float | None:
+        """The ``timeoutMS`` given in the URL's query string, if any."""
+        if not self.url or "?" not in self.url:
+            return None
+        for part in self.url.split("?", 1)[1].replace(";", "&").split("&"):
+            name, _, value = part.partition("=")
+            if name.lower() == "timeoutms":
+                try:
+                    return float(value)
+                except ValueError:
+                    return None
+        return None
 
     def _url_options(self) -> set[str]:
         """Lower-cased names of the options given in the URL's query string."""
@@ -213,7 +233,8 @@ class MongoConnectionManager:
             self._client = self._build_client()
             self.adapter = adapter_for(self._client)
         try:
-            await self._client.admin.command("ping")
+            with pymongo.timeout(self._selection_timeout()):
+                await self._client.admin.command("ping")
         except PyMongoError as exc:
             if self._owns_client:
                 await self._close_client()
@@ -307,7 +328,8 @@ class MongoConnectionManager:
         if self._client is None:
             return False
         try:
-            await self._client.admin.command("ping")
+            with pymongo.timeout(self._selection_timeout()):
+                await self._client.admin.command("ping")
             return True
         except PyMongoError as exc:
             logger.warning("MongoDB health check failed: %s", exc)

@@ -22,7 +22,7 @@ import datetime as _dt
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from decimal import Decimal
 from types import TracebackType
@@ -352,6 +352,15 @@ class _Call:
         error = translate(exc, what, self.error_cls)
         if error is not None:
             raise error from exc
+
+
+def deadline(connection: Any) -> Any:
+    """The connection's bound around a block whose errors are the caller's own (the body of
+    ``uow.run``): a deadline without error translation."""
+    timeout = operation_timeout_of(connection)
+    if timeout is None or _CALLER_LIMIT.get() is not None:
+        return nullcontext()
+    return pymongo.timeout(timeout)
 
 
 def operation_timeout_of(connection: Any) -> float | None:

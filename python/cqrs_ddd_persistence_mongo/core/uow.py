@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from pymongo.errors import PyMongoError
 
-from .._gateway import TRANSIENT, UNKNOWN_COMMIT, call, translate
+from .._gateway import TRANSIENT, UNKNOWN_COMMIT, call, deadline, translate
 from ..connection import DriverAdapter, MongoConnectionManager
 from ..exceptions import MongoPersistenceError, MongoUnitOfWorkError, TransactionsNotSupported, VersionMismatchError
 
@@ -415,7 +415,7 @@ class MongoUnitOfWork:
         bound = self._connection.operation_timeout
         if bound is not None:
             time_limit = min(time_limit, bound)
-        with call(self._connection, "running the unit of work", MongoUnitOfWorkError):
+        with deadline(self._connection):  # errors of fn are the caller's: not translated
             return await self._run(fn, time_limit)
 
     async def _run(self, fn: Callable[[MongoUnitOfWork], Awaitable[R]], time_limit: float) -> R:

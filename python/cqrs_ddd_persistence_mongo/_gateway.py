@@ -50,6 +50,7 @@ from pymongo.errors import (
 from pymongo.read_concern import ReadConcern
 
 from ._pure.keys import MAX_DEPTH
+from .connection import DriverAdapter
 from .exceptions import (
     ConcurrencyConflict,
     InvalidDocument,
@@ -205,12 +206,11 @@ def error_labels(exc: BaseException) -> frozenset[str]:
 def duplicate_key_index(error: Any) -> str | None:
     """For a duplicate-key error (an exception or a bulk write error entry), the fields of
     the unique index it hit joined by ',' (``'_id'``, ``'aggregate_id,version'``), else None."""
-    details = error.details if isinstance(error, PyMongoError) else error
-    if not isinstance(details, Mapping) or details.get("code") != DUPLICATE_KEY:
-        if isinstance(error, DuplicateKeyError):
-            details = details or {}
-        else:
-            return None
+    details: Any = getattr(error, "details", None) if isinstance(error, PyMongoError) else error
+    if isinstance(error, DuplicateKeyError):
+        details = details if isinstance(details, Mapping) else {}
+    elif not isinstance(details, Mapping) or details.get("code") != DUPLICATE_KEY:
+        return None
     pattern = details.get("keyPattern")
     if pattern:
         return ",".join(pattern)
@@ -444,10 +444,10 @@ class Gateway:
         return _Call(what, self.error_cls, timeout if timeout is not None else operation_timeout_of(self.connection))
 
     def in_transaction(self, session: Any) -> bool:
-        return bool(session is not None and getattr(session, "in_transaction", False))
+        return DriverAdapter.in_transaction(session)
 
     async def to_list(self, cursor: Any, length: int | None = None) -> list[Any]:
-        return list(await cursor.to_list(length))
+        return await DriverAdapter.to_list(cursor, length)
 
     async def guarded(
         self, source: AsyncIterator[Any], what: str | Callable[[], str], timeout: float | None = None

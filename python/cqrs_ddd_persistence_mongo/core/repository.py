@@ -18,7 +18,7 @@ from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from .. import _accel
-from .._gateway import INT64_MAX, INT64_MIN, Gateway, check_key, session_of as _session
+from .._gateway import INT64_MAX, INT64_MIN, Gateway, check_key, duplicate_key_index, session_of as _session
 from ..connection import MongoConnectionManager
 from ..exceptions import (
     DuplicateEntityError,
@@ -40,10 +40,7 @@ DUPLICATE_KEY = 11000
 
 def _only_id_key(details: dict[str, Any] | None) -> bool:
     """True when a duplicate-key error is about ``_id`` (not another unique index)."""
-    pattern = (details or {}).get("keyPattern")
-    if pattern is None:  # servers/mocks that do not say: look at the message
-        return "_id_" in str((details or {}).get("errmsg", "_id_"))
-    return list(pattern) == ["_id"]
+    return duplicate_key_index({**(details or {}), "code": DUPLICATE_KEY}) == "_id"
 
 
 class MongoRepository(Generic[T, ID]):

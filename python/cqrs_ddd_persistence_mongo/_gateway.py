@@ -492,8 +492,7 @@ class Gateway:
         if not self.in_transaction(session):
             await self.create_indexes(specs)
             return True
-        marker = _transaction_marker(session)
-        if marker in created_in:
+        if _transaction_marker(session) in created_in:
             return False
         from .indexes import to_index_model
 
@@ -504,7 +503,7 @@ class Gateway:
                 await collection.create_indexes([to_index_model(spec) for spec in specs], session=session)
                 if len(created_in) > 10_000:
                     created_in.clear()
-                created_in.add(marker)
+                created_in.add(_transaction_marker(session))  # known once the session has run a command
                 return False
             wanted = {to_index_model(spec).document["name"] for spec in specs}
             existing = {index["name"] async for index in await _maybe_awaitable(collection.list_indexes())}

@@ -23,7 +23,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -50,7 +49,7 @@ from pymongo.errors import (
 from pymongo.read_concern import ReadConcern
 
 from ._pure.keys import MAX_DEPTH
-from .connection import DriverAdapter
+from .connection import _CALLER_LIMIT, DriverAdapter, time_limit
 from .exceptions import (
     ConcurrencyConflict,
     InvalidDocument,
@@ -302,28 +301,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- time -------------------------------------------------------------------------------
-#: the deadline a caller chose with time_limit(); while set, stores do not apply their own
-_CALLER_LIMIT: ContextVar[float | None] = ContextVar("cqrs_ddd_mongo_time_limit", default=None)
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Run the enclosed calls under one deadline of ``seconds`` (shorter or longer than the
-    connection's ``operation_timeout``); they raise :class:`OperationTimedOut` past it.
-
-    ``with time_limit(2): await repo.search(spec)`` bounds a search with a user pattern.
-    Works with PyMongo async and Motor (the deadline is a context variable the driver reads).
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise InvalidStoreArgument(f"time_limit needs a positive number of seconds, got {seconds!r}")
-    token = _CALLER_LIMIT.set(float(seconds))
-    try:
-        with pymongo.timeout(float(seconds)):
-            yield
-    finally:
-        _CALLER_LIMIT.reset(token)
-
-
 class _Call:
     """``with gateway.call(what):`` one deadline and error translation for one public call."""
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import pymongo
@@ -20,6 +23,28 @@ from pymongo.write_concern import WriteConcern
 from .exceptions import InvalidStoreArgument, MongoConnectionError
 
 logger = logging.getLogger(__name__)
+
+#: the deadline a caller chose with time_limit(); while set, stores do not apply their own
+_CALLER_LIMIT: ContextVar[float | None] = ContextVar("cqrs_ddd_mongo_time_limit", default=None)
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Run the enclosed calls under one deadline of ``seconds`` (shorter or longer than the
+    connection's ``operation_timeout``); they raise :class:`OperationTimedOut` past it.
+
+    ``with time_limit(2): await repo.search(spec)`` bounds a search with a user pattern.
+    Works with PyMongo async and Motor (the deadline is a context variable the driver reads).
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise InvalidStoreArgument(f"time_limit needs a positive number of seconds, got {seconds!r}")
+    token = _CALLER_LIMIT.set(float(seconds))
+    try:
+        with pymongo.timeout(float(seconds)):
+            yield
+    finally:
+        _CALLER_LIMIT.reset(token)
+
 
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
 #: Seconds any one public store operation may take before it raises OperationTimedOut.

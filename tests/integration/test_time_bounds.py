@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager, MongoEventStore, MongoRepository, StoredEvent
+from cqrs_ddd_persistence_mongo.connection import time_limit
 from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.embedded import _SERVER_PROCESS
 from cqrs_ddd_persistence_mongo.exceptions import (
@@ -160,8 +161,14 @@ async def test_a_stalled_server_fails_every_operation_within_the_bound(
     os.kill(server.pid, signal.SIGSTOP)
     try:
         results = await _walk_all(stores)
+        started = time.monotonic()
+        with pytest.raises((OperationTimedOut, MongoConnectionError)):
+            with time_limit(0.5):  # a caller's shorter deadline wins over the connection's
+                await stores.repo.get("o2")
+        caller_bound = time.monotonic() - started
     finally:
         os.kill(server.pid, signal.SIGCONT)
+    assert caller_bound < 0.5 + SLACK
     problems = []
     for name, (elapsed, error) in results.items():
         if not isinstance(error, MongoPersistenceError):

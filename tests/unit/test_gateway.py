@@ -32,9 +32,9 @@ from cqrs_ddd_persistence_mongo._gateway import (
     check_pipeline,
     check_query,
     duplicate_key_index,
-    time_limit,
     translate,
 )
+from cqrs_ddd_persistence_mongo.connection import time_limit
 from cqrs_ddd_persistence_mongo.core.uow import has_error_label
 from cqrs_ddd_persistence_mongo.exceptions import (
     ConcurrencyConflict,

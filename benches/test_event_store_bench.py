@@ -138,12 +138,13 @@ def test_append_batch_is_ten_times_one_by_one() -> None:
 def _insert_history(session: Session, total: int) -> None:
     """Bulk insert the history (the store's own documents, 10,000 per insert_many).
 
-    Only the position index exists (created by the store's first read): streaming needs
+    Only the position index exists (created here; reads create nothing): streaming needs
     nothing else, and each extra index doubles the embedded server's insert time.
     """
     store = session.store
     assert session.run(store.get_latest_position()) == 0
     collection = session.connection.db()[store.collection_name]
+    session.run(collection.create_index([("position", 1)], unique=True, name="position_unique"))
     at = datetime(2024, 1, 1, tzinfo=timezone.utc)
     for start in range(0, total, 10_000):
         docs = []
@@ -154,7 +155,7 @@ def _insert_history(session: Session, total: int) -> None:
             docs.append(doc)
         session.run(collection.insert_many(docs, ordered=False))
     counters = session.connection.db()[store.counters_collection_name]
-    session.run(counters.update_one({"_id": store.position_counter}, {"$set": {"seq": total}}))
+    session.run(counters.update_one({"_id": store.position_counter}, {"$set": {"seq": total}}, upsert=True))
     assert session.run(store.get_latest_position()) == total
 
 

@@ -10,15 +10,48 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+import pymongo
 from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
-from .exceptions import MongoConnectionError
+from .exceptions import InvalidStoreArgument, MongoConnectionError
 
 logger = logging.getLogger(__name__)
 
+#: the deadline a caller chose with time_limit(); while set, stores do not apply their own
+_CALLER_LIMIT: ContextVar[float | None] = ContextVar("cqrs_ddd_mongo_time_limit", default=None)
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Run the enclosed calls under one deadline of ``seconds`` (shorter or longer than the
+    connection's ``operation_timeout``); they raise :class:`OperationTimedOut` past it.
+
+    ``with time_limit(2): await repo.search(spec)`` bounds a search with a user pattern.
+    Works with PyMongo async and Motor (the deadline is a context variable the driver reads).
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise InvalidStoreArgument(f"time_limit needs a positive number of seconds, got {seconds!r}")
+    token = _CALLER_LIMIT.set(float(seconds))
+    try:
+        with pymongo.timeout(float(seconds)):
+            yield
+    finally:
+        _CALLER_LIMIT.reset(token)
+
+
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
+#: Seconds any one public store operation may take before it raises OperationTimedOut.
+DEFAULT_OPERATION_TIMEOUT = 30.0
+#: Transactions read a snapshot and commit only once a majority of members has the writes.
+DEFAULT_TRANSACTION_READ_CONCERN = "snapshot"
+DEFAULT_TRANSACTION_WRITE_CONCERN: str | int = "majority"
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -49,8 +82,15 @@ class DriverAdapter:
     async def start_session(self, client: Any) -> Any:
         return await _maybe_await(client.start_session())
 
-    async def start_transaction(self, session: Any) -> None:
-        await _maybe_await(session.start_transaction())
+    async def start_transaction(
+        self, session: Any, read_concern: ReadConcern | None = None, write_concern: WriteConcern | None = None
+    ) -> None:
+        options: dict[str, Any] = {}
+        if read_concern is not None:
+            options["read_concern"] = read_concern
+        if write_concern is not None:
+            options["write_concern"] = write_concern
+        await _maybe_await(session.start_transaction(**options))
 
     async def commit_transaction(self, session: Any) -> None:
         await _maybe_await(session.commit_transaction())
@@ -86,6 +126,15 @@ class MongoConnectionManager:
     Built clients use ``tz_aware=True`` and ``uuidRepresentation="standard"`` so datetimes
     come back aware (UTC) and UUIDs round-trip. ``connect()`` pings the server and raises
     :class:`MongoConnectionError` within ``server_selection_timeout_ms`` when it cannot.
+
+    ``operation_timeout`` (seconds, default 30; ``None`` = unbounded) bounds every store
+    operation: the built client gets it as ``timeoutMS`` (the driver's client-side operation
+    timeout, which also sends ``maxTimeMS`` to the server) and each public store call runs
+    under one deadline of that length, so a stalled or dead server raises
+    ``OperationTimedOut`` / ``ConnectionFailed`` instead of waiting. A ``timeoutMS`` in the
+    URL or ``client_options`` wins for the client. ``transaction_read_concern`` /
+    ``transaction_write_concern`` (default ``"snapshot"`` / ``"majority"``) are what every
+    unit of work's transaction starts with (see docs/gateway.md for their cost).
     """
 
     def __init__(
@@ -101,6 +150,9 @@ class MongoConnectionManager:
         socket_timeout_ms: int | None = None,
         server_selection_timeout_ms: int | None = None,
         driver: str = "pymongo",
+        operation_timeout: float | None = DEFAULT_OPERATION_TIMEOUT,
+        transaction_read_concern: str | None = DEFAULT_TRANSACTION_READ_CONCERN,
+        transaction_write_concern: str | int | None = DEFAULT_TRANSACTION_WRITE_CONCERN,
         **client_options: Any,
     ) -> None:
         if client is None and not url:
@@ -109,8 +161,17 @@ class MongoConnectionManager:
             )
         if driver not in ("pymongo", "motor"):
             raise MongoConnectionError(f"driver must be 'pymongo' or 'motor', not {driver!r}")
+        if operation_timeout is not None and (
+            isinstance(operation_timeout, bool) or not isinstance(operation_timeout, (int, float)) or operation_timeout <= 0
+        ):
+            raise InvalidStoreArgument(
+                f"operation_timeout must be a positive number of seconds or None, not {operation_timeout!r}"
+            )
         self.url = url
         self.database_name = database
+        self.operation_timeout: float | None = None if operation_timeout is None else float(operation_timeout)
+        self.transaction_read_concern = transaction_read_concern
+        self.transaction_write_concern = transaction_write_concern
         self._client = client
         self._owns_client = client is None
         self._driver = driver
@@ -133,6 +194,12 @@ class MongoConnectionManager:
         for key, value in self._DEFAULTS.items():
             if key not in self._options and key.lower() not in self._url_options():
                 self._options[key] = value
+        given_timeout = self._options.get("timeoutMS", self._options.get("timeoutms", self._url_timeout_ms()))
+        if given_timeout is None:
+            if self.operation_timeout is not None:
+                self._options["timeoutMS"] = int(self.operation_timeout * 1000)
+        elif given_timeout is not None and operation_timeout == DEFAULT_OPERATION_TIMEOUT:
+            self.operation_timeout = float(given_timeout) / 1000 or None
         self._connected = False
         self._hello: dict[str, Any] | None = None
         self.adapter: DriverAdapter | None = adapter_for(client) if client is not None else None
@@ -141,6 +208,25 @@ class MongoConnectionManager:
         "serverSelectionTimeoutMS": DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
         "connectTimeoutMS": 10_000,
     }
+
+    def _selection_timeout(self) -> float | None:
+        """Seconds ``connect()`` and ``health_check()`` wait for a server: the server selection
+        timeout (the client's operation timeout would otherwise replace it)."""
+        value = self._options.get("serverSelectionTimeoutMS")
+        return None if value is None else float(value) / 1000
+
+    def _url_timeout_ms(self) -> float | None:
+        """The ``timeoutMS`` given in the URL's query string, if any."""
+        if not self.url or "?" not in self.url:
+            return None
+        for part in self.url.split("?", 1)[1].replace(";", "&").split("&"):
+            name, _, value = part.partition("=")
+            if name.lower() == "timeoutms":
+                try:
+                    return float(value)
+                except ValueError:
+                    return None
+        return None
 
     def _url_options(self) -> set[str]:
         """Lower-cased names of the options given in the URL's query string."""
@@ -178,7 +264,8 @@ class MongoConnectionManager:
             self._client = self._build_client()
             self.adapter = adapter_for(self._client)
         try:
-            await self._client.admin.command("ping")
+            with pymongo.timeout(self._selection_timeout()):
+                await self._client.admin.command("ping")
         except PyMongoError as exc:
             if self._owns_client:
                 await self._close_client()
@@ -251,13 +338,29 @@ class MongoConnectionManager:
             return f"{scheme}://***@{rest.split('@', 1)[1]}"
         return url
 
+    def transaction_concerns(
+        self, read_concern: str | None = None, write_concern: str | int | None = None
+    ) -> tuple[ReadConcern | None, WriteConcern | None]:
+        """The driver concern objects a transaction starts with (arguments override the
+        connection's ``transaction_read_concern`` / ``transaction_write_concern``)."""
+        read = read_concern if read_concern is not None else self.transaction_read_concern
+        write = write_concern if write_concern is not None else self.transaction_write_concern
+        try:
+            return (
+                None if read is None else ReadConcern(read),
+                None if write is None else WriteConcern(w=write),
+            )
+        except (TypeError, ValueError, ConfigurationError) as exc:
+            raise InvalidStoreArgument(f"invalid transaction concern ({exc}); e.g. 'snapshot' and 'majority'") from exc
+
     # --- server facts -----------------------------------------------------------
     async def health_check(self) -> bool:
         """True when the server answers a ping now."""
         if self._client is None:
             return False
         try:
-            await self._client.admin.command("ping")
+            with pymongo.timeout(self._selection_timeout()):
+                await self._client.admin.command("ping")
             return True
         except PyMongoError as exc:
             logger.warning("MongoDB health check failed: %s", exc)

@@ -10,7 +10,35 @@ from typing import Any
 
 
 class MongoPersistenceError(Exception):
-    """Base class of every error this library raises."""
+    """Base class of every error this library raises.
+
+    Like pymongo's errors it carries labels: ``TransientTransactionError`` (retrying the
+    whole unit of work may succeed), ``UnknownTransactionCommitResult`` (the commit may or
+    may not have happened). ``transient`` is True when retrying the operation or its unit
+    of work may succeed (write conflicts, timeouts, lost connections).
+    """
+
+    _labels: frozenset[str] = frozenset()
+
+    def has_error_label(self, label: str) -> bool:
+        """True when this error, or the driver error it was translated from, has ``label``."""
+        if label in self._labels:
+            return True
+        cause = self.__cause__
+        check = getattr(cause, "has_error_label", None)
+        return bool(check is not None and check(label))
+
+    def _add_error_labels(self, labels: frozenset[str] | set[str]) -> None:
+        self._labels = self._labels | frozenset(labels)
+
+    @property
+    def error_labels(self) -> frozenset[str]:
+        return self._labels
+
+    @property
+    def transient(self) -> bool:
+        """True when the same call (or its unit of work) may succeed if retried."""
+        return "TransientTransactionError" in self._labels or self.has_error_label("TransientTransactionError")
 
 
 # --- connection -------------------------------------------------------------------
@@ -19,6 +47,17 @@ class MongoConnectionError(MongoPersistenceError):
 
 
 ConnectionFailed = MongoConnectionError
+
+
+class OperationTimedOut(MongoPersistenceError, TimeoutError):
+    """The server did not answer within the operation's time bound (a stalled or
+    overloaded server, a blocked lock, or an expensive query). The operation may or may
+    not have been applied; retry it once the server is healthy, or raise the bound
+    (``operation_timeout=`` on the connection, ``time_limit()`` around one call)."""
+
+    @property
+    def transient(self) -> bool:
+        return True
 
 
 # --- documents and queries ----------------------------------------------------------
@@ -106,6 +145,11 @@ class InvalidStoreArgument(MongoPersistenceError, ValueError):
     says what is expected. Nothing was written."""
 
 
+class UnsafeKeyError(InvalidStoreArgument, MongoQueryError):
+    """An id, name or key argument is not a plain value (an operator dict, a regex, code or
+    a ``$`` key): it would select other documents than the one named. Pass the plain value."""
+
+
 class SnapshotStoreError(MongoPersistenceError):
     """The snapshot store could not read, save or prune snapshots."""
 
@@ -173,6 +217,7 @@ __all__ = [
     "MongoPersistenceError",
     "MongoQueryError",
     "MongoUnitOfWorkError",
+    "OperationTimedOut",
     "OptimisticConcurrencyError",
     "OutboxError",
     "PositionStoreError",
@@ -182,6 +227,7 @@ __all__ = [
     "SagaStoreError",
     "SnapshotStoreError",
     "TransactionsNotSupported",
+    "UnsafeKeyError",
     "UnsafeQueryError",
     "VersionMismatchError",
 ]

@@ -104,23 +104,14 @@ async def ensure_indexes(collection: Any, specs: Iterable[Any], **options: Any) 
     try:
         return list(await collection.create_indexes(models))
     except PyMongoError as exc:
-        raise MongoQueryError(f"creating indexes on '{collection.name}' failed: {exc}") from exc
+        from ._gateway import translate
+
+        raise translate(exc, f"creating indexes on '{collection.name}'", MongoQueryError) or exc from exc
 
 
-async def ensure_store_indexes(connection: Any, collection: Any, specs: Sequence[Any], session: Any = None) -> bool:
-    """Create a store's indexes on first use without breaking the caller's transaction.
-
-    A transaction's snapshot starts with its first operation; creating a collection or an
-    index outside it afterwards is a catalog change that the transaction's next write to
-    that collection conflicts with. So inside a transaction, on a collection that does not
-    exist yet, the indexes are created in the transaction (they commit or vanish with it).
-    Returns True when the indexes are durable, False when they were created inside a
-    transaction that may still abort (the store should check again next time).
-    """
-    if connection.driver().in_transaction(session):
-        exists = await collection.database.list_collection_names(filter={"name": collection.name})
-        if not exists:
-            await collection.create_indexes([to_index_model(spec) for spec in specs], session=session)
-            return False
-    await ensure_indexes(collection, specs)
-    return True
+async def ensure_all_indexes(*stores: Any) -> None:
+    """Call ``ensure_indexes()`` of every store given (event store, outbox, snapshot,
+    position, saga, job stores): what an application runs once at startup, so no index is
+    ever built next to an open transaction. Idempotent."""
+    for store in stores:
+        await store.ensure_indexes()

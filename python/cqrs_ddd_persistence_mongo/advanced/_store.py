@@ -3,23 +3,22 @@ indexes they query by (created once, lazily), argument checks and server-error w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from bson.errors import InvalidDocument as BsonInvalidDocument
-from pymongo.errors import PyMongoError
+from bson import Code
 
-from ..exceptions import InvalidDocument, InvalidStoreArgument, MongoPersistenceError
-from ..indexes import ensure_indexes, ensure_store_indexes
+from .._gateway import INT64_MAX, Gateway, _Call
+from ..exceptions import InvalidStoreArgument, MongoPersistenceError
 
 
 class CollectionStore:
-    """Base of the stores that own one collection.
+    """Base of the stores that own one collection (reached through a :class:`Gateway`).
 
-    ``index_specs`` are the indexes the store's queries need. They are created on first
-    use (``auto_index=True``) so a store's guarantees and speed never depend on someone
-    remembering to call :meth:`ensure_indexes`; creating an existing index is a no-op.
+    ``index_specs`` are the indexes the store's queries need: create them at startup with
+    :meth:`ensure_indexes`. A write also creates them on first use (``auto_index=True``)
+    where that cannot meet an open transaction (see ``Gateway.prepare_indexes``); reads
+    never create anything.
     """
 
     default_collection: ClassVar[str] = ""
@@ -39,55 +38,42 @@ class CollectionStore:
         self._connection = connection
         self._database = database
         self.collection_name = name
+        self._gateway = Gateway(connection, database, name, self.error_cls)
         self._auto_index = auto_index
         self._indexed = False
+        self._created_in: set[Any] = set()
 
     @property
     def collection(self) -> Any:
-        """The driver collection (resolved on each access: the connection may reconnect)."""
-        return self._connection.db(self._database)[self.collection_name]
+        """The driver collection (resolved again when the connection's client changes)."""
+        return self._gateway.collection
 
     async def ensure_indexes(self) -> list[str]:
         """Create the indexes this store queries by; idempotent. Returns their names."""
-        names = await ensure_indexes(self.collection, self.index_specs)
+        names = await self._gateway.create_indexes(self.index_specs)
         self._indexed = True
         return names
 
     async def _coll(self, session: Any = None) -> Any:
-        """The collection, with its indexes created on first use (inside ``session``'s
-        transaction when that is the only safe place, see ``ensure_store_indexes``)."""
+        """The collection for a write, with its indexes created on first use where safe."""
         if self._auto_index and not self._indexed:
-            self._indexed = await ensure_store_indexes(self._connection, self.collection, self.index_specs, session)
-        return self.collection
+            self._indexed = await self._gateway.prepare_indexes(self.index_specs, session, self._created_in)
+        return self._gateway.collection
 
-    def _errors(self, what: str) -> Any:
-        """Re-raise driver errors as this store's library error, saying what failed."""
-        return store_errors(self.error_cls, f"{what} in '{self.collection_name}'")
-
-
-@contextmanager
-def store_errors(error_cls: type[MongoPersistenceError], what: str) -> Iterator[None]:
-    """Driver errors -> ``error_cls``; unencodable values -> ``InvalidDocument``."""
-    try:
-        yield
-    except BsonInvalidDocument as exc:
-        raise InvalidDocument(
-            f"{what}: a value cannot be stored as BSON ({exc}); convert it first, e.g. "
-            "with model_dump(mode='json') or the model mapper"
-        ) from exc
-    except PyMongoError as exc:
-        raise error_cls(f"{what} failed: {exc}") from exc
+    def _errors(self, what: str) -> _Call:
+        """Bound the call and turn driver errors into this store's library error."""
+        return self._gateway.call(f"{what} in '{self.collection_name}'")
 
 
 def require_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or isinstance(value, Code) or not value:
         raise InvalidStoreArgument(f"{what} must be a non-empty string, got {value!r}")
     return value
 
 
 def require_int(value: Any, what: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidStoreArgument(f"{what} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value > INT64_MAX:
+        raise InvalidStoreArgument(f"{what} must be an integer between {minimum} and 2**63-1, got {value!r}")
     return value
 
 

@@ -44,6 +44,7 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .. import _accel
+from .._gateway import duplicate_key_index
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError
 
@@ -170,12 +171,7 @@ def split_batches(sizes: Sequence[int], limits: BulkLimits) -> list[range]:
 
 def is_id_conflict(error: dict[str, Any]) -> bool:
     """True for an E11000 on the ``_id`` index (the guard's "skipped" signal)."""
-    if error.get("code") != DUPLICATE_KEY:
-        return False
-    pattern = error.get("keyPattern")
-    if pattern is not None:
-        return dict(pattern) == {"_id": 1}
-    return "index: _id_ " in str(error.get("errmsg", ""))
+    return error.get("code") == DUPLICATE_KEY and duplicate_key_index(error) == "_id"
 
 
 async def _bulk(collection: Any, models: list[UpdateOne], session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

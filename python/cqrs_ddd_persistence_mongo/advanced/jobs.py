@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from pymongo import ReturnDocument
 
+from .._gateway import check_key
 from ..core._session import session_of
 from ..core.model_mapper import MongoDBModelMapper
 from ..core.repository import MongoRepository
@@ -60,9 +61,7 @@ def _status_filter(values: list[str]) -> Any:
 
 def _id_of(job_or_id: Any) -> Any:
     job_id = job_or_id.id if isinstance(job_or_id, BaseBackgroundJob) else job_or_id
-    if job_id is None:
-        raise InvalidStoreArgument("job_id must not be None")
-    return job_id
+    return check_key(job_id, "job_id")
 
 
 class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
@@ -118,7 +117,8 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         """
         if not isinstance(job, self.job_cls):
             raise InvalidStoreArgument(f"add() expects a {self.job_cls.__name__}, got {type(job).__name__}")
-        await self._coll(session_of(uow))  # indexes first
+        with self._errors("saving a job"):
+            await self._coll(session_of(uow))  # indexes first
         await self._repository.add(job, uow)
         return job
 
@@ -126,7 +126,6 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     async def get(self, job_id: Any, *, uow: Any = None) -> J | None:
         """The job with ``job_id``, or None."""
-        await self._coll(session_of(uow))
         return await self._repository.get(_id_of(job_id), uow)
 
     # --- claiming -------------------------------------------------------------------
@@ -180,9 +179,9 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         """Claim one candidate by ``_id``: the conditional point update is the claim; the job
         is read back right after (a plain update by ``_id`` is the cheapest atomic write on
         every server, where some scan for a ``findAndModify`` with extra conditions)."""
-        collection = await self._coll(session_of(uow))
         session = session_of(uow)
         with self._errors("claiming a job"):
+            collection = await self._coll(session)
             result = await collection.update_one({"_id": job_id, **query}, update, session=session)
             if result.modified_count != 1:
                 return None
@@ -195,10 +194,10 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     async def _refill(self, key: Any, query: dict[str, Any], sort: list[Any], uow: Any) -> bool:
         """Read the ids of the oldest ``claim_prefetch`` pending jobs as claim candidates."""
-        collection = await self._coll(session_of(uow))
+        collection = self.collection
         with self._errors("finding jobs to claim"):
             cursor = collection.find(query, {"_id": 1}, session=session_of(uow)).sort(sort).limit(self.claim_prefetch)
-            docs = await self._connection.driver().to_list(cursor, self.claim_prefetch)
+            docs = await self._gateway.to_list(cursor, self.claim_prefetch)
         ids = [doc["_id"] for doc in docs]
         random.shuffle(ids)  # workers of other processes read the same batch: spread them out
         self._candidates[key] = (time.monotonic(), deque(ids))
@@ -233,8 +232,8 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
     async def _touch(self, job_id: Any, fields: dict[str, Any], worker_id: str | None, uow: Any) -> bool:
         now = utc_now()
         query = self._owned(job_id, [_RUNNING], worker_id)
-        collection = await self._coll(session_of(uow))
         with self._errors(f"updating job {job_id!r}"):
+            collection = await self._coll(session_of(uow))
             result = await collection.update_one(
                 query, {"$set": {**fields, "heartbeat_at": now, "updated_at": now}}, session=session_of(uow)
             )
@@ -303,7 +302,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     async def is_cancellation_requested(self, job_id: Any, *, uow: Any = None) -> bool:
         """True once :meth:`request_cancellation` was called for the job (or it is cancelled)."""
-        collection = await self._coll(session_of(uow))
+        collection = self.collection
         with self._errors(f"reading job {job_id!r}"):
             doc = await collection.find_one(
                 {"_id": _id_of(job_id)}, {"cancellation_requested": 1, "status": 1}, session=session_of(uow)
@@ -325,8 +324,8 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         sort: list[Any] | None = None,
     ) -> J | None:
         """One atomic conditional update; the job after it, or None if nothing matched."""
-        collection = await self._coll(session_of(uow))
         with self._errors(what):
+            collection = await self._coll(session_of(uow))
             doc = await collection.find_one_and_update(
                 query, update, sort=sort, return_document=ReturnDocument.AFTER, session=session_of(uow)
             )
@@ -362,7 +361,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     async def count_by_status(self, *, uow: Any = None) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status present, zero included)."""
-        collection = await self._coll(session_of(uow))
+        collection = self.collection
         counts: dict[JobStatus, int] = {}
         with self._errors("counting jobs"):
             for status in JobStatus:
@@ -382,8 +381,8 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         values = _status_values(statuses)
         if {_PENDING, _RUNNING} & set(values):
             raise InvalidStoreArgument("purge_completed() never deletes pending or running jobs")
-        collection = await self._coll(session_of(uow))
         with self._errors("purging jobs"):
+            collection = await self._coll(session_of(uow))
             result = await collection.delete_many(
                 {"status": _status_filter(values), "updated_at": {"$lt": before}}, session=session_of(uow)
             )
@@ -391,8 +390,8 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     async def _find(self, query: dict[str, Any], sort: list[Any], limit: int, offset: int, uow: Any) -> list[J]:
         require_limit(limit)
-        collection = await self._coll(session_of(uow))
+        collection = self.collection
         with self._errors("finding jobs"):
             cursor = collection.find(query, session=session_of(uow)).sort(sort).skip(offset).limit(limit)
-            docs = await self._connection.driver().to_list(cursor, limit)
+            docs = await self._gateway.to_list(cursor, limit)
         return self.mapper.from_docs(docs)

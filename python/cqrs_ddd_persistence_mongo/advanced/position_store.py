@@ -14,7 +14,8 @@ from pymongo.errors import DuplicateKeyError
 
 from ..core._session import session_of
 from ..domain import utc_now
-from ..exceptions import PositionStoreError
+from .._gateway import TRANSIENT
+from ..exceptions import ConcurrencyConflict, PositionStoreError
 from ._store import CollectionStore, require_int, require_name
 
 _UPSERT_ATTEMPTS = 5
@@ -34,11 +35,9 @@ class MongoProjectionPositionStore(CollectionStore):
     async def get_position(self, projection_name: str, *, uow: Any = None) -> int | None:
         """The saved position of ``projection_name``, or None if it never saved one."""
         require_name(projection_name, "projection_name")
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
         with self._errors(f"reading the position of '{projection_name}'"):
-            doc = await collection.find_one(
-                {"_id": projection_name}, {"position": 1}, session=session_of(uow)
-            )
+            doc = await self.collection.find_one({"_id": projection_name}, {"position": 1}, session=session)
         return None if doc is None else doc["position"]
 
     async def save_position(
@@ -71,12 +70,16 @@ class MongoProjectionPositionStore(CollectionStore):
         """Run the idempotent upsert ``update``; a racing first save is retried as an update.
 
         Two first saves of one name race on the insert: the loser gets DuplicateKeyError
-        (or, on some servers, no document back) and repeating the same idempotent update
-        then applies it to the winner's document.
+        (or, on some servers, no document back) and, outside a transaction, repeating the
+        same idempotent update applies it to the winner's document. Inside a transaction
+        the server has already aborted it: the error is a transient ConcurrencyConflict
+        and the unit of work is retried as a whole (``uow.run``).
         """
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
+        in_transaction = self._gateway.in_transaction(session)
         with self._errors(f"saving the position of '{projection_name}'"):
-            for _ in range(_UPSERT_ATTEMPTS):
+            collection = await self._coll(session)
+            for _ in range(1 if in_transaction else _UPSERT_ATTEMPTS):
                 try:
                     doc = await collection.find_one_and_update(
                         {"_id": projection_name},
@@ -84,9 +87,11 @@ class MongoProjectionPositionStore(CollectionStore):
                         upsert=True,
                         projection={"position": 1},
                         return_document=ReturnDocument.AFTER,
-                        session=session_of(uow),
+                        session=session,
                     )
-                except DuplicateKeyError:
+                except DuplicateKeyError as exc:
+                    if in_transaction:
+                        raise _racing_first_save(projection_name) from exc
                     continue
                 if doc is not None:
                     return int(doc["position"])
@@ -101,15 +106,24 @@ class MongoProjectionPositionStore(CollectionStore):
         Guarantee: one atomic delete, idempotent; returns True if a checkpoint existed.
         """
         require_name(projection_name, "projection_name")
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
         with self._errors(f"resetting the position of '{projection_name}'"):
-            result = await collection.delete_one({"_id": projection_name}, session=session_of(uow))
+            result = await self.collection.delete_one({"_id": projection_name}, session=session)
         return result.deleted_count == 1
 
     async def get_all_positions(self, *, uow: Any = None) -> dict[str, int]:
         """Every projection's checkpoint, by name (for dashboards and the CLI)."""
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
         with self._errors("listing positions"):
-            cursor = collection.find({}, {"position": 1}, session=session_of(uow))
-            docs = await self._connection.driver().to_list(cursor, None)
+            cursor = self.collection.find({}, {"position": 1}, session=session)
+            docs = await self._gateway.to_list(cursor, None)
         return {doc["_id"]: doc["position"] for doc in docs}
+
+
+def _racing_first_save(projection_name: str) -> ConcurrencyConflict:
+    error = ConcurrencyConflict(
+        f"another transaction saved the first position of '{projection_name}' at the same time; "
+        "this transaction was aborted by the server: retry the unit of work (uow.run retries)"
+    )
+    error._add_error_labels({TRANSIENT})
+    return error

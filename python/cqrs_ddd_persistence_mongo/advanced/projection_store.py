@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from .. import _accel
+from .._gateway import Gateway, check_key, check_pipeline, check_position, check_query
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..connection import MongoConnectionManager
 from ..core._session import session_of
 from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError, VersionMismatchError
-from ..query_safety import check_pipeline, check_query
 from .bulk_upserts import (
     MAX_BSON_BYTES,
     MAX_WRITE_BATCH_COUNT,
@@ -58,12 +58,25 @@ class MongoProjectionStore:
         self.allow_write_stages = allow_write_stages
         self._max_batch_count = max_batch_count
         self._max_batch_bytes = max_batch_bytes
+        self._gateways: dict[str, Gateway] = {}
 
     # --- plumbing ---------------------------------------------------------------
+    def _gateway(self, name: str) -> Gateway:
+        gateway = self._gateways.get(name) if type(name) is str else None
+        if gateway is None:
+            if not isinstance(name, str) or not name or "$" in name or "\0" in name:
+                raise ProjectionError(f"invalid collection name {name!r}: use a non-empty name without '$' or NUL")
+            if len(self._gateways) > 1000:
+                self._gateways.clear()
+            gateway = self._gateways[name] = Gateway(self.connection, self.database, name, ProjectionError)
+        return gateway
+
     def _collection(self, name: str) -> Any:
-        if not isinstance(name, str) or not name or "$" in name or "\0" in name:
-            raise ProjectionError(f"invalid collection name {name!r}: use a non-empty name without '$' or NUL")
-        return self.connection.db(self.database)[name]
+        return self._gateway(name).collection
+
+    def _key(self, doc_id: Any) -> Any:
+        """The stored ``_id`` of a caller's key: plain or composite, never an operator."""
+        return _accel.canonical_id(check_key(doc_id, "doc_id", composite=True))
 
     def _restore(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The stored document with ``_id`` given back as ``id_field`` (first field)."""
@@ -79,7 +92,7 @@ class MongoProjectionStore:
         if not isinstance(filter, Mapping):
             raise ProjectionError(f"filter must be a dict, not {type(filter).__name__}")
         check_query(filter, "filter")
-        out = dict(filter)
+        out = dict(filter.items())
         if self.id_field in out and self.id_field != "_id":
             value = out.pop(self.id_field)
             plain_dict = isinstance(value, dict) and not any(str(k).startswith("$") for k in value)
@@ -89,7 +102,12 @@ class MongoProjectionStore:
     def _sort(self, sort: Any) -> list[tuple[str, Any]] | None:
         if not sort:
             return None
+        check_query(sort, "sort")
+        if isinstance(sort, (str, bytes)) or not isinstance(sort, (Mapping, list, tuple)):
+            raise ProjectionError(f"sort must be a dict or a list of (field, direction) pairs, not {sort!r}")
         pairs = list(sort.items()) if isinstance(sort, Mapping) else [tuple(p) for p in sort]
+        if any(len(pair) != 2 or not isinstance(pair[0], str) for pair in pairs):
+            raise ProjectionError(f"sort must be a dict or a list of (field, direction) pairs, not {sort!r}")
         return [("_id" if field == self.id_field else field, direction) for field, direction in pairs]
 
     async def _limits(self) -> BulkLimits:
@@ -97,9 +115,6 @@ class MongoProjectionStore:
         count = self._max_batch_count or int(hello.get("maxWriteBatchSize") or MAX_WRITE_BATCH_COUNT)
         size = self._max_batch_bytes or int(hello.get("maxBsonObjectSize") or MAX_BSON_BYTES)
         return BulkLimits(max_count=count, max_bytes=size)
-
-    def _in_transaction(self, session: Any) -> bool:
-        return self.connection.driver().in_transaction(session)
 
     # --- writes -----------------------------------------------------------------
     async def upsert(
@@ -132,6 +147,11 @@ class MongoProjectionStore:
         """
         if not isinstance(doc, Mapping):
             raise InvalidDocument(f"doc must be a dict, not {type(doc).__name__}")
+        check_key(doc_id, "doc_id", composite=True)
+        if event_position is not None:
+            check_position(event_position, "event_position")
+        if event_id is not None:
+            check_key(event_id, "event_id")
         body = dict(doc)
         if self.id_field in body and body[self.id_field] != doc_id:
             raise InvalidDocument(
@@ -155,17 +175,18 @@ class MongoProjectionStore:
             # A missing document counts as version 0: only expected_version=0 may insert.
             may_insert = expected_version == 0
             filter_[VERSION_FIELD] = {"$in": [None, 0]} if may_insert else expected_version
+        gateway = self._gateway(collection)
         coll = self._collection(collection)
         session = session_of(uow)
-        try:
-            if self._in_transaction(session):
+        with gateway.call(lambda: f"upsert of {doc_id!r} into '{collection}'"):
+            if gateway.in_transaction(session):
                 written = await self._upsert_in_transaction(coll, filter_, update, may_insert, session)
             else:
                 written = await self._upsert_once(coll, filter_, update, may_insert, session)
-        except PyMongoError as exc:
-            raise ProjectionError(f"upsert of {doc_id!r} into '{collection}' failed: {exc}") from exc
-        if not written and expected_version is not None:
-            await self._raise_if_version_differs(coll, filter_["_id"], doc_id, expected_version, collection, session)
+            if not written and expected_version is not None:
+                await self._raise_if_version_differs(
+                    coll, filter_["_id"], doc_id, expected_version, collection, session
+                )
         return written
 
     async def _upsert_once(
@@ -225,35 +246,42 @@ class MongoProjectionStore:
         statements = build_upserts(list(docs), id_field or self.id_field)
         if not statements:
             return BulkUpsertResult()
-        coll = self._collection(collection)
+        gateway = self._gateway(collection)
         session = session_of(uow)
-        return await write_upserts(
-            coll,
-            statements,
-            session=session,
-            in_transaction=self._in_transaction(session),
-            limits=await self._limits(),
-        )
+        with gateway.call(f"bulk upsert into '{collection}'"):
+            return await write_upserts(
+                self._collection(collection),
+                statements,
+                session=session,
+                in_transaction=gateway.in_transaction(session),
+                limits=await self._limits(),
+            )
 
     upsert_batch = bulk_upsert
 
     async def delete(self, collection: str, doc_id: Any, uow: Any = None) -> bool:
         """Delete one document; True if it existed. Atomic; idempotent (a second call returns False)."""
-        result = await self._collection(collection).delete_one(
-            {"_id": _accel.canonical_id(doc_id)}, session=session_of(uow)
-        )
+        gateway = self._gateway(collection)
+        key = self._key(doc_id)
+        session = session_of(uow)
+        with gateway.call(f"deleting {doc_id!r} from '{collection}'"):
+            result = await gateway.collection.delete_one({"_id": key}, session=session)
         return result.deleted_count == 1
 
     async def drop_collection(self, collection: str) -> None:
         """Drop the whole collection (and its indexes); used by rebuilds. Idempotent."""
-        await self.connection.db(self.database).drop_collection(self._collection(collection).name)
+        gateway = self._gateway(collection)
+        with gateway.call(f"dropping '{collection}'"):
+            await self.connection.db(self.database).drop_collection(gateway.name)
 
     # --- reads ------------------------------------------------------------------
     async def find_one(self, collection: str, doc_id: Any, uow: Any = None) -> dict[str, Any] | None:
         """The document with key ``doc_id`` (composite keys in any field order), or None."""
-        doc = await self._collection(collection).find_one(
-            {"_id": _accel.canonical_id(doc_id)}, session=session_of(uow)
-        )
+        gateway = self._gateway(collection)
+        key = self._key(doc_id)
+        session = session_of(uow)
+        with gateway.call(f"reading {doc_id!r} from '{collection}'"):
+            doc = await gateway.collection.find_one({"_id": key}, session=session)
         return None if doc is None else self._restore(doc)
 
     async def find(
@@ -265,31 +293,56 @@ class MongoProjectionStore:
         skip: int | None = None,
         projection: Any = None,
         uow: Any = None,
+        *,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """Documents matching ``filter`` (checked: no ``$where``/``$function``/``$accumulator``).
 
         ``projection`` is checked too: find projections accept aggregation expressions.
+        ``timeout`` (seconds) bounds this call instead of the connection's operation_timeout.
         """
         if projection is not None:
             check_query(projection, "projection")
-        cursor = self._collection(collection).find(self._filter(filter), projection, session=session_of(uow))
+        for value, name in ((limit, "limit"), (skip, "skip")):
+            if value is not None:
+                check_position(value, name)
+        gateway = self._gateway(collection)
+        query = self._filter(filter)
         order = self._sort(sort)
-        if order:
-            cursor = cursor.sort(order)
-        if skip:
-            cursor = cursor.skip(int(skip))
-        if limit:
-            cursor = cursor.limit(int(limit))
-        docs = await self.connection.driver().to_list(cursor, None)
+        session = session_of(uow)
+        with gateway.call(f"reading '{collection}'", timeout):
+            cursor = gateway.collection.find(query, projection, session=session)
+            if order:
+                cursor = cursor.sort(order)
+            if skip:
+                cursor = cursor.skip(skip)
+            if limit:
+                cursor = cursor.limit(limit)
+            docs = await gateway.to_list(cursor, None)
         return [self._restore(d) for d in docs]
 
-    async def count(self, collection: str, filter: Mapping[str, Any] | None = None, uow: Any = None) -> int:
+    async def count(
+        self, collection: str, filter: Mapping[str, Any] | None = None, uow: Any = None, *, timeout: float | None = None
+    ) -> int:
         """Number of documents matching ``filter`` (checked like :meth:`find`)."""
-        return int(await self._collection(collection).count_documents(self._filter(filter), session=session_of(uow)))
+        gateway = self._gateway(collection)
+        query = self._filter(filter)
+        session = session_of(uow)
+        with gateway.call(f"counting '{collection}'", timeout):
+            return int(await gateway.collection.count_documents(query, session=session))
 
-    async def aggregate(self, collection: str, pipeline: Sequence[Mapping[str, Any]], uow: Any = None) -> list[dict[str, Any]]:
+    async def aggregate(
+        self,
+        collection: str,
+        pipeline: Sequence[Mapping[str, Any]],
+        uow: Any = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
         """Run ``pipeline`` (checked; ``$out``/``$merge`` only with ``allow_write_stages``); raw results."""
-        check_pipeline(pipeline, allow_write_stages=self.allow_write_stages)
-        driver = self.connection.driver()
-        cursor = await driver.aggregate(self._collection(collection), list(pipeline), session=session_of(uow))
-        return await driver.to_list(cursor, None)
+        stages = check_pipeline(pipeline, allow_write_stages=self.allow_write_stages)
+        gateway = self._gateway(collection)
+        session = session_of(uow)
+        with gateway.call(f"aggregating '{collection}'", timeout):
+            cursor = await self.connection.driver().aggregate(gateway.collection, stages, session=session)
+            return await gateway.to_list(cursor, None)

@@ -16,8 +16,7 @@ from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..domain import SagaState, SagaStatus, utc_now
 from ..exceptions import InvalidStoreArgument, SagaStoreError
-from ..indexes import ensure_indexes, ensure_store_indexes
-from ._store import require_limit, require_name, store_errors
+from ._store import require_limit, require_name
 
 S = TypeVar("S", bound=SagaState)
 
@@ -65,26 +64,31 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         if not (isinstance(saga_cls, type) and issubclass(saga_cls, SagaState)):
             raise InvalidStoreArgument(f"saga_cls must be a SagaState subclass, got {saga_cls!r}")
         require_name(collection, "collection")
-        super().__init__(connection, collection, saga_cls, database=database)
+        super().__init__(connection, collection, saga_cls, database=database, error_cls=SagaStoreError)
         self.saga_cls = saga_cls
         self._auto_index = auto_index
         self._indexed = False
+        self._created_in: set[Any] = set()
 
     async def ensure_indexes(self) -> list[str]:
         """Create the indexes the finders use; idempotent."""
-        names = await ensure_indexes(self.collection(), SAGA_INDEXES)
+        names = await self._gateway.create_indexes(SAGA_INDEXES)
         self._indexed = True
         return names
 
+    async def add(self, entity: S, uow: Any = None) -> None:
+        """Save a saga (:meth:`MongoRepository.add`); the finder indexes are created on the
+        first save where that cannot meet an open transaction."""
+        if self._auto_index and not self._indexed:
+            with self._gateway.call(f"creating the indexes of '{self.collection_name}'"):
+                self._indexed = await self._gateway.prepare_indexes(SAGA_INDEXES, session_of(uow), self._created_in)
+        await super().add(entity, uow)
+
     async def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, uow: Any) -> list[dict[str, Any]]:
         require_limit(limit)
-        if self._auto_index and not self._indexed:
-            self._indexed = await ensure_store_indexes(
-                self._connection, self.collection(), SAGA_INDEXES, session_of(uow)
-            )
-        with store_errors(SagaStoreError, f"finding sagas in '{self.collection_name}'"):
+        with self._gateway.call(f"finding sagas in '{self.collection_name}'"):
             cursor = self.collection().find(query, session=session_of(uow)).sort(sort).limit(limit)
-            return await self._connection.driver().to_list(cursor, limit)
+            return await self._gateway.to_list(cursor, limit)
 
     async def find_by_correlation_id(
         self, correlation_id: str, saga_type: str | None = None, *, uow: Any = None

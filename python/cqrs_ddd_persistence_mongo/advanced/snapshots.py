@@ -19,6 +19,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from .._gateway import check_key
 from ..core._session import session_of
 from ..domain import utc_now
 from ..exceptions import InvalidStoreArgument, SnapshotStoreError
@@ -55,9 +56,7 @@ class MongoSnapshotStore(CollectionStore):
     @staticmethod
     def _key(aggregate_type: str, aggregate_id: Any) -> dict[str, Any]:
         require_name(aggregate_type, "aggregate_type")
-        if aggregate_id is None:
-            raise InvalidStoreArgument("aggregate_id must not be None")
-        return {"aggregate_id": aggregate_id, "aggregate_type": aggregate_type}
+        return {"aggregate_id": check_key(aggregate_id, "aggregate_id"), "aggregate_type": aggregate_type}
 
     async def save_snapshot(
         self,
@@ -86,16 +85,18 @@ class MongoSnapshotStore(CollectionStore):
                 f"snapshot_data must be a dict (e.g. aggregate.model_dump()), got {type(snapshot_data).__name__}"
             )
         session = session_of(uow)
-        collection = await self._coll(session_of(uow))
         with self._errors(f"saving the snapshot of {aggregate_type} {aggregate_id!r} v{version}"):
+            collection = await self._coll(session)
             if self.keep_last is not None and await self._newer_count(collection, key, version, session) >= self.keep_last:
                 return False
             doc_id = {"t": aggregate_type, "a": aggregate_id, "v": version}
             document = {**key, "version": version, "snapshot_data": dict(snapshot_data), "created_at": utc_now()}
             try:
                 await collection.replace_one({"_id": doc_id}, document, upsert=True, session=session)
-            except DuplicateKeyError:  # a concurrent save of the same version won the insert
-                await collection.replace_one({"_id": doc_id}, document, session=session)
+            except DuplicateKeyError as exc:
+                if self._gateway.in_transaction(session):  # the server aborted it: retry the unit of work
+                    raise
+                await collection.replace_one({"_id": doc_id}, document, session=session)  # a concurrent save won
             if self.keep_last is not None:
                 await self._prune(collection, key, self.keep_last, session)
         return True
@@ -108,7 +109,7 @@ class MongoSnapshotStore(CollectionStore):
     async def _prune(self, collection: Any, key: dict[str, Any], keep: int, session: Any) -> int:
         """Delete every snapshot of the aggregate older than its ``keep`` newest ones."""
         cursor = collection.find(key, {"version": 1}, session=session).sort(_LATEST).skip(keep - 1).limit(1)
-        cutoff = await self._connection.driver().to_list(cursor, 1)
+        cutoff = await self._gateway.to_list(cursor, 1)
         if not cutoff:
             return 0
         result = await collection.delete_many({**key, "version": {"$lt": cutoff[0]["version"]}}, session=session)
@@ -120,10 +121,10 @@ class MongoSnapshotStore(CollectionStore):
         """The newest snapshot (``aggregate_type``, ``aggregate_id``, ``version``,
         ``snapshot_data``, ``created_at``), or None when the aggregate has none."""
         key = self._key(aggregate_type, aggregate_id)
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
         with self._errors(f"reading the snapshot of {aggregate_type} {aggregate_id!r}"):
-            cursor = collection.find(key, {"_id": 0}, session=session_of(uow)).sort(_LATEST).limit(1)
-            docs = await self._connection.driver().to_list(cursor, 1)
+            cursor = self.collection.find(key, {"_id": 0}, session=session).sort(_LATEST).limit(1)
+            docs = await self._gateway.to_list(cursor, 1)
         return docs[0] if docs else None
 
     async def get_snapshot(
@@ -132,9 +133,9 @@ class MongoSnapshotStore(CollectionStore):
         """The snapshot taken at exactly ``version``, or None."""
         key = self._key(aggregate_type, aggregate_id)
         require_int(version, "version")
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
         with self._errors(f"reading the snapshot of {aggregate_type} {aggregate_id!r} v{version}"):
-            return await collection.find_one({**key, "version": version}, {"_id": 0}, session=session_of(uow))
+            return await self.collection.find_one({**key, "version": version}, {"_id": 0}, session=session)
 
     async def delete_snapshot(
         self,
@@ -153,9 +154,9 @@ class MongoSnapshotStore(CollectionStore):
         query: dict[str, Any] = dict(key)
         if before_version is not None:
             query["version"] = {"$lt": require_int(before_version, "before_version")}
-        collection = await self._coll(session_of(uow))
+        session = session_of(uow)
         with self._errors(f"deleting the snapshots of {aggregate_type} {aggregate_id!r}"):
-            result = await collection.delete_many(query, session=session_of(uow))
+            result = await self.collection.delete_many(query, session=session)
         return result.deleted_count
 
     delete_snapshots = delete_snapshot

@@ -6,12 +6,9 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Generator
-
-from pymongo.errors import PyMongoError
+from typing import Any, ContextManager, Generator
 
 from ..domain.events import StoredEvent
-from ..exceptions import EventStoreError
 
 
 class GapClock:
@@ -48,53 +45,58 @@ async def gap_safe_batches(
     after: int,
     batch_size: int,
     *,
+    fetch: Callable[[Any, int], Awaitable[list[Mapping[str, Any]]]],
     decode: Callable[[Mapping[str, Any]], StoredEvent],
     is_gap: Callable[[Mapping[str, Any]], bool],
     reserved_head: Callable[[], Awaitable[int]],
     resolve_hole: Callable[[int, int], Awaitable[bool]],
+    guard: Callable[[], ContextManager[Any]],
 ) -> AsyncIterator[list[StoredEvent]]:
     """Lists of at most ``batch_size`` events after position ``after``, from one cursor
-    sorted by position (``batch_size`` documents per round trip).
+    sorted by position (``fetch(cursor, batch_size)`` per round trip).
 
     Positions are dense (each reserved one is an event, a hole marker or still in flight),
     so the first missing position is a hole: the stream ends there unless
     ``resolve_hole(first, last)`` declares it abandoned (and fences it), in which case the
     cursor is reopened after it. At the cursor's end, a head beyond the last position
-    (``reserved_head()``) is a hole at the tail, treated the same way.
+    (``reserved_head()``) is a hole at the tail, treated the same way. Every round trip runs
+    inside ``guard()`` (its time bound and error translation); the caller's code between
+    batches never does.
     """
     while True:
         cursor = collection.find({"position": {"$gt": after}}, sort=[("position", 1)], batch_size=batch_size)
         expected = after + 1
-        batch: list[StoredEvent] = []
         hole: tuple[int, int] | None = None
         try:
-            async for doc in cursor:
-                found = doc["position"]
-                if found != expected:
-                    hole = (expected, found - 1)
+            while hole is None:
+                with guard():
+                    docs = await fetch(cursor, batch_size)
+                if not docs:
                     break
-                after = found
-                expected = found + 1
-                if not is_gap(doc):
-                    batch.append(decode(doc))
-                    if len(batch) >= batch_size:
-                        yield batch
-                        batch = []
-        except PyMongoError as exc:
-            raise EventStoreError(f"reading '{collection.name}' failed: {exc}") from exc
+                batch: list[StoredEvent] = []
+                for doc in docs:
+                    found = doc["position"]
+                    if found != expected:
+                        hole = (expected, found - 1)
+                        break
+                    after = found
+                    expected = found + 1
+                    if not is_gap(doc):
+                        batch.append(decode(doc))
+                if batch:
+                    yield batch
         finally:
             closing = cursor.close()
             if inspect.isawaitable(closing):
                 await closing
-        if batch:
-            yield batch
-        if hole is None:
-            head = await reserved_head()
-            if expected > head:
-                return  # caught up
-            hole = (expected, head)
-        if not await resolve_hole(*hole):
-            return  # a hole that may still be filled: stop before it
+        with guard():
+            if hole is None:
+                head = await reserved_head()
+                if expected > head:
+                    return  # caught up
+                hole = (expected, head)
+            if not await resolve_hole(*hole):
+                return  # a hole that may still be filled: stop before it
 
 
 class EventStream:

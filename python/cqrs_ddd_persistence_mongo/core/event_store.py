@@ -29,17 +29,21 @@ from bson.errors import InvalidDocument as BsonInvalidDocument
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
+from .._gateway import (
+    DUPLICATE_KEY as _DUPLICATE_KEY,
+    WRITE_CONFLICT as _WRITE_CONFLICT,
+    Gateway,
+    check_key,
+    check_position,
+    duplicate_key_index,
+)
 from ..domain.events import StoredEvent
-from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent
+from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock, gap_safe_batches
-from ..indexes import ensure_store_indexes
 from ._session import session_of
 
 logger = logging.getLogger(__name__)
-
-_DUPLICATE_KEY = 11000
-_WRITE_CONFLICT = 112
 
 POSITION_INDEX = "position_unique"
 STREAM_INDEX = "stream_version_unique"
@@ -47,15 +51,12 @@ STREAM_INDEX = "stream_version_unique"
 
 def _duplicate_index(error: Mapping[str, Any]) -> str | None:
     """Which unique index a duplicate-key error hit: 'position', 'stream', '_id' or None."""
-    if error.get("code") != _DUPLICATE_KEY:
+    fields = duplicate_key_index(error)
+    if fields is None:
         return None
-    pattern = error.get("keyPattern")
-    if pattern is None:  # mongomock puts it in the message only
-        message = str(error.get("errmsg", ""))
-        pattern = {key: 1 for key in ("position", "version") if f"'{key}'" in message or f"{key}_" in message}
-    if "position" in pattern:
+    if "position" in fields:
         return "position"
-    if "version" in pattern:
+    if "version" in fields:
         return "stream"
     return "_id"
 
@@ -88,6 +89,9 @@ class MongoEventStore:
             raise EventStoreError(f"gap_timeout must be >= 0 seconds, not {seconds}")
         self._gaps = GapClock(seconds)
         self._ready_groups: set[str] = set()
+        self._events = Gateway(connection, database, collection, EventStoreError)
+        self._counter_gateway = Gateway(connection, database, counters_collection, EventStoreError)
+        self._created_in: set[Any] = set()
 
     @property
     def reader_holds(self) -> int:
@@ -96,10 +100,10 @@ class MongoEventStore:
 
     # --- plumbing ---------------------------------------------------------------------
     def _collection(self) -> Any:
-        return self._connection.db(self._database)[self.collection_name]
+        return self._events.collection
 
     def _counters(self) -> Any:
-        return self._connection.db(self._database)[self.counters_collection_name]
+        return self._counter_gateway.collection
 
     #: index groups, each created on the first use that needs it (appends need both)
     _INDEXES: dict[str, dict[str, Any]] = {
@@ -111,37 +115,36 @@ class MongoEventStore:
     async def ensure_indexes(self) -> None:
         """Create the unique position and stream indexes and the counter document (idempotent).
 
-        Done lazily by the first append otherwise; reads never create anything (a reader of
-        a missing or misspelled collection finds nothing and leaves no trace). Call it at
-        startup to keep it off the first request.
+        Call it at startup. Otherwise the first append creates them where that cannot meet
+        an open transaction (see ``Gateway.prepare_indexes``); reads never create anything.
         """
-        await self._ready(None, self._ALL)
+        with self._events.call(f"preparing '{self.collection_name}'"):
+            self._ready_groups.clear()
+            await self._ready(None)
 
-    async def _ready(self, session: Any = None, groups: tuple[str, ...] = _ALL) -> None:
-        missing = [group for group in groups if group not in self._ready_groups]
-        if not missing:
+    async def _ready(self, session: Any = None) -> None:
+        """Before a write: the unique indexes (and, outside a transaction, the counter)."""
+        if len(self._ready_groups) == len(self._ALL):
             return
-        specs = [self._INDEXES[group] for group in missing]
-        if not await ensure_store_indexes(self._connection, self._collection(), specs, session):
+        specs = [self._INDEXES[group] for group in self._ALL]
+        if not await self._events.prepare_indexes(specs, session, self._created_in):
             return  # created inside the caller's transaction: look again next time
-        if not self._ready_groups:
-            try:
-                await self._counters().update_one(
-                    {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
-                )
-            except DuplicateKeyError:
-                pass  # a concurrent caller created it
-        self._ready_groups.update(missing)
+        try:
+            await self._counters().update_one(
+                {"_id": self.position_counter}, {"$setOnInsert": {"seq": 0}}, upsert=True
+            )
+        except DuplicateKeyError:
+            pass  # a concurrent caller created it
+        self._ready_groups.update(self._ALL)
 
     async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int = 0,
-                    session: Any = None) -> list[dict[str, Any]]:
-        cursor = self._collection().find(
-            filter_, sort=sort, limit=limit, batch_size=limit or 1000, session=session
-        )
-        try:
-            return await self._connection.driver().to_list(cursor, None)
-        except PyMongoError as exc:
-            raise EventStoreError(f"reading '{self.collection_name}' failed: {exc}") from exc
+                    session: Any = None, *, majority: bool = False) -> list[dict[str, Any]]:
+        """Matching documents (errors are translated by the caller's ``call``). ``majority``:
+        read majority-committed data only (followers and checkpoints: a failover cannot
+        take back what they saw)."""
+        collection = self._events.majority(session) if majority else self._collection()
+        cursor = collection.find(filter_, sort=sort, limit=limit, batch_size=limit or 1000, session=session)
+        return await self._events.to_list(cursor, None)
 
     # --- writing ----------------------------------------------------------------------
     async def append(self, event: Any, uow: Any = None, expected_version: int | None = None) -> int:
@@ -150,7 +153,10 @@ class MongoEventStore:
         ``expected_version`` (the stream's version the caller decided on) is checked against
         the stream head first; a different head raises :class:`ConcurrencyConflict`.
         """
-        return (await self._append([event], uow, expected_version))[0]
+        if expected_version is not None:
+            check_position(expected_version, "expected_version")
+        with self._events.call(self._appending):
+            return (await self._append([event], uow, expected_version))[0]
 
     async def append_batch(self, events: Iterable[Any], uow: Any = None) -> list[int]:
         """Append events (of one or many streams) in order; returns their positions.
@@ -164,17 +170,26 @@ class MongoEventStore:
         Concurrent readers see the events once committed (in a transaction) or written,
         and a follower never passes a position still being written (see get_events_after).
         """
-        return await self._append(list(events), uow, None)
+        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+            raise InvalidEvent(f"append_batch takes a list of events, not {type(events).__name__}")
+        with self._events.call(self._appending):
+            return await self._append(list(events), uow, None)
+
+    @property
+    def _appending(self) -> str:
+        return f"appending to '{self.collection_name}'"
 
     async def _append(self, events: list[Any], uow: Any, expected_version: int | None) -> list[int]:
         if not events:
             return []
         stored = [as_stored(event) for event in events]
         docs = [to_document(event) for event in stored]
+        for doc in docs:
+            _check_event_keys(doc)
         self._reject_duplicates_within(docs)
         session = session_of(uow)
         await self._ready(session)
-        in_transaction = self._connection.driver().in_transaction(session)
+        in_transaction = self._events.in_transaction(session)
         if expected_version is not None:
             await self._check_head(docs[0]["aggregate_id"], expected_version, session)
         first = await self._reserve(len(docs), session)
@@ -187,22 +202,14 @@ class MongoEventStore:
             if not in_transaction:
                 await self._fence_quietly(positions)
             raise self._append_error(exc, docs, positions, in_transaction) from exc
-        except BsonInvalidDocument as exc:  # raised before anything was sent
-            await self._fence_quietly(positions, session)
+        except (BsonInvalidDocument, OverflowError) as exc:  # raised before anything was sent
+            if not in_transaction:
+                await self._fence_quietly(positions)
             raise InvalidEvent(f"an event cannot be encoded as BSON: {exc}") from exc
-        except OperationFailure as exc:
+        except PyMongoError:
             if not in_transaction:
                 await self._fence_quietly(positions)
-            if exc.code == _WRITE_CONFLICT or exc.has_error_label("TransientTransactionError"):
-                raise ConcurrencyConflict(
-                    f"a concurrent transaction wrote the same events in '{self.collection_name}'; "
-                    "retry the unit of work"
-                ) from exc
-            raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
-        except PyMongoError as exc:
-            if not in_transaction:
-                await self._fence_quietly(positions)
-            raise EventStoreError(f"appending to '{self.collection_name}' failed: {exc}") from exc
+            raise  # translated by the caller's gateway call (conflict, timeout, network ...)
         for original, position in zip(events, positions):
             if isinstance(original, StoredEvent):
                 original.position = position
@@ -236,7 +243,10 @@ class MongoEventStore:
 
     async def _reserve(self, count: int, session: Any) -> int:
         """Reserve ``count`` consecutive positions in one round trip; returns the first."""
-        for attempt in range(2):
+        # Outside a transaction two first-ever upserts may race (E11000): the second try
+        # finds the document. Inside one the server has aborted the transaction already.
+        attempts = 1 if self._events.in_transaction(session) else 2
+        for attempt in range(attempts):
             try:
                 counter = await self._counters().find_one_and_update(
                     {"_id": self.position_counter},
@@ -247,7 +257,7 @@ class MongoEventStore:
                 )
                 return int(counter["seq"]) - count + 1
             except DuplicateKeyError:
-                if attempt:  # two first-ever upserts raced; the second try finds the document
+                if attempt + 1 == attempts:
                     raise
             except OperationFailure as exc:
                 if exc.code == _WRITE_CONFLICT or exc.has_error_label("TransientTransactionError"):
@@ -255,9 +265,7 @@ class MongoEventStore:
                         f"another transaction is appending to '{self.collection_name}' right now "
                         "(write conflict on the position counter); retry the unit of work"
                     ) from exc
-                raise EventStoreError(f"reserving positions failed: {exc}") from exc
-            except PyMongoError as exc:
-                raise EventStoreError(f"reserving positions failed: {exc}") from exc
+                raise
         raise AssertionError("unreachable")
 
     def _append_error(self, exc: BulkWriteError, docs: list[dict[str, Any]], positions: list[int],
@@ -301,7 +309,7 @@ class MongoEventStore:
         gap_timeout, so the append's own error is the one worth raising."""
         try:
             await self._fence(positions, session=session)
-        except EventStoreError as exc:
+        except (MongoPersistenceError, PyMongoError) as exc:
             logger.warning("could not mark positions %s..%s as abandoned: %s", positions[0], positions[-1], exc)
 
     async def _fence(self, positions: Iterable[int], session: Any = None) -> None:
@@ -315,18 +323,20 @@ class MongoEventStore:
             others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
             if others:
                 raise EventStoreError(f"marking abandoned positions failed: {others[0].get('errmsg')}") from exc
-        except PyMongoError as exc:
-            raise EventStoreError(f"marking abandoned positions failed: {exc}") from exc
 
     # --- reading ----------------------------------------------------------------------
     async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
         """The events of one stream in version order, those after ``after_version`` when > 0."""
         if aggregate_id is None:
             raise InvalidEvent("get_events needs an aggregate_id (the stream to read)")
+        check_key(aggregate_id, "aggregate_id")
+        check_position(after_version, "after_version")
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:
             filter_["version"] = {"$gt": after_version}
-        docs = await self._find(filter_, [("version", 1)], 0, session_of(uow))
+        session = session_of(uow)
+        with self._events.call(f"reading stream {aggregate_id!r} of '{self.collection_name}'"):
+            docs = await self._find(filter_, [("version", 1)], 0, session)
         return [from_document(doc) for doc in docs]
 
     async def get_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
@@ -337,15 +347,17 @@ class MongoEventStore:
         stored as a checkpoint without ever skipping an event. Empty means "nothing
         readable yet"; poll again.
         """
-        if limit <= 0:
+        check_position(position, "position")
+        if type(limit) is not int or limit <= 0:
             raise EventStoreError(f"limit must be a positive int, not {limit!r}")
         events: list[StoredEvent] = []
-        after = max(position, 0)  # positions start at 1
-        while len(events) < limit:
-            page, after, more = await self._page(after, limit - len(events))
-            events.extend(page)
-            if not more:
-                break
+        after = position
+        with self._events.call(f"reading '{self.collection_name}' after position {position}"):
+            while len(events) < limit:
+                page, after, more = await self._page(after, limit - len(events))
+                events.extend(page)
+                if not more:
+                    break
         return events
 
     def get_events_from_position(self, position: int = 0, batch_size: int = 1000) -> EventStream:
@@ -354,7 +366,8 @@ class MongoEventStore:
         Memory stays bounded by ``batch_size``. The stream ends at the current head (or at a
         hole still in flight); it does not wait for new events.
         """
-        if batch_size <= 0:
+        check_position(position, "position")
+        if type(batch_size) is not int or batch_size <= 0:
             raise EventStoreError(f"batch_size must be a positive int, not {batch_size!r}")
         return EventStream(self._stream(position, batch_size))
 
@@ -364,8 +377,10 @@ class MongoEventStore:
 
     def _stream(self, position: int, batch_size: int) -> AsyncIterator[list[StoredEvent]]:
         return gap_safe_batches(
-            self._collection(), max(position, 0), batch_size, decode=from_document, is_gap=is_gap,
+            self._events.majority(None), max(position, 0), batch_size,
+            fetch=self._events.to_list, decode=from_document, is_gap=is_gap,
             reserved_head=self._reserved_head, resolve_hole=self._resolve_hole,
+            guard=lambda: self._events.call(f"streaming '{self.collection_name}'"),
         )
 
     async def _page(self, after: int, limit: int) -> tuple[list[StoredEvent], int, bool]:
@@ -376,7 +391,9 @@ class MongoEventStore:
         stop early. Returns (events, last position consumed incl. markers, whether to read on).
         """
         window_end = after + limit
-        docs = await self._find({"position": {"$gt": after, "$lte": window_end}}, [("position", 1)], limit)
+        docs = await self._find(
+            {"position": {"$gt": after, "$lte": window_end}}, [("position", 1)], limit, majority=True
+        )
         events: list[StoredEvent] = []
         expected = after + 1
         for doc in docs:
@@ -403,10 +420,7 @@ class MongoEventStore:
 
     async def _reserved_head(self) -> int:
         """The last reserved position (the counter), one ``_id`` lookup."""
-        try:
-            counter = await self._counters().find_one({"_id": self.position_counter})
-        except PyMongoError as exc:
-            raise EventStoreError(f"reading the position counter failed: {exc}") from exc
+        counter = await self._counter_gateway.majority().find_one({"_id": self.position_counter})
         return int(counter["seq"]) if counter else 0
 
     async def get_latest_position(self) -> int:
@@ -414,12 +428,25 @@ class MongoEventStore:
 
         Positions reserved by appenders still in flight and hole markers are not counted.
         """
-        high = await self._reserved_head()
-        step = 64
-        while high > 0:
-            docs = await self._find({"position": {"$gt": high - step, "$lte": high}}, [("position", -1)], step)
-            for doc in docs:
-                if not is_gap(doc):
-                    return int(doc["position"])
-            high -= step
+        with self._events.call(f"reading the latest position of '{self.collection_name}'"):
+            high = await self._reserved_head()
+            step = 64
+            while high > 0:
+                docs = await self._find(
+                    {"position": {"$gt": high - step, "$lte": high}}, [("position", -1)], step, majority=True
+                )
+                for doc in docs:
+                    if not is_gap(doc):
+                        return int(doc["position"])
+                high -= step
         return 0
+
+
+def _check_event_keys(doc: dict[str, Any]) -> None:
+    """The event's id, stream and correlation ids are plain values (never operators)."""
+    event_id = doc["_id"]
+    check_key(event_id, "event_id")
+    check_key(doc["aggregate_id"], f"event {event_id!r}: aggregate_id")
+    for field in ("correlation_id", "causation_id", "tenant_id"):
+        if doc.get(field) is not None:
+            check_key(doc[field], f"event {event_id!r}: {field}")

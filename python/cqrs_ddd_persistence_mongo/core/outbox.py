@@ -14,13 +14,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
+
+from .._gateway import Gateway, check_key, check_name
 
 from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
 from ._documents import checked_mapping
-from ..indexes import ensure_store_indexes
 from ._session import session_of
 from .outbox_publisher import OutboxPublisher
 
@@ -54,6 +55,10 @@ def _to_document(message: Any) -> dict[str, Any]:
         raise InvalidOutboxMessage(
             f"outbox message {message_id!r}: new messages are saved as 'pending' (or 'failed'), not {status!r}"
         )
+    check_key(message_id, "message_id")
+    correlation_id = getattr(message, "correlation_id", None)
+    if correlation_id is not None:
+        check_key(correlation_id, f"outbox message {message_id!r}: correlation_id")
     return {
         "_id": message_id,
         "event_type": event_type,
@@ -67,7 +72,7 @@ def _to_document(message: Any) -> dict[str, Any]:
         "created_at": created_at,
         "published_at": None,
         "next_attempt_at": getattr(message, "next_attempt_at", None) or created_at,
-        "correlation_id": getattr(message, "correlation_id", None),
+        "correlation_id": correlation_id,
         "locked_by": None,
     }
 
@@ -117,40 +122,39 @@ class MongoOutboxStorage:
         self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
         self._indexes_ready = False
+        self._gateway = Gateway(connection, database, collection, OutboxError)
+        self._created_in: set[Any] = set()
 
     def _collection(self) -> Any:
-        return self._connection.db(self._database)[self.collection_name]
+        return self._gateway.collection
+
+    def _call(self, what: str) -> Any:
+        return self._gateway.call(f"{what} in '{self.collection_name}'")
 
     _INDEXES = (("next_attempt_at", 1), ("status", 1, "created_at", 1))
 
     async def ensure_indexes(self) -> None:
-        """Indexes for due messages and dead letters (idempotent; also done on first use)."""
-        await self._ready(None)
+        """Indexes for due messages and dead letters (idempotent). Call it at startup;
+        otherwise the first save creates them where that cannot meet an open transaction."""
+        await self._gateway.create_indexes(self._INDEXES)
+        self._indexes_ready = True
 
     async def _ready(self, session: Any = None) -> None:
         if not self._indexes_ready:
-            self._indexes_ready = await ensure_store_indexes(
-                self._connection, self._collection(), self._INDEXES, session
-            )
+            self._indexes_ready = await self._gateway.prepare_indexes(self._INDEXES, session, self._created_in)
 
     async def _find_docs(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int,
                          projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         cursor = self._collection().find(
             filter_, projection, sort=sort or None, limit=limit, batch_size=limit or 1000
         )
-        try:
-            return await self._connection.driver().to_list(cursor, None)
-        except PyMongoError as exc:
-            raise OutboxError(f"reading '{self.collection_name}' failed: {exc}") from exc
+        return await self._gateway.to_list(cursor, None)
 
     async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[OutboxMessage]:
         return [_from_document(doc) for doc in await self._find_docs(filter_, sort, limit)]
 
     async def _update_many(self, filter_: dict[str, Any], update: dict[str, Any]) -> int:
-        try:
-            result = await self._collection().update_many(filter_, update)
-        except PyMongoError as exc:
-            raise OutboxError(f"updating '{self.collection_name}' failed: {exc}") from exc
+        result = await self._collection().update_many(filter_, update)
         return int(result.modified_count)
 
     # --- writing ----------------------------------------------------------------------
@@ -166,19 +170,18 @@ class MongoOutboxStorage:
         if not docs:
             return
         session = session_of(uow)
-        await self._ready(session)
-        try:
-            await self._collection().insert_many(docs, ordered=True, session=session)
-        except BulkWriteError as exc:
-            error = (exc.details.get("writeErrors") or [{}])[0]
-            if error.get("code") == 11000:
-                raise OutboxError(
-                    f"outbox message {docs[error.get('index', 0)]['_id']!r} is already saved; "
-                    "message ids must be unique (use the event id)"
-                ) from exc
-            raise OutboxError(f"saving outbox messages failed: {error.get('errmsg', exc)}") from exc
-        except PyMongoError as exc:
-            raise OutboxError(f"saving outbox messages failed: {exc}") from exc
+        with self._call("saving outbox messages"):
+            await self._ready(session)
+            try:
+                await self._collection().insert_many(docs, ordered=True, session=session)
+            except BulkWriteError as exc:
+                error = (exc.details.get("writeErrors") or [{}])[0]
+                if error.get("code") == 11000:
+                    raise OutboxError(
+                        f"outbox message {docs[error.get('index', 0)]['_id']!r} is already saved; "
+                        "message ids must be unique (use the event id)"
+                    ) from exc
+                raise OutboxError(f"saving outbox messages failed: {error.get('errmsg', exc)}") from exc
 
     async def claim_batch(self, worker_id: str, limit: int = 100,
                           lease: timedelta = timedelta(seconds=30)) -> list[OutboxMessage]:
@@ -192,8 +195,15 @@ class MongoOutboxStorage:
         Each claimer picks ``limit`` of the ``4 * limit`` oldest due messages at random, so
         concurrent publishers rarely race for the same ones; the batch is returned oldest first.
         """
-        if limit <= 0:
+        check_name(worker_id, "worker_id")
+        if type(limit) is not int or limit <= 0:
             raise OutboxError(f"limit must be a positive int, not {limit!r}")
+        if not isinstance(lease, timedelta):
+            raise OutboxError(f"lease must be a timedelta, not {lease!r}")
+        with self._call("claiming outbox messages"):
+            return await self._claim(worker_id, limit, lease)
+
+    async def _claim(self, worker_id: str, limit: int, lease: timedelta) -> list[OutboxMessage]:
         await self._ready()
         for _ in range(_CLAIM_ATTEMPTS):
             now = utc_now()
@@ -222,24 +232,26 @@ class MongoOutboxStorage:
 
         Only messages still leased to ``worker_id`` are released. Idempotent.
         """
-        ids = list(ids)
+        ids = _checked_ids(ids)
+        check_name(worker_id, "worker_id")
         if not ids:
             return 0
-        return await self._update_many(
-            {"_id": {"$in": ids}, "status": PUBLISHING, "locked_by": worker_id},
-            {"$set": {"status": PENDING, "locked_by": None, "next_attempt_at": utc_now()}},
-        )
+        with self._call("releasing outbox messages"):
+            return await self._update_many(
+                {"_id": {"$in": ids}, "status": PUBLISHING, "locked_by": worker_id},
+                {"$set": {"status": PENDING, "locked_by": None, "next_attempt_at": utc_now()}},
+            )
 
     async def mark_published(self, ids: Iterable[Any]) -> int:
         """Mark messages published (final); returns how many changed. Idempotent, one round trip."""
-        ids = list(ids)
+        ids = _checked_ids(ids)
         if not ids:
             return 0
-        await self._ready()
-        return await self._update_many(
-            {"_id": {"$in": ids}, "status": {"$ne": PUBLISHED}},
-            {"$set": {"status": PUBLISHED, "published_at": utc_now(), "next_attempt_at": None, "locked_by": None}},
-        )
+        with self._call("marking outbox messages published"):
+            return await self._update_many(
+                {"_id": {"$in": ids}, "status": {"$ne": PUBLISHED}},
+                {"$set": {"status": PUBLISHED, "published_at": utc_now(), "next_attempt_at": None, "locked_by": None}},
+            )
 
     def backoff(self, failures: int) -> timedelta:
         """How long the ``failures``-th failure waits before the next attempt."""
@@ -252,13 +264,14 @@ class MongoOutboxStorage:
         A failed message is due again after :meth:`backoff`; after ``max_retries`` retries
         it becomes ``dead`` with its last error. A published or dead message is left as is.
         """
-        await self._ready()
+        check_key(message_id, "message_id")
+        with self._call(f"marking outbox message {message_id!r} failed"):
+            return await self._mark_failed(message_id, error)
+
+    async def _mark_failed(self, message_id: Any, error: str) -> str:
         collection = self._collection()
         for _ in range(_CAS_ATTEMPTS):
-            try:
-                doc = await collection.find_one({"_id": message_id}, {"status": 1, "retry_count": 1})
-            except PyMongoError as exc:
-                raise OutboxError(f"reading outbox message {message_id!r} failed: {exc}") from exc
+            doc = await collection.find_one({"_id": message_id}, {"status": 1, "retry_count": 1})
             if doc is None:
                 raise OutboxError(f"no outbox message {message_id!r} in '{self.collection_name}'")
             if doc.get("status") in (PUBLISHED, DEAD):
@@ -273,13 +286,10 @@ class MongoOutboxStorage:
                 "locked_by": None,
                 "next_attempt_at": None if dead else now + self.backoff(failures),
             }
-            try:
-                result = await collection.update_one(
-                    {"_id": message_id, "status": doc.get("status"), "retry_count": doc.get("retry_count", 0)},
-                    {"$set": update},
-                )
-            except PyMongoError as exc:
-                raise OutboxError(f"marking outbox message {message_id!r} failed: {exc}") from exc
+            result = await collection.update_one(
+                {"_id": message_id, "status": doc.get("status"), "retry_count": doc.get("retry_count", 0)},
+                {"$set": update},
+            )
             if result.matched_count:
                 return str(update["status"])
         raise OutboxError(f"outbox message {message_id!r} kept changing under mark_failed; retry")
@@ -289,13 +299,14 @@ class MongoOutboxStorage:
 
         Keeps their last error for the record. Idempotent; returns how many were requeued.
         """
-        await self._ready()
         filter_: dict[str, Any] = {"status": DEAD}
         if ids is not None:
-            filter_["_id"] = {"$in": list(ids)}
-        return await self._update_many(
-            filter_, {"$set": {"status": PENDING, "retry_count": 0, "next_attempt_at": utc_now(), "locked_by": None}}
-        )
+            filter_["_id"] = {"$in": _checked_ids(ids)}
+        with self._call("requeueing dead outbox messages"):
+            return await self._update_many(
+                filter_,
+                {"$set": {"status": PENDING, "retry_count": 0, "next_attempt_at": utc_now(), "locked_by": None}},
+            )
 
     # --- reading ----------------------------------------------------------------------
     async def get_pending(self, limit: int = 100) -> list[OutboxMessage]:
@@ -303,15 +314,30 @@ class MongoOutboxStorage:
 
         For a single publisher (the seed's loop); concurrent publishers use :meth:`claim_batch`.
         """
-        await self._ready()
-        return await self._find({"next_attempt_at": {"$lte": utc_now()}}, [("next_attempt_at", 1)], limit)
+        _check_limit(limit)
+        with self._call("reading pending outbox messages"):
+            return await self._find({"next_attempt_at": {"$lte": utc_now()}}, [("next_attempt_at", 1)], limit)
 
     async def get_dead(self, limit: int = 100) -> list[OutboxMessage]:
         """Dead letters, oldest first, with their last error."""
-        await self._ready()
-        return await self._find({"status": DEAD}, [("status", 1), ("created_at", 1)], limit)
+        _check_limit(limit)
+        with self._call("reading dead outbox messages"):
+            return await self._find({"status": DEAD}, [("status", 1), ("created_at", 1)], limit)
 
     async def get_message(self, message_id: Any) -> OutboxMessage | None:
-        await self._ready()
-        docs = await self._find({"_id": message_id}, [], 1)
+        """The message with ``message_id``, or None."""
+        check_key(message_id, "message_id")
+        with self._call(f"reading outbox message {message_id!r}"):
+            docs = await self._find({"_id": message_id}, [], 1)
         return docs[0] if docs else None
+
+
+def _checked_ids(ids: Any) -> list[Any]:
+    if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise OutboxError(f"ids must be a list of message ids, not {type(ids).__name__}")
+    return [check_key(message_id, "message id") for message_id in ids]
+
+
+def _check_limit(limit: Any) -> None:
+    if type(limit) is not int or limit <= 0:
+        raise OutboxError(f"limit must be a positive int, not {limit!r}")

@@ -10,7 +10,7 @@ without a ``version`` field are upserted plainly (last writer wins).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import bson
@@ -18,12 +18,12 @@ from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from .. import _accel
+from .._gateway import INT64_MAX, INT64_MIN, Gateway, check_key, duplicate_key_index, session_of as _session
 from ..connection import MongoConnectionManager
 from ..exceptions import (
     DuplicateEntityError,
     MongoPersistenceError,
     MongoQueryError,
-    MongoUnitOfWorkError,
     VersionMismatchError,
 )
 from ._session import session_of
@@ -40,10 +40,7 @@ DUPLICATE_KEY = 11000
 
 def _only_id_key(details: dict[str, Any] | None) -> bool:
     """True when a duplicate-key error is about ``_id`` (not another unique index)."""
-    pattern = (details or {}).get("keyPattern")
-    if pattern is None:  # servers/mocks that do not say: look at the message
-        return "_id_" in str((details or {}).get("errmsg", "_id_"))
-    return list(pattern) == ["_id"]
+    return duplicate_key_index({**(details or {}), "code": DUPLICATE_KEY}) == "_id"
 
 
 class MongoRepository(Generic[T, ID]):
@@ -71,14 +68,18 @@ class MongoRepository(Generic[T, ID]):
         database: str | None = None,
         *,
         mapper: MongoDBModelMapper | None = None,
+        error_cls: type[MongoPersistenceError] = MongoQueryError,
     ) -> None:
         self._connection = connection
+        self._gateway = Gateway(connection, database, collection, error_cls)
+        self._reading = f"reading '{collection}'"
+        self._saving = f"saving to '{collection}'"
+        self._deleting = f"deleting from '{collection}'"
         self.collection_name = collection
         self.database_name = database
         self.model_cls = model_cls
         self.id_field = id_field
         self._mapper = mapper if mapper is not None else MongoDBModelMapper(model_cls, id_field=id_field)
-        self._cached_collection: tuple[Any, Any] | None = None
 
     # --- mapping hooks ----------------------------------------------------------
     def _mapper_to_doc(self, entity: T) -> dict[str, Any]:
@@ -96,19 +97,27 @@ class MongoRepository(Generic[T, ID]):
 
     def collection(self) -> Any:
         """The driver collection (re-resolved when the connection's client changes)."""
-        client = self._connection.client
-        cached = self._cached_collection
-        if cached is None or cached[0] is not client:
-            cached = self._cached_collection = (client, self._connection.db(self.database_name)[self.collection_name])
-        return cached[1]
+        return self._gateway.collection
 
     def _key(self, entity_id: Any) -> Any:
-        """An id value as stored in ``_id`` (same type rules as the mapper: UUID, Decimal, ...)."""
-        if type(entity_id) in (str, int):  # the common case needs no conversion
+        """A caller's id as stored in ``_id`` (the mapper's type rules: UUID, Decimal, ...),
+        refused unless it is a plain value or a composite key (no operators, no patterns)."""
+        kind = type(entity_id)
+        if kind is str or (kind is int and INT64_MIN <= entity_id <= INT64_MAX):  # the common case
             return entity_id
         if entity_id is None:
             raise MongoQueryError(f"an id is required to look up {self.model_cls.__name__}, got None")
-        return _accel.map_to_doc({"_id_": entity_id}, "_id_", None, False)["_id"]
+        what = f"{self.model_cls.__name__} id"
+        if isinstance(entity_id, Mapping):
+            check_key(entity_id, what, composite=True)
+        return check_key(self._stored_key(entity_id), what, composite=True)
+
+    @staticmethod
+    def _stored_key(value: Any) -> Any:
+        """An ``_id`` value in its stored form (for ids read back from the server)."""
+        if type(value) in (str, int):
+            return value
+        return _accel.map_to_doc({"_id_": value}, "_id_", None, False)["_id"]
 
     # --- writes -------------------------------------------------------------------
     async def add(self, entity: T, uow: Any = None) -> None:
@@ -132,10 +141,15 @@ class MongoRepository(Generic[T, ID]):
         """
         session = _session(uow)
         doc = self._mapper_to_doc(entity)
+        with self._gateway.call(self._saving):
+            await self._add(entity, doc, session, uow)
+
+    async def _add(self, entity: T, doc: dict[str, Any], session: Any, uow: Any) -> None:
         collection = self.collection()
         if "_id" not in doc:  # id None: the driver assigns an ObjectId, the entity gets it
             await self._insert_with_generated_id(entity, doc, session, uow)
             return
+        check_key(doc["_id"], f"{self.model_cls.__name__} id", composite=True)
         if not self.versioned:
             await self._guarded(collection.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session))
             return
@@ -201,8 +215,15 @@ class MongoRepository(Generic[T, ID]):
         session = _session(uow)
         if not items:
             return
-        collection = self.collection()
         docs = [self._mapper_to_doc(entity) for entity in items]
+        for doc in docs:
+            if "_id" in doc:
+                check_key(doc["_id"], f"{self.model_cls.__name__} id", composite=True)
+        with self._gateway.call(self._saving):
+            await self._add_many(items, docs, session, uow)
+
+    async def _add_many(self, items: list[Any], docs: list[dict[str, Any]], session: Any, uow: Any) -> None:
+        collection = self.collection()
         generated = [i for i, d in enumerate(docs) if "_id" not in d]  # the driver assigns these
         if not self.versioned:
             ops: list[Any] = [
@@ -277,35 +298,42 @@ class MongoRepository(Generic[T, ID]):
         key = self._key(entity_id)
         query: dict[str, Any] = {"_id": key}
         if expected_version is not None:
+            if type(expected_version) is not int or not 0 <= expected_version <= INT64_MAX:
+                raise MongoQueryError(f"expected_version must be an int >= 0, not {expected_version!r}")
             query["_version"] = expected_version
         session = _session(uow)
-        try:
-            result = await self.collection().delete_one(query, session=session)
-        except OperationFailure as exc:
-            if exc.code == WRITE_CONFLICT:
-                raise await self._write_conflict(key, expected_version) from exc
-            raise MongoQueryError(f"deleting {key!r} from '{self.collection_name}' failed: {exc}") from exc
-        if result.deleted_count:
-            return True
-        if expected_version is not None:
-            actual = await self._stored_version(key, session)
-            if actual is not None:
-                raise VersionMismatchError(
-                    entity_id=key, expected=expected_version, actual=actual, collection=self.collection_name
-                )
+        with self._gateway.call(self._deleting):
+            try:
+                result = await self.collection().delete_one(query, session=session)
+            except OperationFailure as exc:
+                if exc.code == WRITE_CONFLICT:
+                    raise await self._write_conflict(key, expected_version) from exc
+                raise MongoQueryError(f"deleting {key!r} from '{self.collection_name}' failed: {exc}") from exc
+            if result.deleted_count:
+                return True
+            if expected_version is not None:
+                actual = await self._stored_version(key, session)
+                if actual is not None:
+                    raise VersionMismatchError(
+                        entity_id=key, expected=expected_version, actual=actual, collection=self.collection_name
+                    )
         return False
 
     # --- reads ----------------------------------------------------------------------
     async def get(self, entity_id: ID, uow: Any = None) -> T | None:
         """The aggregate with this id, or None; its ``version`` is the stored ``_version``."""
-        doc = await self._guarded(self.collection().find_one({"_id": self._key(entity_id)}, session=_session(uow)))
+        key = self._key(entity_id)
+        session = _session(uow)
+        with self._gateway.call(self._reading):
+            doc = await self._guarded(self.collection().find_one({"_id": key}, session=session))
         return None if doc is None else self._mapper_from_doc(doc)
 
     async def exists(self, entity_id: ID, uow: Any = None) -> bool:
         """True when a document with this id exists (reads only ``_id``)."""
-        doc = await self._guarded(
-            self.collection().find_one({"_id": self._key(entity_id)}, {"_id": 1}, session=_session(uow))
-        )
+        key = self._key(entity_id)
+        session = _session(uow)
+        with self._gateway.call(self._reading):
+            doc = await self._guarded(self.collection().find_one({"_id": key}, {"_id": 1}, session=session))
         return doc is not None
 
     def list_all(
@@ -355,9 +383,14 @@ class MongoRepository(Generic[T, ID]):
 
     def _scan(self, batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
         cursor = self.collection().find({}, session=session).sort("_id", 1).batch_size(batch_size)
-        return iterate_cursor_batches(cursor, batch_size)
+        return self._gateway.guarded(iterate_cursor_batches(cursor, batch_size), self._reading)
 
-    async def _by_ids(self, keys: list[Any], batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
+    def _by_ids(self, keys: list[Any], batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._gateway.guarded(self._by_ids_unguarded(keys, batch_size, session), self._reading)
+
+    async def _by_ids_unguarded(
+        self, keys: list[Any], batch_size: int, session: Any
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         step = max(1, min(batch_size, self.ids_per_query))
         for start in range(0, len(keys), step):
             chunk = keys[start : start + step]
@@ -365,7 +398,7 @@ class MongoRepository(Generic[T, ID]):
             found: dict[Any, dict[str, Any]] = {}
             async for docs in iterate_cursor_batches(cursor, step):
                 for doc in docs:
-                    found[_hashable(self._key(doc["_id"]))] = doc
+                    found[_hashable(self._stored_key(doc["_id"]))] = doc
             ordered = [found[k] for k in map(_hashable, chunk) if k in found]
             if ordered:
                 yield ordered
@@ -422,7 +455,7 @@ class MongoRepository(Generic[T, ID]):
             cursor = collection.find({"_id": {"$in": chunk}}, projection, session=session)
             async for batch in iterate_cursor_batches(cursor, self.batch_size):
                 for doc in batch:
-                    stored[_hashable(self._key(doc["_id"]))] = doc
+                    stored[_hashable(self._stored_key(doc["_id"]))] = doc
         return stored
 
     async def _written(self, docs: list[dict[str, Any]], collection: Any, session: Any) -> set[int]:
@@ -436,7 +469,7 @@ class MongoRepository(Generic[T, ID]):
         stored = await self._stored_docs([d["_id"] for d in docs], collection, session)
         written = set()
         for index, doc in enumerate(docs):
-            found = stored.get(_hashable(self._key(doc["_id"])))
+            found = stored.get(_hashable(self._stored_key(doc["_id"])))
             if found is not None and found == bson.decode(bson.encode(doc), codec_options=options):
                 written.add(index)
         return written
@@ -449,7 +482,7 @@ class MongoRepository(Generic[T, ID]):
         stored = await self._stored_docs(keys, collection, session, {"_version": 1})
         rows = []
         for index, key in zip(conflicts, keys):
-            found = stored.get(_hashable(self._key(key)))
+            found = stored.get(_hashable(self._stored_key(key)))
             rows.append((key, expected[index], None if found is None else found.get("_version", 0)))
         key, version, actual = rows[0]
         listing = ", ".join(f"{k!r} (expected {v}, found {a})" for k, v, a in rows[:10])
@@ -547,9 +580,11 @@ class MongoRepository(Generic[T, ID]):
             return [self._encode_search_value(v) for v in value]
         if isinstance(value, dict):
             return {k: self._encode_search_value(v) for k, v in value.items()}
-        return self._key(value)
+        return self._stored_key(value)
 
-    async def search(self, criteria: Any = None, options: Any = None, uow: Any = None) -> SearchResult:
+    async def search(
+        self, criteria: Any = None, options: Any = None, uow: Any = None, *, timeout: float | None = None
+    ) -> SearchResult:
         """Entities matching a specification (or spec dict / ``QueryOptions``) as a
         :class:`SearchResult`: ``await result`` -> list, ``result.stream(batch_size=)``,
         ``await result.first()``, ``await result.count()``.
@@ -557,6 +592,9 @@ class MongoRepository(Generic[T, ID]):
         Read-only. Filter, ordering, pagination and selected fields run on the server, in
         ``uow``'s session when given (its transaction sees its own writes). Field names are
         the model's (``id`` means ``_id``); with selected fields the items are raw documents.
+        ``timeout`` (seconds) bounds each run of the search instead of the connection's
+        ``operation_timeout`` (a user pattern such as ``like '%a%a%b'`` cannot keep the
+        server busy past it).
         """
         return search_collection(
             self.collection(),
@@ -567,18 +605,9 @@ class MongoRepository(Generic[T, ID]):
             adapter=self._connection.driver(),
             field_names=self._document_field_names(),
             encode_value=self._encode_search_value,
+            gateway=self._gateway,
+            timeout=timeout,
         )
-
-
-def _session(uow: Any) -> Any:
-    """``session_of(uow)``, refusing a unit of work that is not (or no longer) active:
-    work passed to a finished unit of work would silently run outside any transaction."""
-    if uow is not None and getattr(uow, "is_active", True) is False:
-        raise MongoUnitOfWorkError(
-            "this unit of work is not active (its 'async with' block has ended or not begun); "
-            "use the repository inside 'async with MongoUnitOfWork(...) as uow:'"
-        )
-    return session_of(uow)
 
 
 def _hashable(value: Any) -> Any:

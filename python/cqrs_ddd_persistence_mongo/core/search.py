@@ -14,6 +14,9 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
+from contextlib import nullcontext
+
+from .._gateway import Gateway
 from ..connection import DriverAdapter
 from ..exceptions import InvalidSpecification, MongoQueryError
 from ..query_builder import MongoQueryBuilder, find_operator
@@ -61,8 +64,12 @@ class SearchResult:
         session: Any = None,
         decode: Callable[[dict[str, Any]], Any] | None = None,
         adapter: DriverAdapter | None = None,
+        gateway: Gateway | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.collection = collection
+        self._gateway = gateway
+        self.timeout = timeout
         self.filter = filter
         self.sort = sort or []
         self.projection = projection
@@ -87,8 +94,14 @@ class SearchResult:
             kwargs["session"] = self.session
         return self.collection.find(self.filter, self.projection, **kwargs)
 
+    def _bounded(self) -> Any:
+        """The gateway's deadline and error translation around one run of the search."""
+        if self._gateway is None:
+            return nullcontext()
+        return self._gateway.call(lambda: f"searching '{getattr(self.collection, 'name', '?')}'", self.timeout)
+
     async def to_list(self) -> list[Any]:
-        with _server_errors(self.collection):
+        with self._bounded(), _server_errors(self.collection):
             docs = await self._adapter.to_list(self._cursor())
         return [self._decode(doc) for doc in docs]
 
@@ -100,12 +113,18 @@ class SearchResult:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidSpecification(f"batch_size must be an integer >= 1, got {batch_size!r}")
         cursor = self._cursor(batch_size=batch_size)
+        if self._gateway is None:
+            batches: Any = cursor
+        else:
+            batches = self._gateway.guarded(
+                cursor, lambda: f"searching '{getattr(self.collection, 'name', '?')}'", self.timeout
+            )
         try:
             with _server_errors(self.collection):
-                async for doc in cursor:
+                async for doc in batches:
                     yield self._decode(doc)
         finally:
-            close = getattr(cursor, "close", None)
+            close = getattr(batches, "aclose", None) or getattr(cursor, "close", None)
             if close is not None:
                 result = close()
                 if hasattr(result, "__await__"):
@@ -113,7 +132,7 @@ class SearchResult:
 
     async def first(self) -> Any:
         """The first item in the search's order (one document fetched), or None."""
-        with _server_errors(self.collection):
+        with self._bounded(), _server_errors(self.collection):
             docs = await self._adapter.to_list(self._cursor(limit=1), 1)
         return self._decode(docs[0]) if docs else None
 
@@ -126,7 +145,7 @@ class SearchResult:
         kwargs: dict[str, Any] = {}
         if self.session is not None:
             kwargs["session"] = self.session
-        with _server_errors(self.collection):
+        with self._bounded(), _server_errors(self.collection):
             return int(await self.collection.count_documents(self.filter, **kwargs))
 
 
@@ -178,6 +197,8 @@ def search_collection(
     registry: OperatorRegistry | None = None,
     field_names: Mapping[str, str] | None = None,
     encode_value: Callable[[Any], Any] | None = None,
+    gateway: Gateway | None = None,
+    timeout: float | None = None,
 ) -> SearchResult:
     """Build the :class:`SearchResult` of ``criteria`` (a Specification, a spec dict or
     QueryOptions) and ``options``; a specification in both is combined with AND.
@@ -215,4 +236,6 @@ def search_collection(
         session=session,
         decode=decode,
         adapter=adapter,
+        gateway=gateway,
+        timeout=timeout,
     )

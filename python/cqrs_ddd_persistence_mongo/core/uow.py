@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 from pymongo.errors import PyMongoError
 
+from .._gateway import TRANSIENT, UNKNOWN_COMMIT, call, deadline, translate
 from ..connection import DriverAdapter, MongoConnectionManager
-from ..exceptions import MongoUnitOfWorkError, TransactionsNotSupported
+from ..exceptions import MongoPersistenceError, MongoUnitOfWorkError, TransactionsNotSupported, VersionMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,6 @@ Hook = Callable[[], Any]
 DEFAULT_RETRY_TIME_LIMIT = 120.0
 _BACKOFF_BASE = 0.005
 _BACKOFF_CAP = 0.5
-
-TRANSIENT = "TransientTransactionError"
-UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 
 # Connections (or session clients) already warned about running without transactions.
 _warned: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -59,7 +57,7 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         check = getattr(exc, "has_error_label", None)
-        if isinstance(exc, PyMongoError) and check is not None and check(label):
+        if isinstance(exc, (PyMongoError, MongoPersistenceError)) and check is not None and check(label):
             return True
         exc = exc.__cause__
     return False
@@ -102,6 +100,10 @@ class MongoUnitOfWork:
     * an exception escaping the block aborts, and so does **leaving the block without
       commit()**: uncommitted work is discarded, never committed implicitly.
 
+    The transaction starts with ``read_concern`` / ``write_concern`` (default: the
+    connection's, ``"snapshot"`` and ``"majority"``): a commit is acknowledged only once a
+    majority of members has it, so a failover cannot roll it back.
+
     On a standalone server ``require_replica_set=True`` (the default) raises
     :class:`TransactionsNotSupported` on entry, before anything is written.
     There, ``require_replica_set=False`` (tests, mongomock, local development) runs without
@@ -120,6 +122,8 @@ class MongoUnitOfWork:
         session: Any = None,
         *,
         require_replica_set: bool = True,
+        read_concern: str | None = None,
+        write_concern: str | int | None = None,
     ) -> None:
         if connection is None and session is None:
             raise MongoUnitOfWorkError(
@@ -135,6 +139,7 @@ class MongoUnitOfWork:
         self._connection = connection if connection is not None else _connection_for_session(session)
         self._given_session = session
         self.require_replica_set = require_replica_set
+        self._concerns = self._connection.transaction_concerns(read_concern, write_concern)
         self._session: Any = None
         self._transactional = False
         self._active = False
@@ -165,6 +170,9 @@ class MongoUnitOfWork:
     def _adapter(self) -> DriverAdapter:
         return self._connection.driver()
 
+    async def _start_transaction(self) -> None:
+        await self._adapter().start_transaction(self._session, *self._concerns)
+
     # --- lifecycle ---------------------------------------------------------------
     async def __aenter__(self) -> MongoUnitOfWork:
         await self.begin()
@@ -177,6 +185,10 @@ class MongoUnitOfWork:
         """Check transaction support, get the session and start the transaction."""
         if self._active:
             raise MongoUnitOfWorkError("this unit of work is already active; use a new one per block")
+        with call(self._connection, "starting a unit of work", MongoUnitOfWorkError):
+            await self._begin()
+
+    async def _begin(self) -> None:
         supports = await self._connection.supports_transactions()
         if not supports:
             self._refuse_or_warn()
@@ -195,7 +207,7 @@ class MongoUnitOfWork:
                 self._session = await adapter.start_session(self._connection.client)
             self._transactional = True
             try:
-                await adapter.start_transaction(self._session)
+                await self._start_transaction()
             except BaseException:
                 await self._end_own_session()
                 self._session, self._transactional = None, False
@@ -277,16 +289,20 @@ class MongoUnitOfWork:
             await self.rollback()
             raise MongoUnitOfWorkError(f"cannot commit: {reason}; the unit of work was rolled back")
         if self._transactional:
-            await self._commit_with_retry(time_limit)
+            with call(self._connection, "committing the unit of work", MongoUnitOfWorkError):
+                await self._commit_with_retry(time_limit)
         hooks, self._commit_hooks = self._commit_hooks, []
         self._rollback_hooks.clear()
         if self._transactional:
-            await self._adapter().start_transaction(self._session)
+            await self._start_transaction()
         await self._run_commit_hooks(hooks)
 
     async def _commit_with_retry(self, time_limit: float) -> None:
         adapter = self._adapter()
         started = time.monotonic()
+        bound = self._connection.operation_timeout
+        if bound is not None:
+            time_limit = min(time_limit, bound)
         while True:
             try:
                 await adapter.commit_transaction(self._session)
@@ -303,8 +319,11 @@ class MongoUnitOfWork:
                 await self._abort_quietly()
                 await self._run_rollback_hooks()
                 self._commit_hooks.clear()
-                await adapter.start_transaction(self._session)
-                raise MongoUnitOfWorkError(f"transaction commit failed: {exc}") from exc
+                await self._start_transaction()
+                error = translate(exc, "committing the unit of work", MongoUnitOfWorkError)
+                if error is None or isinstance(error, VersionMismatchError):
+                    error = MongoUnitOfWorkError(f"transaction commit failed: {exc}")
+                raise error from exc
 
     async def rollback(self) -> None:
         """Abort the transaction (discarding commit hooks) and start a fresh one.
@@ -319,7 +338,7 @@ class MongoUnitOfWork:
             if adapter.in_transaction(self._session):
                 await self._abort_quietly()
             await self._run_rollback_hooks()
-            await adapter.start_transaction(self._session)
+            await self._start_transaction()
         else:
             self._rollback_hooks.clear()
 
@@ -384,6 +403,7 @@ class MongoUnitOfWork:
         aborted (rollback hooks restore in-memory aggregate versions), and ``fn`` runs
         again after a jittered exponential backoff, for at most ``time_limit`` seconds.
         ``fn`` must therefore be safe to repeat: load what it changes inside the block.
+        The whole run, retries included, is bounded by the connection's ``operation_timeout``.
         Any other exception aborts and propagates. Works on a fresh unit of work (then
         ``run`` enters and leaves it itself) or on an entered one; in the latter case
         commit first anything done before ``run``, since a retry aborts it with the
@@ -392,6 +412,13 @@ class MongoUnitOfWork:
         if not self._active:
             async with self:
                 return await self.run(fn, time_limit=time_limit)
+        bound = self._connection.operation_timeout
+        if bound is not None:
+            time_limit = min(time_limit, bound)
+        with deadline(self._connection):  # errors of fn are the caller's: not translated
+            return await self._run(fn, time_limit)
+
+    async def _run(self, fn: Callable[[MongoUnitOfWork], Awaitable[R]], time_limit: float) -> R:
         started = time.monotonic()
         attempt = 0
         while True:

@@ -1,0 +1,255 @@
+"""Every public operation is time-bounded and raises only library errors: with the server
+stalled (SIGSTOP), dead (killed), busy with a user pattern, or blocked by an orphaned
+transaction. Each test starts its own server process, so stopping it harms nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from cqrs_ddd_persistence_mongo import MongoConnectionManager, MongoEventStore, MongoRepository, StoredEvent
+from cqrs_ddd_persistence_mongo.connection import time_limit
+from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
+from cqrs_ddd_persistence_mongo.embedded import _SERVER_PROCESS
+from cqrs_ddd_persistence_mongo.exceptions import (
+    MongoConnectionError,
+    MongoPersistenceError,
+    OperationTimedOut,
+)
+from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, handles
+from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
+
+from ._store_calls import Order, Stores, every_call, make_stores, public_methods, seed
+
+BOUND = 1.5  # seconds: the operation_timeout these tests configure
+SLACK = 2.0  # scheduling on a loaded 2-core machine, plus connection set-up
+#: calls made of several store calls, each bounded on its own (the projection engine's
+#: run_once: read the checkpoint and the events, write the batch); value: how many bounds
+COMPOSITE = {"ProjectionRunner.run_once": 2}
+
+
+def _limit(name: str) -> float:
+    return COMPOSITE.get(name, 1) * BOUND + SLACK
+
+if os.environ.get("MONGODB_URL"):
+    pytestmark = pytest.mark.skip(reason="these tests start, stop and kill their own server process")
+
+
+class Counting(Projection):
+    collections = ("counts",)
+
+    def new_document(self, collection: str, doc_id: Any, event: Any) -> dict[str, Any]:
+        return {"n": 0}
+
+    @handles("Placed", collection="counts", key=lambda event: event.aggregate_id)
+    def count(self, doc: dict[str, Any], event: Any) -> None:
+        doc["n"] += 1
+
+
+RUST_SERVER = shutil.which("secantusd-rs") or os.path.expanduser("~/.cargo/bin/secantusd-rs")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start(kind: str, tmp_path: Any) -> subprocess.Popen[str]:
+    if kind == "embedded":
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SERVER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
+        return process
+    port = _free_port()
+    process = subprocess.Popen(
+        [RUST_SERVER, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(tmp_path), "--cache-size", "256M"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    process.url = f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture(params=["embedded", "rust"])
+def server(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[subprocess.Popen[str]]:
+    """A fresh server in a child process of this test (its URL as ``process.url``): the
+    embedded one, and the Rust one when ``secantusd-rs`` is installed."""
+    if request.param == "rust" and not os.path.exists(RUST_SERVER):
+        pytest.skip("secantusd-rs is not installed")
+    process = _start(request.param, tmp_path)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(params=["pymongo", "motor"])
+async def bounded(request: pytest.FixtureRequest, server: subprocess.Popen[str]) -> AsyncIterator[MongoConnectionManager]:
+    connection = MongoConnectionManager(
+        url=server.url, database="bounds", driver=request.param, operation_timeout=BOUND  # type: ignore[attr-defined]
+    )
+    await connection.connect()
+    try:
+        yield connection
+    finally:
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGCONT)
+        await connection.disconnect()
+
+
+def walk(stores: Stores) -> dict[str, Any]:
+    calls = every_call(stores)
+    calls["OutboxPublisher.run_once"] = lambda: _publish_once(stores)
+    calls["ProjectionRunner.run_once"] = lambda: _project_once(stores)
+    return calls
+
+
+async def _publish_once(stores: Stores) -> Any:
+    from cqrs_ddd_persistence_mongo import OutboxPublisher
+
+    async def publish(message: Any) -> None:
+        return None
+
+    return await OutboxPublisher(stores.outbox, publish=publish).run_once()
+
+
+async def _project_once(stores: Stores) -> Any:
+    runner = ProjectionRunner(stores.events, stores.positions, [Counting()], connection=stores.connection)
+    return await runner.run_once(batch_size=100)
+
+
+async def _timed(call: Any) -> tuple[float, BaseException | None]:
+    started = time.monotonic()
+    try:
+        await call()
+    except Exception as exc:  # noqa: BLE001 - inspected by the test
+        return time.monotonic() - started, exc
+    return time.monotonic() - started, None
+
+
+async def _walk_all(stores: Stores) -> dict[str, tuple[float, BaseException | None]]:
+    calls = walk(stores)
+    results = await asyncio.gather(*(_timed(call) for call in calls.values()))
+    return dict(zip(calls, results))
+
+
+def test_the_walk_covers_every_public_store_method() -> None:
+    walked = {name.split("(")[0] for name in every_call(None)}  # type: ignore[arg-type]
+    assert public_methods() - walked == set()
+
+
+async def test_a_stalled_server_fails_every_operation_within_the_bound(
+    bounded: MongoConnectionManager, server: subprocess.Popen[str]
+) -> None:
+    stores = make_stores(bounded)
+    await seed(stores)
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        results = await _walk_all(stores)
+        started = time.monotonic()
+        with pytest.raises((OperationTimedOut, MongoConnectionError)):
+            with time_limit(0.5):  # a caller's shorter deadline wins over the connection's
+                await stores.repo.get("o2")
+        caller_bound = time.monotonic() - started
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert caller_bound < 0.5 + SLACK
+    problems = []
+    for name, (elapsed, error) in results.items():
+        if not isinstance(error, MongoPersistenceError):
+            problems.append(f"{name}: {'returned' if error is None else repr(error)[:200]}")
+        elif not isinstance(error, (OperationTimedOut, MongoConnectionError)):
+            problems.append(f"{name}: {type(error).__name__} is neither OperationTimedOut nor ConnectionFailed")
+        if elapsed > _limit(name):
+            problems.append(f"{name}: took {elapsed:.1f}s with a {BOUND}s bound")
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_dead_server_gives_only_library_errors_within_the_bound(
+    bounded: MongoConnectionManager, server: subprocess.Popen[str]
+) -> None:
+    stores = make_stores(bounded)
+    await seed(stores)
+    server.kill()
+    server.wait(timeout=30)
+    results = await _walk_all(stores)
+    problems = [
+        f"{name}: {'returned' if error is None else repr(error)[:200]}"
+        for name, (elapsed, error) in results.items()
+        if not isinstance(error, MongoPersistenceError)
+    ]
+    problems += [f"{name}: took {elapsed:.1f}s" for name, (elapsed, _) in results.items() if elapsed > _limit(name)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "operator, pattern", [("like", "%a%a%a%a%a%a%a%b"), ("regex", "^(a+)+b"), ("regex", "(a|a?)+b")]
+)
+async def test_user_patterns_run_under_the_bound(server: subprocess.Popen[str], operator: str, pattern: str) -> None:
+    connection = MongoConnectionManager(url=server.url, database="patterns", operation_timeout=BOUND)  # type: ignore[attr-defined]
+    async with connection:
+        repo: MongoRepository[Order, str] = MongoRepository(connection, "orders", Order)
+        await repo.add_many([Order(id=f"o{i}", customer_id="a" * 28 + "c") for i in range(300)])
+        spec = SpecificationBuilder().where("customer_id", operator, pattern).build()
+        started = time.monotonic()
+        try:
+            found = await (await repo.search(spec))
+        except OperationTimedOut:
+            found = None
+        took = time.monotonic() - started
+        assert took < BOUND + SLACK
+        assert found in (None, [])
+        # a per-search bound overrides the connection's (a server with a linear-time regex
+        # engine answers before it)
+        started = time.monotonic()
+        try:
+            await (await repo.search(spec, timeout=0.3))
+            timed_out = False
+        except OperationTimedOut:
+            timed_out = True
+        assert time.monotonic() - started < 0.3 + SLACK
+        assert timed_out or took < 0.3 + SLACK
+
+
+async def test_an_orphaned_transaction_cannot_block_appends_indefinitely(server: subprocess.Popen[str]) -> None:
+    """A client that dies inside an appending transaction holds the position counter; a plain
+    append then fails (or succeeds) within the bound instead of waiting for the server to
+    expire the transaction."""
+    url = server.url  # type: ignore[attr-defined]
+    orphan = MongoConnectionManager(url=url, database="orphan", operation_timeout=30)
+    victim = MongoConnectionManager(url=url, database="orphan", operation_timeout=BOUND)
+    async with orphan, victim:
+        orphan_store, store = MongoEventStore(orphan), MongoEventStore(victim)
+        await store.ensure_indexes()
+        uow = MongoUnitOfWork(connection=orphan)
+        await uow.begin()
+        await orphan_store.append(StoredEvent(event_type="X", aggregate_id="held", version=1), uow=uow)
+        started = time.monotonic()
+        try:
+            await store.append(StoredEvent(event_type="X", aggregate_id="free", version=1))
+        except MongoPersistenceError:
+            pass
+        assert time.monotonic() - started < BOUND + SLACK
+        await uow.close()

@@ -67,13 +67,13 @@ async def gap_safe_batches(
         cursor = collection.find({"position": {"$gt": after}}, sort=[("position", 1)], batch_size=batch_size)
         expected = after + 1
         hole: tuple[int, int] | None = None
+        batch: list[StoredEvent] = []
         try:
             while hole is None:
                 with guard():
                     docs = await fetch(cursor, batch_size)
                 if not docs:
                     break
-                batch: list[StoredEvent] = []
                 for doc in docs:
                     found = doc["position"]
                     if found != expected:
@@ -83,12 +83,15 @@ async def gap_safe_batches(
                     expected = found + 1
                     if not is_gap(doc):
                         batch.append(decode(doc))
-                if batch:
-                    yield batch
+                        if len(batch) >= batch_size:
+                            yield batch
+                            batch = []
         finally:
             closing = cursor.close()
             if inspect.isawaitable(closing):
                 await closing
+        if batch:
+            yield batch
         with guard():
             if hole is None:
                 head = await reserved_head()

@@ -26,7 +26,8 @@ fn contains_key(py: Python<'_>, key: &Bound<'_, PyAny>, path: &Path<'_>) -> PyRe
 }
 
 /// Conditions (pushed on `out`) that the value at `prefix` contains `val`; `shown` names the
-/// place in the value for messages.
+/// place in the value for messages. `depth` counts dict levels (lists cannot nest directly,
+/// so every second call at most adds one).
 fn contains<'py>(
     py: Python<'py>,
     prefix: &str,
@@ -36,16 +37,16 @@ fn contains<'py>(
     depth: usize,
     out: &mut Vec<Bound<'py, PyDict>>,
 ) -> PyResult<()> {
-    if depth > MAX_DEPTH {
-        return Err(spec_error(
-            py,
-            path,
-            format!(
-                "operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{shown}'"
-            ),
-        ));
-    }
     if let Ok(d) = val.downcast::<PyDict>() {
+        if depth > MAX_DEPTH {
+            return Err(spec_error(
+                py,
+                path,
+                format!(
+                    "operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{shown}'"
+                ),
+            ));
+        }
         if d.is_empty() {
             return Err(spec_error(
                 py,
@@ -110,7 +111,7 @@ fn contains_list<'py>(
     }
     for (index, document) in documents.iter().enumerate() {
         let mut inner = Vec::new();
-        contains(py, "", document, &format!("{shown}[{index}]"), path, depth + 1, &mut inner)?;
+        contains(py, "", document, &format!("{shown}[{index}]"), path, depth, &mut inner)?;
         let matched = one_or_group(py, intern!(py, "$and"), inner)?;
         out.push(field_cond(py, prefix, intern!(py, "$elemMatch"), matched)?);
     }

@@ -253,7 +253,12 @@ fn required<'py>(py: Python<'py>, op: &str, d: &Bound<'py, PyDict>, name: &str, 
 }
 
 /// (center coordinates, radius in radians) of a dwithin / distance_lt value.
-fn circle<'py>(py: Python<'py>, op: &str, val: &Bound<'py, PyAny>, path: &Path<'_>) -> PyResult<(Bound<'py, PyAny>, f64)> {
+fn circle<'py>(
+    py: Python<'py>,
+    op: &str,
+    val: &Bound<'py, PyAny>,
+    path: &Path<'_>,
+) -> PyResult<(Bound<'py, PyAny>, f64)> {
     if let Some(items) = as_items(val) {
         let [center, radius] = items.as_slice() else {
             let problem = format!("operator '{op}' expects {CIRCLE_FORMS}, got a list of {} item(s)", items.len());

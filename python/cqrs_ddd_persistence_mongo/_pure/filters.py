@@ -320,12 +320,14 @@ def _contains_key(key: Any, path: str) -> str:
 def _contains(prefix: str, val: Any, where: str, path: str, depth: int, out: list[dict[str, Any]]) -> None:
     """Conditions (appended to ``out``) that the value at ``prefix`` contains ``val`` as jsonb
     ``@>`` does: a dict's keys are contained recursively, every element of a list is contained
-    in some element of an array, scalars compare equal (MongoDB's equality)."""
-    if depth > MAX_DEPTH:
-        raise _error(
-            path, f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{where}'"
-        )
+    in some element of an array, scalars compare equal (MongoDB's equality). ``depth`` counts
+    dict levels (lists cannot nest directly, so every second call at most adds one)."""
     if isinstance(val, dict):
+        if depth > MAX_DEPTH:
+            raise _error(
+                path,
+                f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{where}'",
+            )
         if not dict.__len__(val):
             raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {val!r}")
         for key, item in stored(val).items():
@@ -355,7 +357,7 @@ def _contains_list(prefix: str, items: list[Any], where: str, path: str, depth: 
         out.append({prefix: {"$all": scalars}})
     for index, document in enumerate(documents):
         inner: list[dict[str, Any]] = []
-        _contains("", document, f"{where}[{index}]", path, depth + 1, inner)
+        _contains("", document, f"{where}[{index}]", path, depth, inner)
         out.append({prefix: {"$elemMatch": inner[0] if len(inner) == 1 else {"$and": inner}}})
 
 

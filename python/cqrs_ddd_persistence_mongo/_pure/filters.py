@@ -436,9 +436,9 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
     if op in STRING_OPS:
         return _compile_string(field, op, _need_str(op, val, path), path)
     if op == "json_contains":
-        parts: list[dict[str, Any]] = []
-        _contains(field, val, field, path, 1, parts)
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        conditions: list[dict[str, Any]] = []
+        _contains(field, val, field, path, 1, conditions)
+        return conditions[0] if len(conditions) == 1 else {"$and": conditions}
     if op in ("json_has_key", "json_path_exists"):
         key = _need_str(op, val, path)
         if op == "json_path_exists" and key.startswith("$."):

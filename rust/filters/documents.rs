@@ -68,8 +68,8 @@ fn contains<'py>(
     Ok(())
 }
 
-/// A list: the field is an array holding every scalar (`$all`) and, for each dict, an
-/// element containing it (`$elemMatch`, relative paths).
+/// A list, as one condition: the field is an array holding every scalar and, for each dict,
+/// an element containing it (`$all` of `$elemMatch`es when there is more than one test).
 fn contains_list<'py>(
     py: Python<'py>,
     prefix: &str,
@@ -101,21 +101,60 @@ fn contains_list<'py>(
         if !scalars.is_empty() {
             cond.set_item(intern!(py, "$all"), PyList::new(py, scalars)?)?;
         }
-        let outer = PyDict::new(py);
-        outer.set_item(prefix, cond)?;
-        out.push(outer);
+        out.push(field_cond_dict(py, prefix, cond)?);
         return Ok(());
     }
-    if !scalars.is_empty() {
-        out.push(field_cond(py, prefix, intern!(py, "$all"), PyList::new(py, scalars)?)?);
+    let mut matches = Vec::with_capacity(scalars.len() + documents.len());
+    for scalar in scalars {
+        let eq = PyDict::new(py);
+        eq.set_item(intern!(py, "$eq"), scalar)?;
+        matches.push(elem_match(py, eq)?);
     }
     for (index, document) in documents.iter().enumerate() {
-        let mut inner = Vec::new();
-        contains(py, "", document, &format!("{shown}[{index}]"), path, depth, &mut inner)?;
-        let matched = one_or_group(py, intern!(py, "$and"), inner)?;
-        out.push(field_cond(py, prefix, intern!(py, "$elemMatch"), matched)?);
+        let query = element_query(py, document, &format!("{shown}[{index}]"), path, depth)?;
+        matches.push(elem_match(py, query)?);
     }
+    if matches.len() == 1 {
+        if let Some(only) = matches.pop() {
+            out.push(field_cond_dict(py, prefix, only)?);
+            return Ok(());
+        }
+    }
+    out.push(field_cond(py, prefix, intern!(py, "$all"), PyList::new(py, matches)?)?);
     Ok(())
+}
+
+fn elem_match<'py>(py: Python<'py>, query: Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "$elemMatch"), query)?;
+    Ok(d)
+}
+
+fn field_cond_dict<'py>(py: Python<'py>, field: &str, cond: Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    let outer = PyDict::new(py);
+    outer.set_item(PyString::new(py, field), cond)?;
+    Ok(outer)
+}
+
+/// The `$elemMatch` query of an array element containing `document`: one document of field
+/// tests (an `$and` there is not accepted by every server). Keys are single segments, so no
+/// path is tested twice.
+fn element_query<'py>(
+    py: Python<'py>,
+    document: &Bound<'py, PyAny>,
+    shown: &str,
+    path: &Path<'_>,
+    depth: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut conditions = Vec::new();
+    contains(py, "", document, shown, path, depth, &mut conditions)?;
+    let query = PyDict::new(py);
+    for condition in conditions {
+        for (key, test) in condition.iter() {
+            query.set_item(key, test)?;
+        }
+    }
+    Ok(query)
 }
 
 fn key_list<'py>(py: Python<'py>, op: &str, val: &Bound<'py, PyAny>, path: &Path<'_>) -> PyResult<Vec<String>> {

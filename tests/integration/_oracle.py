@@ -312,6 +312,18 @@ def random_leaf(rng: random.Random) -> dict[str, Any]:
     return node
 
 
+# checked on every dataset: the shapes that need more than one test on one array
+FIXED_LEAVES: list[dict[str, Any]] = [
+    {"attr": "items", "op": "json_contains", "val": [{"k": 1}, {"w": "red"}]},
+    {"attr": "items", "op": "json_contains", "val": [{"k": 1, "w": "ab"}, "red", 2]},
+    {"attr": "items", "op": "json_contains", "val": [{"tags": ["red", "blue"]}, {"sub": {"x": 1}}]},
+    {"attr": "items", "op": "json_contains", "val": ["red"]},
+    {"attr": "tags", "op": "json_has_all", "val": ["red", "blue"]},
+    {"attr": "items", "op": "json_has_any", "val": ["k", "red"]},
+    {"attr": "meta", "op": "json_has_key", "val": "sub.x"},
+    {"attr": "tags", "op": "in", "val": "red"},
+]
+
 LEAF_OPS = [
     "eq", "ne", "gt", "gte", "lt", "lte", "=", "!=", ">", ">=", "<", "<=",
     "in", "not_in", "all", "between", "not_between",

@@ -11,7 +11,7 @@ import pytest
 
 from cqrs_ddd_persistence_mongo import _accel
 
-from ._oracle import LEAF_OPS, evaluate, random_doc, random_spec
+from ._oracle import FIXED_LEAVES, LEAF_OPS, evaluate, random_doc, random_spec
 
 DATASETS = 3
 SPECS_PER_DATASET = 100
@@ -45,6 +45,9 @@ async def test_random_specifications_agree_with_oracle(pymongo_connection: Any) 
         for _ in range(SPECS_PER_DATASET):
             spec = random_spec(rng, rng.randint(0, 4))
             await _check(collection, docs, spec)
+        for leaf in FIXED_LEAVES:
+            await _check(collection, docs, leaf)
+            await _check(collection, docs, {"op": "not", "conditions": [leaf]})
         # every leaf operator at least once per dataset, on its own and negated
         for op in LEAF_OPS:
             leaf = None

@@ -74,10 +74,9 @@ def test_json_contains_takes_lists() -> None:
     assert compile_filter(leaf("tags", "json_contains", [])) == {"tags": {"$type": "array"}}
     items = [{"sku": "a", "qty": 2}, "gift"]
     assert compile_filter(leaf("order.items", "json_contains", items)) == {
-        "$and": [
-            {"order.items": {"$all": ["gift"]}},
-            {"order.items": {"$elemMatch": {"$and": [{"sku": {"$eq": "a"}}, {"qty": {"$eq": 2}}]}}},
-        ]
+        "order.items": {
+            "$all": [{"$elemMatch": {"$eq": "gift"}}, {"$elemMatch": {"sku": {"$eq": "a"}, "qty": {"$eq": 2}}}]
+        }
     }
     nested = {"lines": [{"tags": ["x"]}]}
     assert compile_filter(leaf("m", "json_contains", nested)) == {
@@ -93,6 +92,7 @@ def test_json_contains_takes_lists() -> None:
         ([{"$where": 1}], "may not start with '$'"),
         ([{}], "expects a non-empty dict"),
         ({"l": [re.compile("a")]}, "regular expression object"),
+        ([{"a.b": 1}], "may not contain '.'"),
     ],
 )
 def test_json_contains_lists_are_checked(val: Any, problem: str) -> None:

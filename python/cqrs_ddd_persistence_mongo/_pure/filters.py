@@ -342,6 +342,8 @@ def _contains(prefix: str, val: Any, where: str, path: str, depth: int, out: lis
 
 
 def _contains_list(prefix: str, items: list[Any], where: str, path: str, depth: int, out: list[dict[str, Any]]) -> None:
+    """One condition: the field is an array holding every scalar and, for each document, an
+    element containing it (``$all`` of ``$elemMatch``es when there is more than one test)."""
     scalars = [item for item in items if not isinstance(item, (dict, list, tuple))]
     documents = [item for item in items if isinstance(item, dict)]
     if len(scalars) + len(documents) != len(items):
@@ -353,12 +355,19 @@ def _contains_list(prefix: str, items: list[Any], where: str, path: str, depth: 
             cond["$all"] = scalars
         out.append({prefix: cond})
         return
-    if scalars:
-        out.append({prefix: {"$all": scalars}})
+    matches: list[dict[str, Any]] = [{"$elemMatch": {"$eq": scalar}} for scalar in scalars]
     for index, document in enumerate(documents):
-        inner: list[dict[str, Any]] = []
-        _contains("", document, f"{where}[{index}]", path, depth, inner)
-        out.append({prefix: {"$elemMatch": inner[0] if len(inner) == 1 else {"$and": inner}}})
+        matches.append({"$elemMatch": _element_query(document, f"{where}[{index}]", path, depth)})
+    out.append({prefix: matches[0] if len(matches) == 1 else {"$all": matches}})
+
+
+def _element_query(document: dict[str, Any], where: str, path: str, depth: int) -> dict[str, Any]:
+    """The ``$elemMatch`` query of an array element containing ``document``: one document of
+    field tests (an ``$and`` there is not accepted by every server). Keys are single segments,
+    so no path is tested twice."""
+    conditions: list[dict[str, Any]] = []
+    _contains("", document, where, path, depth, conditions)
+    return {key: test for condition in conditions for key, test in condition.items()}
 
 
 def _has_keys(field: str, keys: list[str], any_key: bool) -> dict[str, Any]:

@@ -143,7 +143,7 @@ impl Op {
     /// Whether the compiled condition may be an `$and` / `$or` group (so a parent group
     /// must look inside before flattening it).
     pub fn may_emit_group(self) -> bool {
-        matches!(self, Op::JsonContains | Op::JsonHasAny | Op::JsonHasAll | Op::In | Op::All)
+        matches!(self, Op::JsonContains | Op::JsonHasKey | Op::JsonHasAny | Op::JsonHasAll | Op::In | Op::All)
     }
 }
 

@@ -60,7 +60,8 @@ fn sort_item(py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<(String, i64)>
     Ok((name, direction))
 }
 
-/// `"-created_at,name"` / `["-created_at", ("name", 1)]` -> `[("created_at", -1), ("name", 1)]`.
+/// `"-created_at,name"` / `["-created_at", ("name", 1)]` -> `[("created_at", -1), ("name", 1)]`;
+/// every string, alone or in a list, may name several fields separated by commas.
 #[pyfunction]
 pub fn compile_sort<'py>(py: Python<'py>, order_by: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
     guarded(ErrorKind::Specification, || {
@@ -68,13 +69,23 @@ pub fn compile_sort<'py>(py: Python<'py>, order_by: &Bound<'py, PyAny>) -> PyRes
         if order_by.is_none() {
             return Ok(out);
         }
-        let items: Vec<Bound<'py, PyAny>> = if let Ok(s) = order_by.downcast::<PyString>() {
-            s.to_str()?.split(',').map(|p| PyString::new(py, p).into_any()).collect()
+        let given: Vec<Bound<'py, PyAny>> = if order_by.is_instance_of::<PyString>() {
+            vec![order_by.clone()]
         } else if let Some(items) = as_items(order_by) {
             items
         } else {
             return Err(sort_error(py, order_by, "expected a string or a list of fields".to_owned()));
         };
+        // a string item may name several fields: "-created_at,name"
+        let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(given.len());
+        for item in given {
+            match item.downcast::<PyString>() {
+                Ok(s) if s.to_str()?.contains(',') => {
+                    items.extend(s.to_str()?.split(',').map(|p| PyString::new(py, p).into_any()));
+                }
+                _ => items.push(item),
+            }
+        }
         let mut seen: Vec<String> = Vec::with_capacity(items.len());
         for item in &items {
             let (name, direction) = sort_item(py, item)?;

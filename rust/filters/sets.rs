@@ -1,4 +1,5 @@
-//! Set operators (in, not_in, all) and ranges (between, not_between).
+//! Set operators (in, not_in, all: a list, or one value meaning a list of one) and ranges
+//! (between, not_between).
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -10,7 +11,8 @@ use super::Leaf;
 /// in / not_in / all. Documents inside `$in`/`$nin`/`$all` would be read as operators, so
 /// a list holding one is spelled as one `$eq` per value instead.
 fn membership<'py>(py: Python<'py>, leaf: &Leaf<'_, 'py>, op: Op) -> PyResult<Bound<'py, PyDict>> {
-    let items = need_list(py, leaf.name, &leaf.val, leaf.path)?;
+    // a single value means a list of one
+    let items = as_items(&leaf.val).unwrap_or_else(|| vec![leaf.val.clone()]);
     no_regex_elements(py, leaf.name, &items, leaf.path)?;
     if items.iter().any(|i| i.is_instance_of::<PyDict>()) {
         let mut parts = Vec::with_capacity(items.len());

@@ -4,7 +4,10 @@ generators of datasets and specifications for the correctness oracle.
 Independent of the compiler: it reads the specification tree, never the compiled filter.
 Rules modelled: path traversal into documents, array fields match when the array itself or
 one element matches, null matches a missing field, comparisons only within one type bracket
-(numbers, strings), ``$size`` on the array itself, documents compare in key order.
+(numbers, strings), ``$size`` on the array itself, documents compare in key order; the json
+operators with PostgreSQL jsonb meaning (``?|`` / ``?&``: keys of an object or string
+elements of an array; ``@>``: every element of a list contained in some element of the array,
+dict keys recursively, scalars by MongoDB equality).
 """
 
 from __future__ import annotations
@@ -113,12 +116,13 @@ def evaluate(node: dict[str, Any], doc: dict[str, Any]) -> bool:
         return not _eq(value, val)
     if op in ("gt", "gte", "lt", "lte"):
         return _cmp(value, op, val)
-    if op == "in":
-        return any(_eq(value, x) for x in val)
-    if op == "not_in":
-        return not any(_eq(value, x) for x in val)
-    if op == "all":
-        return bool(val) and all(_eq(value, x) for x in val)
+    if op in ("in", "not_in", "all"):
+        items = val if isinstance(val, list) else [val]
+        if op == "in":
+            return any(_eq(value, x) for x in items)
+        if op == "not_in":
+            return not any(_eq(value, x) for x in items)
+        return bool(items) and all(_eq(value, x) for x in items)
     if op == "between":
         return _cmp(value, "gte", val[0]) and _cmp(value, "lte", val[1])
     if op == "not_between":
@@ -151,28 +155,40 @@ def evaluate(node: dict[str, Any], doc: dict[str, Any]) -> bool:
         pattern = re.compile(val, re.IGNORECASE if op == "iregex" else 0)
         return any(pattern.search(s) for s in strings)
     if op == "json_contains":
-        return _contains(doc, field, val)
-    if op in ("json_has_key", "json_path_exists"):
-        key = val[2:] if op == "json_path_exists" and val.startswith("$.") else val
+        return _contains(doc, field.split("."), val)
+    if op == "json_path_exists":
+        key = val[2:] if val.startswith("$.") else val
         return _resolve(doc, f"{field}.{key}".split(".")) is not _MISSING
-    if op in ("json_has_any", "json_has_all"):
-        hits = [_resolve(doc, f"{field}.{k}".split(".")) is not _MISSING for k in val]
-        return any(hits) if op == "json_has_any" else all(hits)
+    if op in ("json_has_key", "json_has_any", "json_has_all"):
+        keys = val if isinstance(val, list) else [val]
+        hits = [_has_key(value, k) for k in keys]
+        return all(hits) if op == "json_has_all" else any(hits)
     if op == "size":
         return isinstance(value, list) and len(value) == val
     raise AssertionError(f"oracle has no rule for {op}")
 
 
-def _contains(doc: dict[str, Any], field: str, val: dict[str, Any]) -> bool:
-    for key, item in val.items():
-        sub = f"{field}.{key}"
+def _has_key(value: Any, key: str) -> bool:
+    """jsonb ``value ? key`` (a key may be a dot path into nested objects)."""
+    if isinstance(value, dict):
+        return _resolve(value, key.split(".")) is not _MISSING
+    if isinstance(value, list):
+        return any(isinstance(e, str) and e == key for e in value)
+    return isinstance(value, str) and value == key
+
+
+def _contains(doc: Any, parts: list[str], val: Any) -> bool:
+    """The value at ``parts`` of ``doc`` contains ``val`` (jsonb ``@>``, MongoDB equality)."""
+    if isinstance(val, dict):
+        return all(_contains(doc, parts + key.split("."), item) for key, item in val.items())
+    value = _resolve(doc, parts)
+    if not isinstance(val, list):
+        return _eq(value, val)
+    if not isinstance(value, list):
+        return False
+    for item in val:
         if isinstance(item, dict):
-            if not _contains(doc, sub, item):
-                return False
-            continue
-        value = _resolve(doc, sub.split("."))
-        if isinstance(item, list):
-            if not (item and all(_eq(value, x) for x in item)):
+            if not any(isinstance(e, dict) and _contains(e, [], item) for e in value):
                 return False
         elif not _eq(value, item):
             return False
@@ -183,6 +199,7 @@ def _contains(doc: dict[str, Any], field: str, val: dict[str, Any]) -> bool:
 WORDS = ["a", "ab", "Ab", "abc", "b.c", "a%b", "x_y", "a*", "(p)", "$gt", "AB c", "", "5", "a\\b"]
 NUMBERS = [-3, -1, 0, 1, 2, 2.5, 5, 7]
 TAGS = ["red", "green", "blue", "Red"]
+ITEMS: list[Any] = [{"k": 1, "w": "ab"}, {"k": 2}, {"w": "red", "sub": {"x": 1}}, "red", 2, {"tags": ["red", "blue"]}]
 
 
 def _scalar(rng: random.Random) -> Any:
@@ -204,6 +221,15 @@ def random_doc(rng: random.Random, i: int) -> dict[str, Any]:
             ]
         ),
         "e": lambda: rng.choice(["", [], {}, None, "x", [None], [""], [[]], 0]),
+        "items": lambda: rng.choice(
+            [
+                rng.sample(ITEMS, rng.randint(0, len(ITEMS))),
+                rng.sample(ITEMS, rng.randint(0, 2)),
+                {"k": rng.choice(NUMBERS), "w": "red"},
+                "red",
+                None,
+            ]
+        ),
     }
     for name, make in choices.items():
         if rng.random() < 0.85:
@@ -211,7 +237,7 @@ def random_doc(rng: random.Random, i: int) -> dict[str, Any]:
     return doc
 
 
-FIELDS = ["n", "s", "tags", "meta", "meta.k", "meta.w", "meta.sub.x", "e", "missing"]
+FIELDS = ["n", "s", "tags", "meta", "meta.k", "meta.w", "meta.sub.x", "e", "items", "missing"]
 REGEXES = ["^a", "b$", "a.b", "[ab]+c", "A|B", "x*", "\\d", "^$", "c\\.?"]
 LIKES = ["a%", "%b", "a_c", "%.%", "_", "%", "a\\%b", "A%", "x\\_y"]
 
@@ -226,8 +252,12 @@ def random_leaf(rng: random.Random) -> dict[str, Any]:
         node["val"] = rng.choice([rng.choice(NUMBERS), rng.choice(WORDS)])
     elif op in ("in", "not_in"):
         node["val"] = [_scalar(rng) for _ in range(rng.randint(0, 3))] + rng.choice([[], [rng.choice(TAGS)], [[]], [{"$ne": 1}]])
+        if rng.random() < 0.25:
+            node["val"] = rng.choice([_scalar(rng), rng.choice(TAGS)])
     elif op == "all":
-        node["val"] = rng.choice([[rng.choice(TAGS) for _ in range(rng.randint(0, 2))], [rng.choice(NUMBERS)], [{"k": 1}]])
+        node["val"] = rng.choice(
+            [[rng.choice(TAGS) for _ in range(rng.randint(0, 2))], [rng.choice(NUMBERS)], [{"k": 1}], rng.choice(TAGS), rng.choice(NUMBERS)]
+        )
     elif op in ("between", "not_between"):
         if rng.random() < 0.7:
             lo, hi = sorted(rng.sample(NUMBERS, 2))
@@ -245,18 +275,54 @@ def random_leaf(rng: random.Random) -> dict[str, Any]:
         if choice != "absent":
             node["val"] = choice
     elif op == "json_contains":
-        node["attr"] = "meta"
-        node["val"] = rng.choice([{"k": rng.choice(NUMBERS)}, {"sub": {"x": rng.choice(NUMBERS)}}, {"w": rng.choice(WORDS), "k": 1}, {"k": None}])
+        # dict values only on "meta" (the oracle does not traverse arrays of documents by path)
+        node["attr"] = rng.choice(["meta", "items", "tags", "n"])
+        lists = [rng.sample(TAGS, rng.randint(0, 2)), [rng.choice(NUMBERS)], rng.choice(TAGS)]
+        if node["attr"] == "items":
+            lists += [
+                rng.sample(ITEMS, rng.randint(0, 2)),
+                [{"k": rng.choice([1, 2])}],
+                [{"k": 1, "w": rng.choice(["ab", "red"])}, "red"],
+                [{"sub": {"x": 1}}, {"tags": [rng.choice(TAGS)]}],
+            ]
+        node["val"] = rng.choice(lists)
+        if node["attr"] == "meta":
+            node["val"] = rng.choice(
+                [
+                    {"k": rng.choice(NUMBERS)},
+                    {"sub": {"x": rng.choice(NUMBERS)}},
+                    {"w": rng.choice(WORDS), "k": 1},
+                    {"k": None},
+                    node["val"],
+                ]
+            )
     elif op in ("json_has_key", "json_path_exists"):
-        node["attr"] = rng.choice(["meta", "n"])
-        node["val"] = rng.choice(["k", "w", "sub.x", "nope"] + (["$.sub.x", "$.k"] if op == "json_path_exists" else []))
+        # a path traverses arrays of documents, which the oracle does not model
+        node["attr"] = rng.choice(["meta", "n"] if op == "json_path_exists" else ["meta", "n", "tags", "items", "s"])
+        # "0" names an array index to a path (json_path_exists), never to jsonb's "?"
+        keys = ["$.sub.x", "$.k"] if op == "json_path_exists" else ["0"]
+        node["val"] = rng.choice(["k", "w", "sub.x", "nope", "red", "ab", *keys])
     elif op in ("json_has_any", "json_has_all"):
-        node["attr"] = "meta"
-        node["val"] = rng.sample(["k", "w", "sub", "nope"], rng.randint(1, 3))
+        node["attr"] = rng.choice(["meta", "meta", "tags", "items", "s"])
+        node["val"] = rng.sample(["k", "w", "sub", "nope", "red", "blue", "0", "ab"], rng.randint(1, 3))
+        if rng.random() < 0.2:
+            node["val"] = node["val"][0]
     elif op == "size":
         node["val"] = rng.randint(0, 3)
     return node
 
+
+# checked on every dataset: the shapes that need more than one test on one array
+FIXED_LEAVES: list[dict[str, Any]] = [
+    {"attr": "items", "op": "json_contains", "val": [{"k": 1}, {"w": "red"}]},
+    {"attr": "items", "op": "json_contains", "val": [{"k": 1, "w": "ab"}, "red", 2]},
+    {"attr": "items", "op": "json_contains", "val": [{"tags": ["red", "blue"]}, {"sub": {"x": 1}}]},
+    {"attr": "items", "op": "json_contains", "val": ["red"]},
+    {"attr": "tags", "op": "json_has_all", "val": ["red", "blue"]},
+    {"attr": "items", "op": "json_has_any", "val": ["k", "red"]},
+    {"attr": "meta", "op": "json_has_key", "val": "sub.x"},
+    {"attr": "tags", "op": "in", "val": "red"},
+]
 
 LEAF_OPS = [
     "eq", "ne", "gt", "gte", "lt", "lte", "=", "!=", ">", ">=", "<", "<=",

@@ -11,7 +11,7 @@ import pytest
 
 from cqrs_ddd_persistence_mongo import _accel
 
-from ._oracle import LEAF_OPS, evaluate, random_doc, random_spec
+from ._oracle import FIXED_LEAVES, LEAF_OPS, evaluate, random_doc, random_spec
 
 DATASETS = 3
 SPECS_PER_DATASET = 100
@@ -45,6 +45,9 @@ async def test_random_specifications_agree_with_oracle(pymongo_connection: Any) 
         for _ in range(SPECS_PER_DATASET):
             spec = random_spec(rng, rng.randint(0, 4))
             await _check(collection, docs, spec)
+        for leaf in FIXED_LEAVES:
+            await _check(collection, docs, leaf)
+            await _check(collection, docs, {"op": "not", "conditions": [leaf]})
         # every leaf operator at least once per dataset, on its own and negated
         for op in LEAF_OPS:
             leaf = None
@@ -75,3 +78,47 @@ async def test_group_semantics_on_server(real_connection: Any) -> None:
         compiled = _accel.compile_filter(spec)
         got = sorted([d["_id"] async for d in collection.find(compiled)])
         assert got == expected, (spec, compiled)
+
+
+def _point(lng: float, lat: float) -> dict[str, Any]:
+    return {"type": "Point", "coordinates": [lng, lat]}
+
+
+@pytest.mark.integration
+async def test_original_geometry_forms_select_what_the_documented_forms_select(real_connection: Any) -> None:
+    """``{'$geometry': g}``, ``[[lng, lat], radians]`` and ``{'coordinates', 'maxDistance'}``
+    select on the server exactly what the bare GeoJSON / ``{'geometry', 'distance'}`` forms do."""
+    collection = real_connection.db()["places"]
+    await collection.create_index([("loc", "2dsphere")])
+    spots = [(10.75, 59.91), (5.32, 60.39), (10.39, 63.43), (18.95, 69.65), (12.57, 55.68), (-0.13, 51.51)]
+    await collection.insert_many([{"_id": i, "loc": _point(*p)} for i, p in enumerate(spots)])
+    box = {"type": "Polygon", "coordinates": [[[4, 57], [13, 57], [13, 65], [4, 65], [4, 57]]]}
+    oslo, meters = [10.75, 59.91], 450_000
+    radians = meters / 6378100.0
+    cases = [
+        ({"attr": "loc", "op": "within", "val": box}, {"attr": "loc", "op": "within", "val": {"$geometry": box}}, [0, 1, 2]),
+        (
+            {"attr": "loc", "op": "intersects", "val": box},
+            {"attr": "loc", "op": "intersects", "val": {"$geometry": box}},
+            [0, 1, 2],
+        ),
+        (
+            {"attr": "loc", "op": "dwithin", "val": {"geometry": _point(*oslo), "distance": meters}},
+            {"attr": "loc", "op": "dwithin", "val": [oslo, radians]},
+            [0, 1, 2],
+        ),
+        (
+            {"attr": "loc", "op": "distance_lt", "val": {"geometry": _point(*oslo), "distance": meters}},
+            {"attr": "loc", "op": "distance_lt", "val": {"type": "Point", "coordinates": oslo, "maxDistance": meters}},
+            [0, 1, 2],
+        ),
+        (
+            {"attr": "loc", "op": "near", "val": {"geometry": _point(*oslo), "max_distance": meters}},
+            {"attr": "loc", "op": "near", "val": {"coordinates": oslo, "maxDistance": meters}},
+            [0, 1, 2],
+        ),
+    ]
+    for documented, original, expected in cases:
+        for name, compile_filter in _compilers():
+            got = [sorted([d["_id"] async for d in collection.find(compile_filter(spec))]) for spec in (documented, original)]
+            assert got == [expected, expected], (name, original)

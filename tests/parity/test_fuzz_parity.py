@@ -131,7 +131,22 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     )
 
 
-values = st.one_of(scalars, deep_values(), st.recursive(scalars, _containers, max_leaves=12))
+POINT = {"type": "Point", "coordinates": [1, 2]}
+GEO_VALUES = [
+    LyingDict({"$geometry": POINT}),
+    {"$geometry": LyingDict(POINT)},
+    {"type": LyingStr("Point"), "coordinates": [LyingInt(5), 2**200]},
+    {"type": "Point", "coordinates": [LyingInt(2**70), float("-inf")]},
+    {"type": "Point", "coordinates": [Decimal("1"), 2]},
+    [[LyingInt(1), 2.0], LyingInt(2**70)],
+    [[1, 2], Decimal("NaN")],
+    LyingDict({"coordinates": [1, 2], "maxDistance": LyingInt(-5)}),
+    {"coordinates": (1, 2), "maxDistance": 2**200, "minDistance": True},
+    {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]], "crs": LyingDict(type="name", properties={"name": "x"})},
+    [LyingDict(k=1), "a", None],
+    LyingDict(l=[LyingDict(x=[1, LyingStr("$a")])]),
+]
+values = st.one_of(scalars, deep_values(), st.recursive(scalars, _containers, max_leaves=12), st.sampled_from(GEO_VALUES))
 wide = st.lists(scalars, min_size=200, max_size=400)
 documents = st.one_of(
     st.dictionaries(st.sampled_from(ODD_KEYS), values, max_size=5),
@@ -140,7 +155,10 @@ documents = st.one_of(
     deep_values(),
 )
 
-OPS = ["eq", "in", "json_contains", "json_has_key", "startswith", "size", "dwithin", "regex", ">=", "bogus", "not_in"]
+OPS = [
+    "eq", "in", "json_contains", "json_has_key", "startswith", "size", "dwithin", "regex", ">=", "bogus", "not_in",
+    "all", "json_has_any", "json_has_all", "within", "intersects", "near", "distance_lt",
+]
 leaves = st.fixed_dictionaries(
     {"attr": st.sampled_from(ODD_KEYS), "op": st.sampled_from(OPS + [LyingStr("eq"), 3]), "val": values}
 ) | st.fixed_dictionaries({"attr": st.sampled_from(ODD_KEYS), "op": st.sampled_from(OPS)}).map(LyingDict)

@@ -204,3 +204,11 @@ async def test_repository_search_speaks_model_field_names(real_connection: Any) 
     assert first is not None and first.id in ("order-28", "order-29")
     rows = await (await repo.search(options=QueryOptions().with_fields("total").with_ordering("id").with_pagination(limit=2)))
     assert rows == [{"_id": "order-00", "total": 0.0}, {"_id": "order-01", "total": 10.0}]
+
+
+@pytest.mark.integration
+async def test_repository_search_orders_by_a_comma_separated_string(real_connection: Any) -> None:
+    """The documented comma form orders by every field named, model names renamed (``id``)."""
+    repo = await _order_repo(real_connection)
+    options = QueryOptions().with_ordering("status,-id").with_pagination(limit=3)
+    assert [o.id for o in await (await repo.search(options=options))] == ["order-28", "order-26", "order-24"]

@@ -16,6 +16,7 @@ from cqrs_ddd_persistence_mongo.query_builder import MongoQueryBuilder
 P = {"type": "Point", "coordinates": [10, 20]}
 POLY = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
 EMPTY = [None, "", [], {}]
+NOT_ARRAY = {"$not": {"$type": "array"}}
 
 
 def leaf(attr: str, op: str, *val: Any) -> dict[str, Any]:
@@ -57,10 +58,19 @@ def leaf(attr: str, op: str, *val: Any) -> dict[str, Any]:
         (leaf("a", "is_not_null"), {"a": {"$ne": None}}),
         (leaf("a", "is_empty"), {"a": {"$in": EMPTY}}),
         (leaf("a", "is_not_empty", True), {"a": {"$nin": EMPTY}}),
-        (leaf("m", "json_contains", {"k": 1, "s": {"x": [1, 2]}}), {"$and": [{"m.k": {"$eq": 1}}, {"m.s.x": {"$all": [1, 2]}}]}),
-        (leaf("m", "json_has_key", "k"), {"m.k": {"$exists": True}}),
-        (leaf("m", "json_has_any", ["k", "w"]), {"$or": [{"m.k": {"$exists": True}}, {"m.w": {"$exists": True}}]}),
-        (leaf("m", "json_has_all", ["k", "w"]), {"$and": [{"m.k": {"$exists": True}}, {"m.w": {"$exists": True}}]}),
+        (
+            leaf("m", "json_contains", {"k": 1, "s": {"x": [1, 2]}}),
+            {"$and": [{"m.k": {"$eq": 1}}, {"m.s.x": {"$type": "array", "$all": [1, 2]}}]},
+        ),
+        (leaf("m", "json_has_key", "k"), {"$or": [{"m.k": {"$exists": True}, "m": NOT_ARRAY}, {"m": {"$in": ["k"]}}]}),
+        (
+            leaf("m", "json_has_any", ["k", "w"]),
+            {"$or": [{"m.k": {"$exists": True}, "m": NOT_ARRAY}, {"m.w": {"$exists": True}, "m": NOT_ARRAY}, {"m": {"$in": ["k", "w"]}}]},
+        ),
+        (
+            leaf("m", "json_has_all", ["k", "w"]),
+            {"$or": [{"m.k": {"$exists": True}, "m.w": {"$exists": True}, "m": NOT_ARRAY}, {"m": {"$all": ["k", "w"]}}]},
+        ),
         (leaf("m", "json_path_exists", "$.a.b"), {"m.a.b": {"$exists": True}}),
         (leaf("t", "size", 2), {"t": {"$size": 2}}),
         (leaf("g", "within", POLY), {"g": {"$geoWithin": {"$geometry": POLY}}}),

@@ -167,7 +167,62 @@ def _flag(op: str, val: Any, path: str) -> bool:
     raise _error(path, f"operator '{op}' takes no value or True/False, got {_type_name(val)}")
 
 
+GEO_NESTING = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
+GEO_KEYS_HINT = "only 'type', 'coordinates' and 'crs' are allowed, optionally wrapped as {'$geometry': ...}"
+CRS_SHAPE = "GeoJSON 'crs' must be {'type': 'name', 'properties': {'name': '...'}} (the only CRS MongoDB accepts)"
+CIRCLE_FORMS = "{'geometry': Point, 'distance': meters}, {'coordinates': [lng, lat], 'maxDistance': meters} or [[lng, lat], radians]"
+
+
+def _items(val: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """The stored items of a list or tuple (a subclass's own iteration is not asked)."""
+    return list(list.__iter__(val)) if isinstance(val, list) else list(tuple.__iter__(val))
+
+
+def _coordinate(val: Any, where: str, path: str) -> None:
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise _error(path, f"GeoJSON '{where}' must be a number, got {_type_name(val)}")
+    try:
+        number = float(val)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise _error(path, f"GeoJSON '{where}' must be a finite number, got {val!r}")
+
+
+def _coordinates(val: Any, levels: int, where: str, path: str) -> None:
+    """``val`` is a position ([lng, lat, ...] numbers) nested ``levels`` lists deep."""
+    if not isinstance(val, (list, tuple)):
+        raise _error(path, f"GeoJSON '{where}' must be a list, got {_type_name(val)}")
+    items = _items(val)
+    if levels == 0:
+        if len(items) < 2:
+            raise _error(path, f"GeoJSON '{where}' must be a position [lng, lat], got {len(items)} value(s)")
+        for index, item in enumerate(items):
+            _coordinate(item, f"{where}[{index}]", path)
+        return
+    for index, item in enumerate(items):
+        _coordinates(item, levels - 1, f"{where}[{index}]", path)
+
+
+def _crs(val: Any, path: str) -> dict[str, Any]:
+    """A clean copy of MongoDB's one custom CRS (``{'type': 'name', 'properties': {'name': ...}}``)."""
+    if isinstance(val, dict):
+        val = stored(val)
+        props = val.get("properties")
+        if set(val) == {"type", "properties"} and isinstance(props, dict):
+            props = stored(props)
+            kind, name = val["type"], props.get("name")
+            if isinstance(kind, str) and text_of(kind) == "name" and set(props) == {"name"} and isinstance(name, str):
+                return {"type": "name", "properties": {"name": name}}
+    raise _error(path, CRS_SHAPE)
+
+
 def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A clean copy of a GeoJSON geometry given bare or as ``{'$geometry': geometry}``."""
+    if isinstance(val, dict):
+        val = stored(val)
+        if "$geometry" in val and len(val) == 1:
+            val = val["$geometry"]
     if not isinstance(val, dict):
         raise _error(
             path,
@@ -177,10 +232,7 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
     val = stored(val)
     for key in val:
         if key not in ("type", "coordinates", "crs"):
-            raise _error(
-                path,
-                f"GeoJSON geometry has unexpected key {key!r}; only 'type', 'coordinates' and 'crs' are allowed",
-            )
+            raise _error(path, f"GeoJSON geometry has unexpected key {key!r}; {GEO_KEYS_HINT}")
     kind = val.get("type")
     if not isinstance(kind, str) or kind not in allowed:
         raise _error(
@@ -188,11 +240,10 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
             f"operator '{op}' expects a GeoJSON geometry of type {' or '.join(allowed)}, got type {kind!r}",
         )
     coordinates = val.get("coordinates")
-    if not isinstance(coordinates, (list, tuple)):
-        raise _error(path, f"GeoJSON 'coordinates' must be a list, got {_type_name(coordinates)}")
+    _coordinates(coordinates, GEO_NESTING[text_of(kind)], "coordinates", path)
     geometry = {"type": kind, "coordinates": coordinates}
     if "crs" in val:
-        geometry["crs"] = val["crs"]
+        geometry["crs"] = _crs(val["crs"], path)
     return geometry
 
 
@@ -208,38 +259,133 @@ def _payload(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str
     return val
 
 
-def _json_contains(field: str, val: Any, path: str, depth: int, out: list[dict[str, Any]]) -> None:
-    if depth > MAX_DEPTH:
-        raise _error(
-            path, f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{field}'"
-        )
-    if not isinstance(val, dict) or not dict.__len__(val):
-        raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {val!r}")
-    val = stored(val)
-    for key, item in val.items():
-        if not isinstance(key, str):
-            raise _error(path, f"operator 'json_contains' expects string keys, got {key!r}")
-        text = text_of(key)
-        problem = "empty segment" if text == "" else key_problem(text)
-        if problem is not None:
-            raise _error(path, f"invalid key {key!r} in 'json_contains': {problem}")
-        sub = f"{field}.{text}"
-        if isinstance(item, dict):
-            _json_contains(sub, item, path, depth + 1, out)
-        elif isinstance(item, (list, tuple)):
-            items = list(item)
-            for element in items:
-                if isinstance(element, (dict, list, tuple)):
-                    raise _error(path, "operator 'json_contains' supports lists of scalars only")
-            _no_regex_elements("json_contains", items, path)
-            out.append({sub: {"$all": items}})
-        else:
-            _no_regex_elements("json_contains", [item], path)
-            out.append({sub: {"$eq": item}})
+def _point_form(op: str, val: dict[str, Any], path: str, allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The original library's ``{'coordinates': [lng, lat], 'maxDistance': m, ...}`` form:
+    (the Point geometry, the payload with the distance keys)."""
+    for key in val:
+        if key not in allowed:
+            raise _error(path, f"operator '{op}' got unexpected key {key!r}; allowed: {', '.join(allowed)}")
+    point = _geometry(op, {"type": val.get("type", "Point"), "coordinates": val["coordinates"]}, path, GEO_POINT)
+    return point, val
+
+
+def _circle(op: str, val: Any, path: str) -> tuple[Any, float]:
+    """(center coordinates, radius in radians) of a dwithin / distance_lt value."""
+    if isinstance(val, (list, tuple)):
+        items = _items(val)
+        if len(items) != 2:
+            raise _error(path, f"operator '{op}' expects {CIRCLE_FORMS}, got a list of {len(items)} item(s)")
+        _coordinates(items[0], 0, "[0]", path)
+        return items[0], _need_number(op, "radius", items[1], path)
+    if isinstance(val, dict) and "coordinates" in stored(val):
+        point, payload = _point_form(op, stored(val), path, ("type", "coordinates", "maxDistance"))
+        if "maxDistance" not in payload:
+            raise _error(path, f"operator '{op}' needs a 'maxDistance' in meters")
+        meters = _need_number(op, "maxDistance", payload["maxDistance"], path)
+        return point["coordinates"], meters / EARTH_RADIUS_M
+    payload = _payload(op, val, path, ("geometry", "distance"))
+    point = _geometry(op, payload["geometry"], path, GEO_POINT)
+    if "distance" not in payload:
+        raise _error(path, f"operator '{op}' needs a 'distance' in meters")
+    meters = _need_number(op, "distance", payload["distance"], path)
+    return point["coordinates"], meters / EARTH_RADIUS_M
+
+
+def _near(op: str, val: Any, path: str) -> dict[str, Any]:
+    if isinstance(val, dict) and "coordinates" in stored(val):
+        allowed = ("type", "coordinates", "maxDistance", "minDistance")
+        point, payload = _point_form(op, stored(val), path, allowed)
+        names = ("maxDistance", "minDistance")
+    else:
+        payload = _payload(op, val, path, ("geometry", "max_distance", "min_distance"))
+        point = _geometry(op, payload["geometry"], path, GEO_POINT)
+        names = ("max_distance", "min_distance")
+    near: dict[str, Any] = {"$geometry": point}
+    for name, key in zip(names, ("$maxDistance", "$minDistance")):
+        if name in payload:
+            near[key] = _need_number(op, name, payload[name], path)
+    return near
+
+
+def _contains_key(key: Any, path: str) -> str:
+    if not isinstance(key, str):
+        raise _error(path, f"operator 'json_contains' expects string keys, got {key!r}")
+    text = text_of(key)
+    problem = "empty segment" if text == "" else key_problem(text)
+    if problem is not None:
+        raise _error(path, f"invalid key {key!r} in 'json_contains': {problem}")
+    return text
+
+
+def _contains(prefix: str, val: Any, where: str, path: str, depth: int, out: list[dict[str, Any]]) -> None:
+    """Conditions (appended to ``out``) that the value at ``prefix`` contains ``val`` as jsonb
+    ``@>`` does: a dict's keys are contained recursively, every element of a list is contained
+    in some element of an array, scalars compare equal (MongoDB's equality). ``depth`` counts
+    dict levels (lists cannot nest directly, so every second call at most adds one)."""
+    if isinstance(val, dict):
+        if depth > MAX_DEPTH:
+            raise _error(
+                path,
+                f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{where}'",
+            )
+        if not dict.__len__(val):
+            raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {val!r}")
+        for key, item in stored(val).items():
+            text = _contains_key(key, path)
+            sub = f"{prefix}.{text}" if prefix else text
+            _contains(sub, item, f"{where}.{text}", path, depth + 1, out)
+    elif isinstance(val, (list, tuple)):
+        _contains_list(prefix, _items(val), where, path, depth, out)
+    else:
+        _no_regex_elements("json_contains", [val], path)
+        out.append({prefix: {"$eq": val}})
+
+
+def _contains_list(prefix: str, items: list[Any], where: str, path: str, depth: int, out: list[dict[str, Any]]) -> None:
+    """One condition: the field is an array holding every scalar and, for each document, an
+    element containing it (``$all`` of ``$elemMatch``es when there is more than one test)."""
+    scalars = [item for item in items if not isinstance(item, (dict, list, tuple))]
+    documents = [item for item in items if isinstance(item, dict)]
+    if len(scalars) + len(documents) != len(items):
+        raise _error(path, f"operator 'json_contains' does not support arrays nested in arrays (at '{where}')")
+    _no_regex_elements("json_contains", scalars, path)
+    if not documents:
+        cond: dict[str, Any] = {"$type": "array"}
+        if scalars:
+            cond["$all"] = scalars
+        out.append({prefix: cond})
+        return
+    matches: list[dict[str, Any]] = [{"$elemMatch": {"$eq": scalar}} for scalar in scalars]
+    for index, document in enumerate(documents):
+        matches.append({"$elemMatch": _element_query(document, f"{where}[{index}]", path, depth)})
+    out.append({prefix: matches[0] if len(matches) == 1 else {"$all": matches}})
+
+
+def _element_query(document: dict[str, Any], where: str, path: str, depth: int) -> dict[str, Any]:
+    """The ``$elemMatch`` query of an array element containing ``document``: one document of
+    field tests (an ``$and`` there is not accepted by every server). Keys are single segments,
+    so no path is tested twice."""
+    conditions: list[dict[str, Any]] = []
+    _contains("", document, where, path, depth, conditions)
+    return {key: test for condition in conditions for key, test in condition.items()}
+
+
+def _has_keys(field: str, keys: list[str], any_key: bool) -> dict[str, Any]:
+    """jsonb ``?|`` / ``?&``: the keys exist in the object at ``field`` (not in an array's
+    documents), or are string elements of the array at ``field`` (or the string itself)."""
+    not_array = {"$not": {"$type": "array"}}
+    if any_key:
+        parts: list[dict[str, Any]] = [{f"{field}.{key}": {"$exists": True}, field: not_array} for key in keys]
+    else:
+        together: dict[str, Any] = {f"{field}.{key}": {"$exists": True} for key in keys}
+        together[field] = not_array
+        parts = [together]
+    parts.append({field: {"$in" if any_key else "$all": keys}})
+    return {"$or": parts}
 
 
 def _key_list(op: str, val: Any, path: str) -> list[str]:
-    keys = _need_list(op, val, path)
+    keys = _items(val) if isinstance(val, (list, tuple)) else [val]
     if not keys:
         raise _error(path, f"operator '{op}' needs at least one key")
     for key in keys:
@@ -280,7 +426,7 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
             raise _error(path, f"operator '{op}' cannot compare with None; use is_null / is_not_null")
         return {field: {"$" + op: val}}
     if op in ("in", "not_in", "all"):
-        items = _need_list(op, val, path)
+        items = _items(val) if isinstance(val, (list, tuple)) else [val]
         _no_regex_elements(op, items, path)
         if any(isinstance(item, dict) for item in items):
             # documents inside $in/$nin/$all would be read as operators ($elemMatch, "cannot
@@ -299,9 +445,9 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
     if op in STRING_OPS:
         return _compile_string(field, op, _need_str(op, val, path), path)
     if op == "json_contains":
-        parts: list[dict[str, Any]] = []
-        _json_contains(field, val, path, 1, parts)
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        conditions: list[dict[str, Any]] = []
+        _contains(field, val, field, path, 1, conditions)
+        return conditions[0] if len(conditions) == 1 else {"$and": conditions}
     if op in ("json_has_key", "json_path_exists"):
         key = _need_str(op, val, path)
         if op == "json_path_exists" and key.startswith("$."):
@@ -309,12 +455,11 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
         problem = field_path_problem(key)
         if problem is not None:
             raise _error(path, f"operator '{op}': {problem}")
-        return {f"{field}.{key}": {"$exists": True}}
+        if op == "json_path_exists":
+            return {f"{field}.{key}": {"$exists": True}}
+        return _has_keys(field, [key], True)
     if op in ("json_has_any", "json_has_all"):
-        parts = [{f"{field}.{key}": {"$exists": True}} for key in _key_list(op, val, path)]
-        if len(parts) == 1:
-            return parts[0]
-        return {"$or" if op == "json_has_any" else "$and": parts}
+        return _has_keys(field, _key_list(op, val, path), op == "json_has_any")
     if op == "size":
         if isinstance(val, bool) or not isinstance(val, int) or val < 0:
             raise _error(path, f"operator 'size' expects an integer >= 0, got {val!r}")
@@ -327,22 +472,12 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
         cond = {field: {"$geoIntersects": {"$geometry": geometry}}}
         return cond if op == "intersects" else {"$nor": [cond]}
     if op in ("dwithin", "distance_lt"):
-        payload = _payload(op, val, path, ("geometry", "distance"))
-        point = _geometry(op, payload["geometry"], path, GEO_POINT)
-        if "distance" not in payload:
-            raise _error(path, f"operator '{op}' needs a 'distance' in meters")
-        meters = _need_number(op, "distance", payload["distance"], path)
-        return {field: {"$geoWithin": {"$centerSphere": [point["coordinates"], meters / EARTH_RADIUS_M]}}}
+        center, radians = _circle(op, val, path)
+        return {field: {"$geoWithin": {"$centerSphere": [center, radians]}}}
     if op == "near":
         if not top:
             raise _nested_only_top(op, path)
-        payload = _payload(op, val, path, ("geometry", "max_distance", "min_distance"))
-        near: dict[str, Any] = {"$geometry": _geometry(op, payload["geometry"], path, GEO_POINT)}
-        if "max_distance" in payload:
-            near["$maxDistance"] = _need_number(op, "max_distance", payload["max_distance"], path)
-        if "min_distance" in payload:
-            near["$minDistance"] = _need_number(op, "min_distance", payload["min_distance"], path)
-        return {field: {"$near": near}}
+        return {field: {"$near": _near(op, val, path)}}
     if op in ("fts", "fts_phrase"):
         if not top:
             raise _nested_only_top(op, path)
@@ -521,12 +656,16 @@ def _sort_item(item: Any) -> tuple[str, int]:
 
 
 def compile_sort(order_by: Any) -> list[tuple[str, int]]:
-    """``"-created_at,name"`` / ``["-created_at", ("name", 1)]`` -> ``[("created_at", -1), ("name", 1)]``."""
+    """``"-created_at,name"`` / ``["-created_at", ("name", 1)]`` -> ``[("created_at", -1), ("name", 1)]``;
+    every string, alone or in a list, may name several fields separated by commas."""
     if order_by is None:
         return []
-    items = text_of(order_by).split(",") if isinstance(order_by, str) else order_by
-    if not isinstance(items, (list, tuple)):
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    elif not isinstance(order_by, (list, tuple)):
         raise _sort_error(order_by, "expected a string or a list of fields")
+    # a string item may name several fields: "-created_at,name"
+    items = [part for item in order_by for part in (text_of(item).split(",") if isinstance(item, str) else [item])]
     out: list[tuple[str, int]] = []
     seen: set[str] = set()
     for item in items:

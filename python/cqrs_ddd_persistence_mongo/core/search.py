@@ -176,11 +176,15 @@ def rename_tree(
     return tree
 
 
+def _renamed_order_field(text: str, names: Mapping[str, str]) -> str:
+    text = text.strip()
+    sign = text[:1] if text[:1] in ("-", "+") else ""
+    return sign + _renamed(text[len(sign):], names)
+
+
 def _renamed_order(item: Any, names: Mapping[str, str]) -> Any:
-    if isinstance(item, str):
-        text = item.strip()
-        sign = text[:1] if text[:1] in ("-", "+") else ""
-        return sign + _renamed(text[len(sign):], names)
+    if isinstance(item, str):  # one field or several, "-created_at,id"
+        return ",".join(_renamed_order_field(part, names) for part in item.split(","))
     if isinstance(item, (list, tuple)) and len(item) == 2:
         return (_renamed(item[0], names), item[1])
     return item

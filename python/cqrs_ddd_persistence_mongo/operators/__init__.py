@@ -57,7 +57,8 @@ def compile_string(field: str, op: Any, value: str) -> dict[str, Any]:
 
 
 def compile_set(field: str, op: Any, value: Any) -> dict[str, Any]:
-    """in not_in all between not_between -> ``$in`` / ``$nin`` / ``$all`` / ``$gte``+``$lte``."""
+    """in not_in all between not_between -> ``$in`` / ``$nin`` / ``$all`` / ``$gte``+``$lte``
+    (in / not_in / all take a list or one value)."""
     return _compile("set", field, op, value)
 
 
@@ -67,12 +68,15 @@ def compile_null(field: str, op: Any, value: Any = _MISSING) -> dict[str, Any]:
 
 
 def compile_jsonb(field: str, op: Any, value: Any) -> dict[str, Any]:
-    """Document operators -> dot-notation ``$eq`` / ``$all`` / ``$exists``, ``$size``."""
+    """Document operators with PostgreSQL jsonb meaning -> dot-notation ``$eq``, ``$all`` /
+    ``$elemMatch`` for lists, ``$exists`` / ``$in`` for keys, ``$size``."""
     return _compile("jsonb", field, op, value)
 
 
 def compile_geometry(field: str, op: Any, value: Any) -> dict[str, Any]:
-    """GeoJSON operators -> ``$geoWithin`` / ``$geoIntersects`` / ``$near`` (2dsphere index)."""
+    """GeoJSON operators -> ``$geoWithin`` / ``$geoIntersects`` / ``$near`` (2dsphere index);
+    geometries bare or as ``{"$geometry": g}``, circles also as ``[[lng, lat], radians]`` or
+    ``{"coordinates": [lng, lat], "maxDistance": meters}``."""
     return _compile("geometry", field, op, value)
 
 

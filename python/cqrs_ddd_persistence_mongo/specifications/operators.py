@@ -15,6 +15,9 @@ class SpecificationOperator(str, Enum):
     GTE = "gte"
     LT = "lt"
     LTE = "lte"
+    # the original library's names of gte / lte (aliases: the same members)
+    GE = "gte"
+    LE = "lte"
     # sets
     IN = "in"
     NOT_IN = "not_in"
@@ -65,6 +68,12 @@ class SpecificationOperator(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    @classmethod
+    def _missing_(cls, value: object) -> SpecificationOperator | None:
+        """``SpecificationOperator(">=")`` is ``GTE``: the symbols name their operators."""
+        name = ALIASES.get(value) if isinstance(value, str) else None
+        return cls(name) if name is not None else None
 
 
 ALIASES: dict[str, str] = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}

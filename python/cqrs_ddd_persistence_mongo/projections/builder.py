@@ -34,9 +34,8 @@ from typing import Any
 
 import bson
 from pymongo import InsertOne, ReplaceOne
-from pymongo.errors import BulkWriteError, PyMongoError
-
 from .. import _accel
+from .._gateway import call
 from ..exceptions import ProjectionError
 from .applier import POSITION_FIELD, BatchOutcome, addressed, apply_batch, canonical, id_key, stopped_error
 from .base import Projection
@@ -91,7 +90,7 @@ class ShadowBuilder:
         *,
         position: int,
         resumed: bool,
-        to_list: Any,
+        connection: Any,
         dead_letters: DeadLetters,
         partition: Partition = WHOLE,
         options: BuildOptions = BuildOptions(),
@@ -109,7 +108,7 @@ class ShadowBuilder:
         self.consumed = 0
         self.dead_letters = dead_letters
         self._resumed = resumed
-        self._to_list = to_list
+        self.connection = connection
         self._clock = clock
         self._docs: dict[str, dict[Any, dict[str, Any]]] = {c: {} for c in projection.collections}
         self._dirty: dict[str, set[Any]] = {c: set() for c in projection.collections}
@@ -146,6 +145,8 @@ class ShadowBuilder:
             while pending is not None:
                 batch = await pending
                 pending = None
+                if _cancel_requested():  # the driver may finish a read that a cancel hit
+                    raise asyncio.CancelledError()
                 if not batch:
                     break
                 if upto is not None and batch[-1].position >= upto:
@@ -273,7 +274,7 @@ class ShadowBuilder:
                 wanted[collection] = missing
         if not wanted:
             return
-        loaded = await load_documents(self.db, wanted, self.physical, to_list=self._to_list)
+        loaded = await load_documents(self.db, wanted, self.physical, connection=self.connection)
         for collection, docs in loaded.items():
             self._docs.setdefault(collection, {}).update(docs)
             self._stored.setdefault(collection, set()).update(docs)
@@ -320,19 +321,16 @@ class ShadowBuilder:
 
     async def _write(self, collection: str, models: list[Any]) -> None:
         target = self.db[self.physical.get(collection, collection)]
-        try:
+        what = f"writing the rebuilt documents into '{target.name}' (run the rebuild again to resume)"
+        with call(self.connection, what, ProjectionError):
             await target.bulk_write(models, ordered=False)
-        except BulkWriteError as exc:
-            first = (exc.details.get("writeErrors") or [{}])[0]
-            raise ProjectionError(
-                f"writing the rebuilt documents into '{target.name}' failed: {first.get('errmsg', exc)}; "
-                "run the rebuild again to resume from its last checkpoint"
-            ) from exc
-        except PyMongoError as exc:
-            raise ProjectionError(
-                f"writing the rebuilt documents into '{target.name}' failed: {exc}; "
-                "run the rebuild again to resume from its last checkpoint"
-            ) from exc
+
+
+def _cancel_requested() -> bool:
+    """True when this task was asked to stop (Ctrl-C) but the cancel did not land."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 async def _next(batches: AsyncIterator[list[Any]]) -> list[Any] | None:

@@ -117,6 +117,7 @@ class ShadowBuilder:
         self._last_flush = clock()
         self._evicted = False
         self._flushed = (position, 0)  # (position, consumed) at the last flush
+        self._saved: int | None = None  # the checkpoint this builder last saved
         self._plans: dict[str, _Plan] = {}
 
     # --- the loop -------------------------------------------------------------------------
@@ -310,7 +311,9 @@ class ShadowBuilder:
             stored.update(keys)
             written += len(models)
             keys.clear()
-        await self.positions.save_position(self.checkpoint, self.position)
+        if written or self._saved != self.position:
+            await self.positions.save_position(self.checkpoint, self.position)
+            self._saved = self.position
         self._flushed = (self.position, self.consumed)
         self._last_flush = self._clock()
         if evict:

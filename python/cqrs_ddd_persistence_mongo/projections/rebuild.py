@@ -146,7 +146,7 @@ class Rebuild:
             self._refuse_to_shrink(counts)
             if self.before_swap is not None:
                 self.before_swap(covered + builder.consumed, counts)
-            swapped = await self._swap(shadow, await self._collection_names())
+            swapped = await self._swap(shadow, set(shadow.values()))  # created or found at the start
             await self._finish(checkpoint, builder.position)
         if reporter is not None:
             reporter.finish()
@@ -178,13 +178,14 @@ class Rebuild:
 
     async def _counts(self, shadow: dict[str, str]) -> list[SwapCount]:
         """Documents per collection, from the collections' metadata (no scan)."""
-        counts = []
-        for live, physical in shadow.items():
+        async def count(live: str, physical: str) -> SwapCount:
             with call(self.connection, f"counting the documents of '{live}' before the swap", ProjectionError):
-                rebuilt = await self.db[physical].estimated_document_count()
-                current = await self.db[live].estimated_document_count()
-            counts.append(SwapCount(live, rebuilt, current))
-        return counts
+                rebuilt, current = await asyncio.gather(
+                    self.db[physical].estimated_document_count(), self.db[live].estimated_document_count()
+                )
+            return SwapCount(live, rebuilt, current)
+
+        return list(await asyncio.gather(*(count(live, physical) for live, physical in shadow.items())))
 
     def _refuse_to_shrink(self, counts: list[SwapCount]) -> None:
         if self.allow_empty:

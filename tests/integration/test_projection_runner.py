@@ -649,3 +649,34 @@ async def test_a_write_conflict_in_a_batch_transaction_stays_transient_so_the_un
 
     counts = await MongoUnitOfWork(connection=stores.connection).run(batch)
     assert attempts == 2 and counts.inserted == 1
+
+
+class HalfDoneThenFails(OrderSummaryProjection):
+    """Mutates the document, then fails: once for ``flaky`` (a retry succeeds), always for ``poison``."""
+
+    max_retries = 1
+
+    def __init__(self, flaky: str, poison: str) -> None:
+        self.flaky, self.poison, self.failed = flaky, poison, 0
+
+    def on_OrderShipped(self, doc: dict[str, Any], event: Any) -> None:
+        if event.aggregate_id == self.poison or (event.aggregate_id == self.flaky and not self.failed):
+            self.failed += 1
+            doc["half_done"] = True  # a half-done mutation must never reach the read model
+            raise ValueError("cannot ship this one")
+        super().on_OrderShipped(doc, event)
+
+
+@pytest.mark.parametrize("memory_budget", [1, 256 * 1024 * 1024], ids=["flush per batch", "one flush"])
+async def test_a_handler_failing_in_a_fresh_rebuild_gets_the_careful_fold(stores: Stores, memory_budget: int) -> None:
+    history = list(order_history(60, 5, concurrent=20))
+    await stores.append(history)
+    shipped = [e.aggregate_id for e in history if e.event_type == "OrderShipped"]
+    flaky, poison = shipped[len(shipped) // 2], shipped[-1]
+    runner = stores.runner(HalfDoneThenFails(flaky, poison))
+    report = await runner.rebuild("order_summary", batch_size=50, memory_budget=memory_budget)
+    assert report.events == len(history)
+    parked = await runner.dead_letters.list_parked("order_summary")
+    assert [(p["aggregate_id"], p["attempts"]) for p in parked] == [(poison, 2)]
+    expected = fold_orders(e for e in history if not (e.aggregate_id == poison and e.event_type == "OrderShipped"))
+    assert differences(expected, await read_model(stores.connection.db())) == []

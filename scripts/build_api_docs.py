@@ -25,6 +25,7 @@ MODULES = [
     f"{PACKAGE}.exceptions",
     f"{PACKAGE}.indexes",
     f"{PACKAGE}.operators",
+    f"{PACKAGE}.projections",
 ]
 
 

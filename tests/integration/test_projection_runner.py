@@ -8,14 +8,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.advanced import MongoProjectionPositionStore
 from cqrs_ddd_persistence_mongo.advanced.bulk_upserts import build_upserts, write_upserts
 from cqrs_ddd_persistence_mongo.core import MongoEventStore
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
-from cqrs_ddd_persistence_mongo.exceptions import ProjectionError, ProjectionHandlerFailed
+from cqrs_ddd_persistence_mongo.core.uow import MongoUnitOfWork
+from cqrs_ddd_persistence_mongo.exceptions import MongoPersistenceError, ProjectionError, ProjectionHandlerFailed
 from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, rebuild_checkpoint
 from cqrs_ddd_persistence_mongo._demo.orders import (
     ORDER_SUMMARIES,
@@ -256,7 +257,7 @@ async def test_failing_events_are_parked_and_the_projection_continues(stores: St
     runner = stores.runner(Fragile(poison))
     while await runner.run_once(batch_size=25):
         pass
-    parked = await runner.dead_letters.list("order_summary")
+    parked = await runner.dead_letters.list_parked("order_summary")
     assert [(p["aggregate_id"], p["event_type"], p["attempts"]) for p in parked] == [(poison, "OrderShipped", 2)]
     assert "cannot ship this one" in parked[0]["error"]
     assert await stores.positions.get_position("order_summary") == len(history)
@@ -274,7 +275,7 @@ async def test_stop_mode_parks_and_keeps_the_checkpoint_before_the_event(stores:
             pass
     assert failure.value.position == bad.position
     assert await stores.positions.get_position("order_summary") == bad.position - 1
-    assert len(await runner.dead_letters.list("order_summary")) == 1
+    assert len(await runner.dead_letters.list_parked("order_summary")) == 1
     # the handler is fixed: the next run applies the event and goes on
     fixed = stores.runner()
     while await fixed.run_once(batch_size=1000):
@@ -390,7 +391,7 @@ async def test_a_document_created_meanwhile_falls_back_to_the_guarded_upsert(sto
         "newer": {"_id": "newer", "v": 1, "_last_position": 10},
         "absent": {"_id": "absent", "v": 1, "_last_position": 10},
     }})  # none was loaded: all are written as inserts first
-    counts = await write_documents(db, outcome, {})
+    counts = await write_documents(db, outcome, {}, connection=stores.connection)
     assert (counts.inserted, counts.updated, counts.skipped) == (1, 1, 1)
     stored = {d["_id"]: d["v"] for d in await db["docs"].find({}).to_list(None)}
     assert stored == {"older": 1, "newer": 0, "absent": 1}
@@ -600,3 +601,82 @@ async def test_batches_stay_inside_a_lowered_transaction_lifetime(stores: Stores
         assert await stores.problems() == []
     finally:
         await admin.command("setParameter", 1, transactionLifetimeLimitSeconds=was)
+
+
+class _ConflictingCollection:
+    """A collection whose bulk writes fail once with ``error``, then succeed."""
+
+    name = "docs"
+
+    def __init__(self, error: Exception) -> None:
+        self.error: Exception | None = error
+        self.calls = 0
+
+    async def bulk_write(self, models: list[Any], **_: Any) -> Any:
+        self.calls += 1
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return SimpleNamespace(inserted_count=len(models), matched_count=len(models))
+
+
+@pytest.mark.parametrize("error", [
+    OperationFailure("WriteConflict", code=112,
+                     details={"code": 112, "errmsg": "WriteConflict", "errorLabels": ["TransientTransactionError"]}),
+    BulkWriteError({"writeErrors": [{"index": 0, "code": 112, "errmsg": "WriteConflict"}], "nInserted": 0}),
+], ids=["command error", "write error"])
+async def test_a_write_conflict_in_a_batch_transaction_stays_transient_so_the_unit_of_work_retries(
+    stores: Stores, error: Exception
+) -> None:
+    from cqrs_ddd_persistence_mongo.projections.applier import BatchOutcome
+    from cqrs_ddd_persistence_mongo.projections.documents import write_documents
+
+    collection = _ConflictingCollection(error)
+    db = {"docs": collection}
+    outcome = BatchOutcome(changed={"docs": {"a": {"_id": "a", "v": 1, "_last_position": 1}}})
+    with pytest.raises(MongoPersistenceError) as raised:
+        await write_documents(db, outcome, {}, connection=stores.connection, in_transaction=True)
+    assert raised.value.has_error_label("TransientTransactionError"), raised.value
+    assert raised.value.transient
+    collection.error = error
+    attempts = 0
+
+    async def batch(uow: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await write_documents(db, outcome, {}, connection=stores.connection, session=uow.session,
+                                     in_transaction=True)
+
+    counts = await MongoUnitOfWork(connection=stores.connection).run(batch)
+    assert attempts == 2 and counts.inserted == 1
+
+
+class HalfDoneThenFails(OrderSummaryProjection):
+    """Mutates the document, then fails: once for ``flaky`` (a retry succeeds), always for ``poison``."""
+
+    max_retries = 1
+
+    def __init__(self, flaky: str, poison: str) -> None:
+        self.flaky, self.poison, self.failed = flaky, poison, 0
+
+    def on_OrderShipped(self, doc: dict[str, Any], event: Any) -> None:
+        if event.aggregate_id == self.poison or (event.aggregate_id == self.flaky and not self.failed):
+            self.failed += 1
+            doc["half_done"] = True  # a half-done mutation must never reach the read model
+            raise ValueError("cannot ship this one")
+        super().on_OrderShipped(doc, event)
+
+
+@pytest.mark.parametrize("memory_budget", [1, 256 * 1024 * 1024], ids=["flush per batch", "one flush"])
+async def test_a_handler_failing_in_a_fresh_rebuild_gets_the_careful_fold(stores: Stores, memory_budget: int) -> None:
+    history = list(order_history(60, 5, concurrent=20))
+    await stores.append(history)
+    shipped = [e.aggregate_id for e in history if e.event_type == "OrderShipped"]
+    flaky, poison = shipped[len(shipped) // 2], shipped[-1]
+    runner = stores.runner(HalfDoneThenFails(flaky, poison))
+    report = await runner.rebuild("order_summary", batch_size=50, memory_budget=memory_budget)
+    assert report.events == len(history)
+    parked = await runner.dead_letters.list_parked("order_summary")
+    assert [(p["aggregate_id"], p["attempts"]) for p in parked] == [(poison, 2)]
+    expected = fold_orders(e for e in history if not (e.aggregate_id == poison and e.event_type == "OrderShipped"))
+    assert differences(expected, await read_model(stores.connection.db())) == []

@@ -63,6 +63,16 @@ def to_document(event: Any) -> dict[str, Any]:
     }
 
 
+#: the fields of a StoredEvent, in the order the fast path fills them
+_FIELDS = (
+    "event_id", "event_type", "aggregate_id", "aggregate_type", "version", "schema_version", "payload",
+    "metadata", "occurred_at", "correlation_id", "causation_id", "position", "tenant_id",
+)
+#: the fast path fills the slots directly; only while they are exactly these fields
+_FAST = tuple(getattr(StoredEvent, "__slots__", ())) == _FIELDS
+_new_event = object.__new__
+
+
 def from_document(doc: Mapping[str, Any], registry: UpcasterRegistry = upcasters) -> StoredEvent:
     """A stored document back to a :class:`StoredEvent` (hot path of every projection).
 
@@ -70,6 +80,36 @@ def from_document(doc: Mapping[str, Any], registry: UpcasterRegistry = upcasters
     (``registry``, by default the process-wide one): the returned event carries the
     current payload and ``schema_version``; ``doc`` itself is left untouched.
     """
+    if not (_FAST and type(doc) is dict):
+        return _from_any_document(doc, registry)
+    try:  # a document the store wrote has every field: no defaults to look up
+        event_type = doc["event_type"]
+        schema_version = doc["schema_version"]
+        payload = doc["payload"] or {}
+        event = _new_event(StoredEvent)
+        event.event_id = doc["_id"]
+        event.aggregate_id = doc["aggregate_id"]
+        event.aggregate_type = doc["aggregate_type"]
+        event.version = doc["version"]
+        event.metadata = doc["metadata"] or {}
+        event.occurred_at = doc["occurred_at"]
+        event.correlation_id = doc["correlation_id"]
+        event.causation_id = doc["causation_id"]
+        event.position = doc["position"]
+        event.tenant_id = doc["tenant_id"]
+    except KeyError:  # an older or hand-written document: the general path
+        return _from_any_document(doc, registry)
+    current = registry.current.get(event_type)
+    if current is not None and schema_version < current:
+        schema_version, payload = registry.upcast(event_type, schema_version, payload, doc["_id"])
+    event.event_type = event_type
+    event.schema_version = schema_version
+    event.payload = payload
+    return event
+
+
+def _from_any_document(doc: Mapping[str, Any], registry: UpcasterRegistry) -> StoredEvent:
+    """:func:`from_document` for documents that may lack optional fields."""
     get = doc.get
     event_type = doc["event_type"]
     schema_version = get("schema_version", 1)

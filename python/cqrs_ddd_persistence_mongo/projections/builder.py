@@ -13,6 +13,14 @@ run (``resumed=True``) starts at the checkpoint, loads the documents it meets fr
 shadow, and skips for each document the events it already holds (``_last_position``), so
 the result equals a clean rebuild.
 
+Two folds: a build that did not resume folds each event straight into the working set
+(no copies, no per-document replay checks: every document it holds was built by it from
+events below the current one). The first handler that raises ends that: the builder drops
+what it folded since the last flush and goes on from the last flush exactly as a resumed
+run does, with the careful fold of :func:`.applier.apply_batch` (retries on fresh copies,
+parking, ``on_error="stop"``). So a failing handler costs at most one flush interval of
+refolding, and its outcome is the careful fold's.
+
 The next batch of events is read while the current one is folded and written.
 """
 
@@ -26,11 +34,10 @@ from typing import Any
 
 import bson
 from pymongo import InsertOne, ReplaceOne
-from pymongo.errors import BulkWriteError, PyMongoError
-
 from .. import _accel
+from .._gateway import call
 from ..exceptions import ProjectionError
-from .applier import POSITION_FIELD, BatchOutcome, addressed, apply_batch, stopped_error
+from .applier import POSITION_FIELD, BatchOutcome, addressed, apply_batch, canonical, id_key, stopped_error
 from .base import Projection
 from .dead_letters import DeadLetters
 from .documents import load_documents
@@ -42,6 +49,14 @@ DEFAULT_FLUSH_SECONDS = 30.0
 #: in-memory dicts take several times their BSON size
 PYTHON_OVERHEAD = 4
 SIZE_SAMPLE = 16
+
+#: one handler of one event type, ready for the direct fold:
+#: (key function, collection, its documents, its changed ids, bound handler)
+_Plan = tuple[tuple[Callable[[Any], Any], str, dict[Any, dict[str, Any]], set[Any], Callable[..., Any]], ...]
+
+
+class _DirectFoldFailed(Exception):
+    """A handler (or key function) raised during the direct fold: refold carefully."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +90,7 @@ class ShadowBuilder:
         *,
         position: int,
         resumed: bool,
-        to_list: Any,
+        connection: Any,
         dead_letters: DeadLetters,
         partition: Partition = WHOLE,
         options: BuildOptions = BuildOptions(),
@@ -93,13 +108,17 @@ class ShadowBuilder:
         self.consumed = 0
         self.dead_letters = dead_letters
         self._resumed = resumed
-        self._to_list = to_list
+        self.connection = connection
         self._clock = clock
         self._docs: dict[str, dict[Any, dict[str, Any]]] = {c: {} for c in projection.collections}
         self._dirty: dict[str, set[Any]] = {c: set() for c in projection.collections}
         self._stored: dict[str, set[Any]] = {c: set() for c in projection.collections}
         self._doc_bytes = 0.0
         self._last_flush = clock()
+        self._evicted = False
+        self._flushed = (position, 0)  # (position, consumed) at the last flush
+        self._saved: int | None = None  # the checkpoint this builder last saved
+        self._plans: dict[str, _Plan] = {}
 
     # --- the loop -------------------------------------------------------------------------
     async def run(self, upto: int | None = None, progress: Reporter | None = None, done_before: int = 0) -> int:
@@ -108,16 +127,27 @@ class ShadowBuilder:
         Returns the events consumed by this call. Stops at the head or at a hole that may
         still be filled (the event store's stream is gap-safe).
         """
-        consumed = 0
+        consumed_before = self.consumed
+        while True:
+            try:
+                await self._run(upto, progress, done_before)
+            except _DirectFoldFailed:
+                self._refold_from_last_flush()
+                continue
+            return self.consumed - consumed_before
+
+    async def _run(self, upto: int | None, progress: Reporter | None, done_before: int) -> None:
         if upto is not None and upto <= self.position:
             await self.flush()
-            return 0
+            return
         batches = self.events.get_events_from_position(self.position, self.options.batch_size).batches()
         pending: asyncio.Future[list[Any] | None] | None = asyncio.ensure_future(_next(batches))
         try:
             while pending is not None:
                 batch = await pending
                 pending = None
+                if _cancel_requested():  # the driver may finish a read that a cancel hit
+                    raise asyncio.CancelledError()
                 if not batch:
                     break
                 if upto is not None and batch[-1].position >= upto:
@@ -125,14 +155,18 @@ class ShadowBuilder:
                 else:
                     pending = asyncio.ensure_future(_next(batches))
                     await asyncio.sleep(0)  # let the read of the next batch go out before folding
-                outcome = await self._fold(batch)
-                if outcome.last_position is not None:
-                    self.position = outcome.last_position
-                consumed += outcome.consumed
-                self.consumed += outcome.consumed
-                if outcome.stopped is not None:
-                    await self.flush()
-                    raise stopped_error(self.projection, outcome.stopped)
+                if self._resumed:
+                    outcome = await self._fold(batch)
+                    if outcome.last_position is not None:
+                        self.position = outcome.last_position
+                    self.consumed += outcome.consumed
+                    if outcome.stopped is not None:
+                        await self.flush()
+                        raise stopped_error(self.projection, outcome.stopped)
+                else:
+                    if self._evicted:
+                        await self._load_misses(batch)
+                    self._fold_directly(batch)
                 if self._over_budget():
                     await self.flush(evict=True)
                 elif self._clock() - self._last_flush >= self.options.flush_seconds:
@@ -153,7 +187,69 @@ class ShadowBuilder:
             if aclose is not None:
                 await aclose()
         await self.flush()
-        return consumed
+
+    def _fold_directly(self, batch: list[Any]) -> None:
+        """Fold a batch straight into the working set (see the module docstring)."""
+        plans = self._plans
+        partition = self.partition
+        whole = partition.is_whole
+        owns = partition.owns
+        new_document = self.projection.new_document
+        position = self.position
+        try:
+            for event in batch:
+                plan = plans.get(event.event_type)
+                if plan is None:
+                    plan = plans[event.event_type] = self._plan(event.event_type)
+                position = event.position
+                for key_of, collection, docs, changed, handler in plan:
+                    doc_id = key_of(event)
+                    if type(doc_id) is str:  # the common case: canonical and hashable as it is
+                        ident = doc_id
+                    else:
+                        doc_id = canonical(doc_id)
+                        ident = id_key(doc_id)
+                    if not whole and not owns(doc_id):
+                        continue
+                    doc = docs.get(ident)
+                    if doc is None:
+                        doc = docs[ident] = {**new_document(collection, doc_id, event), "_id": doc_id}
+                    handler(doc, event)
+                    doc[POSITION_FIELD] = position
+                    changed.add(ident)
+        except Exception as exc:  # a handler's own failure: the careful fold decides
+            raise _DirectFoldFailed() from exc
+        self.position = position
+        self.consumed += len(batch)
+        if not self._doc_bytes:
+            self._sample_size(self._docs)
+
+    def _plan(self, event_type: str) -> _Plan:
+        projection = self.projection
+        if not projection.is_document_style:
+            raise ProjectionError(f"{projection.projection_name} has no document handlers (self, doc, event)")
+        default = projection.collections[0] if projection.collections else ""
+        plan = []
+        for route in projection.routes(event_type):
+            collection = route.collection or default
+            plan.append((route.key, collection, self._docs.setdefault(collection, {}),
+                         self._dirty.setdefault(collection, set()), getattr(projection, route.method)))
+        return tuple(plan)
+
+    def _refold_from_last_flush(self) -> None:
+        """Drop the work since the last flush and go on carefully from there."""
+        self.position, self.consumed = self._flushed
+        for docs in self._docs.values():
+            docs.clear()
+        for keys in self._dirty.values():
+            keys.clear()
+        self._resumed = True  # the shadow may hold documents newer than the checkpoint
+
+    def _sample_size(self, docs_by_collection: dict[str, dict[Any, dict[str, Any]]]) -> None:
+        """Estimate a held document's size from the first few (for the memory budget)."""
+        sample = [doc for docs in docs_by_collection.values() for doc in list(docs.values())[:SIZE_SAMPLE]]
+        if sample:
+            self._doc_bytes = sum(len(bson.encode(doc)) for doc in sample) / len(sample) * PYTHON_OVERHEAD
 
     async def _fold(self, batch: list[Any]) -> BatchOutcome:
         await self._load_misses(batch)
@@ -164,13 +260,12 @@ class ShadowBuilder:
         if outcome.parked:
             await self.dead_letters.park(self.projection.projection_name, outcome.parked)
         if outcome.changed and not self._doc_bytes:
-            sample = [doc for docs in outcome.changed.values() for doc in list(docs.values())[:SIZE_SAMPLE]]
-            self._doc_bytes = sum(len(bson.encode(doc)) for doc in sample) / len(sample) * PYTHON_OVERHEAD
+            self._sample_size(outcome.changed)
         return outcome
 
     async def _load_misses(self, batch: list[Any]) -> None:
         """Documents the batch addresses that are stored but not in memory: one ``$in`` load."""
-        if not self._resumed and not any(self._stored.values()):
+        if not self._resumed and not self._evicted:
             return
         wanted: dict[str, dict[Any, Any]] = {}
         for collection, ids in addressed(self.projection, batch, self.partition).items():
@@ -180,7 +275,7 @@ class ShadowBuilder:
                 wanted[collection] = missing
         if not wanted:
             return
-        loaded = await load_documents(self.db, wanted, self.physical, to_list=self._to_list)
+        loaded = await load_documents(self.db, wanted, self.physical, connection=self.connection)
         for collection, docs in loaded.items():
             self._docs.setdefault(collection, {}).update(docs)
             self._stored.setdefault(collection, set()).update(docs)
@@ -216,28 +311,29 @@ class ShadowBuilder:
             stored.update(keys)
             written += len(models)
             keys.clear()
-        await self.positions.save_position(self.checkpoint, self.position)
+        if written or self._saved != self.position:
+            await self.positions.save_position(self.checkpoint, self.position)
+            self._saved = self.position
+        self._flushed = (self.position, self.consumed)
         self._last_flush = self._clock()
         if evict:
             for docs in self._docs.values():
                 docs.clear()
+            self._evicted = True
         return written
 
     async def _write(self, collection: str, models: list[Any]) -> None:
         target = self.db[self.physical.get(collection, collection)]
-        try:
+        what = f"writing the rebuilt documents into '{target.name}' (run the rebuild again to resume)"
+        with call(self.connection, what, ProjectionError):
             await target.bulk_write(models, ordered=False)
-        except BulkWriteError as exc:
-            first = (exc.details.get("writeErrors") or [{}])[0]
-            raise ProjectionError(
-                f"writing the rebuilt documents into '{target.name}' failed: {first.get('errmsg', exc)}; "
-                "run the rebuild again to resume from its last checkpoint"
-            ) from exc
-        except PyMongoError as exc:
-            raise ProjectionError(
-                f"writing the rebuilt documents into '{target.name}' failed: {exc}; "
-                "run the rebuild again to resume from its last checkpoint"
-            ) from exc
+
+
+def _cancel_requested() -> bool:
+    """True when this task was asked to stop (Ctrl-C) but the cancel did not land."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 async def _next(batches: AsyncIterator[list[Any]]) -> list[Any] | None:

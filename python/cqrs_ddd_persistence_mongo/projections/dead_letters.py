@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pymongo import UpdateOne
-from pymongo.errors import PyMongoError
 
+from .._gateway import call
 from ..domain import utc_now
 from ..exceptions import ProjectionError
 from ..indexes import ensure_indexes
@@ -25,12 +25,14 @@ DEFAULT_COLLECTION = "projection_dead_letters"
 class DeadLetters:
     """The dead-letter collection of the projection engine."""
 
-    def __init__(self, db: Any, collection: str = DEFAULT_COLLECTION) -> None:
+    def __init__(self, db: Any, collection: str = DEFAULT_COLLECTION, *, connection: Any) -> None:
         self.collection = db[collection]
+        self.connection = connection  # its operation_timeout bounds each round trip
 
     async def ensure_indexes(self) -> None:
-        """The index :meth:`list` reads by (call before any transaction uses the collection)."""
-        await ensure_indexes(self.collection, [("projection", 1, "position", 1)])
+        """The index :meth:`list_parked` reads by (call before any transaction uses the collection)."""
+        with call(self.connection, f"creating the indexes of '{self.collection.name}'", ProjectionError):
+            await ensure_indexes(self.collection, [("projection", 1, "position", 1)])
 
     async def park(self, projection_name: str, parked: Iterable[Parked], *, session: Any = None) -> int:
         """Record ``parked`` events; returns how many.
@@ -63,13 +65,12 @@ class DeadLetters:
         ]
         if not models:
             return 0
-        try:
+        with call(self.connection, f"parking failed events in '{self.collection.name}'", ProjectionError):
             await self.collection.bulk_write(models, ordered=False, session=session)
-        except PyMongoError as exc:
-            raise ProjectionError(f"parking failed events in '{self.collection.name}' failed: {exc}") from exc
         return len(models)
 
-    async def list(self, projection_name: str) -> list[dict[str, Any]]:
+    async def list_parked(self, projection_name: str) -> list[dict[str, Any]]:
         """The parked events of ``projection_name`` in position order."""
-        cursor = self.collection.find({"projection": projection_name}).sort("position", 1)
-        return list(await cursor.to_list(None))
+        with call(self.connection, f"reading the parked events of '{projection_name}'", ProjectionError):
+            cursor = self.collection.find({"projection": projection_name}).sort("position", 1)
+            return list(await cursor.to_list(None))

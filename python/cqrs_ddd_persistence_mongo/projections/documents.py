@@ -4,7 +4,9 @@ Loading uses ``_id $in`` queries in chunks (``LOAD_CHUNK`` ids each): one query 
 never one per event, and chunks keep servers whose ``$in`` cost grows faster than linearly
 (the embedded server) on their fast path. Writing uses the statements of the native bulk
 builder (``advanced/bulk_upserts.build_upserts``: canonical ids, key validation, the
-``_last_position`` guard).
+``_last_position`` guard). Every round trip goes through the gateway: bounded by the
+connection's ``operation_timeout`` and its errors translated (a write conflict stays a
+transient :class:`ConcurrencyConflict`, so ``MongoUnitOfWork.run`` retries the batch).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import InsertOne, UpdateOne
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
+from .._gateway import TRANSIENT, WRITE_CONFLICT, call
 from ..advanced.bulk_upserts import DUPLICATE_KEY, Statement, build_upserts, write_upserts
-from ..exceptions import ProjectionError
+from ..exceptions import ConcurrencyConflict, ProjectionError
 from .applier import POSITION_FIELD, BatchOutcome, id_key
 
 LOAD_CHUNK = 64
@@ -35,8 +38,8 @@ async def load_documents(
     wanted: Mapping[str, Mapping[Any, Any]],
     physical: Mapping[str, str],
     *,
+    connection: Any,
     session: Any = None,
-    to_list: Any,
 ) -> dict[str, dict[Any, dict[str, Any]]]:
     """Fetch the documents ``wanted`` (collection -> {id key: _id}) that exist.
 
@@ -44,18 +47,17 @@ async def load_documents(
     shadow collections). Returns collection -> {id key: document}.
     """
     loaded: dict[str, dict[Any, dict[str, Any]]] = {}
+    to_list = connection.driver().to_list
     for collection, ids in wanted.items():
         target = db[physical.get(collection, collection)]
         found: dict[Any, dict[str, Any]] = {}
         values = list(ids.values())
-        try:
-            for start in range(0, len(values), LOAD_CHUNK):
-                chunk = values[start : start + LOAD_CHUNK]
+        for start in range(0, len(values), LOAD_CHUNK):
+            chunk = values[start : start + LOAD_CHUNK]
+            with call(connection, f"loading read-model documents from '{target.name}'", ProjectionError):
                 cursor = target.find({"_id": {"$in": chunk}}, session=session, batch_size=len(chunk))
                 for doc in await to_list(cursor, None):
                     found[id_key(doc["_id"])] = doc
-        except PyMongoError as exc:
-            raise ProjectionError(f"loading read-model documents from '{target.name}' failed: {exc}") from exc
         loaded[collection] = found
     return loaded
 
@@ -65,6 +67,7 @@ async def write_documents(
     outcome: BatchOutcome,
     physical: Mapping[str, str],
     *,
+    connection: Any,
     session: Any = None,
     in_transaction: bool = False,
 ) -> WriteCounts:
@@ -97,10 +100,12 @@ async def write_documents(
                 stored.append(statement)
             else:
                 fresh.append(statement)
-        if fresh:
-            await _insert(target, fresh, session, in_transaction, counts)
-        if stored:
-            await _update(target, stored, session, in_transaction, counts)
+        what = f"writing read-model documents into '{target.name}'"
+        with call(connection, what, ProjectionError):
+            if fresh:
+                await _insert(target, fresh, session, in_transaction, counts)
+            if stored:
+                await _update(target, stored, session, in_transaction, counts)
     return counts
 
 
@@ -113,18 +118,17 @@ async def _insert(target: Any, statements: list[Statement], session: Any, in_tra
         return
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-        if in_transaction or others:
-            first = (others or errors)[0]
+        if in_transaction and any(e.get("code") == WRITE_CONFLICT for e in errors):
+            raise _write_conflict(target.name) from exc
+        if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise  # the gateway translates it (keeping a transient label)
+        if in_transaction:
             raise ProjectionError(
-                f"writing read-model documents into '{target.name}' failed: {first.get('errmsg')}"
-                + ("; another writer created the same documents: run one runner per projection"
-                   if not others else "")
+                f"writing read-model documents into '{target.name}' failed: {errors[0].get('errmsg')}; "
+                "another writer created the same documents: run one runner per projection"
             ) from exc
         counts.inserted += exc.details.get("nInserted", 0)
         retry = [statements[e["index"]] for e in errors]
-    except PyMongoError as exc:
-        raise ProjectionError(f"writing read-model documents into '{target.name}' failed: {exc}") from exc
     result = await write_upserts(target, retry, session=session)  # created meanwhile: guarded upsert
     counts.updated += result.updated + result.inserted
     counts.skipped += result.skipped
@@ -140,7 +144,20 @@ async def _update(target: Any, statements: list[Statement], session: Any, in_tra
     models = [UpdateOne(filter_, update, upsert=False) for filter_, update in statements]
     try:
         result = await target.bulk_write(models, ordered=False, session=session)
-    except PyMongoError as exc:
-        raise ProjectionError(f"writing read-model documents into '{target.name}' failed: {exc}") from exc
+    except BulkWriteError as exc:
+        if any(e.get("code") == WRITE_CONFLICT for e in exc.details.get("writeErrors", [])):
+            raise _write_conflict(target.name) from exc
+        raise
     counts.updated += result.matched_count
     counts.skipped += len(models) - result.matched_count
+
+
+def _write_conflict(collection: str) -> ConcurrencyConflict:
+    """A write conflict reported per document inside a transaction: transient, so
+    ``MongoUnitOfWork.run`` retries the batch."""
+    conflict = ConcurrencyConflict(
+        f"writing read-model documents into '{collection}': a concurrent transaction wrote the same "
+        "documents (write conflict); retry the batch (MongoUnitOfWork.run retries automatically)"
+    )
+    conflict._add_error_labels({TRANSIENT})
+    return conflict

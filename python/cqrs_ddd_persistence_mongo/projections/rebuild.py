@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
+from .._gateway import call
 from ..exceptions import ProjectionError
 from .base import Projection
 from .builder import BuildOptions, ShadowBuilder
@@ -110,7 +109,7 @@ class Rebuild:
         shadow = {c: shadow_name(c) for c in self.projection.collections}
         checkpoint = rebuild_checkpoint(name)
         position = None if fresh else await self.positions.get_position(checkpoint)
-        existing = set(await self.db.list_collection_names())
+        existing = await self._collection_names()
         if position is not None and not all(s in existing for s in shadow.values()):
             # crashed during the swap: the missing shadows are already live
             async with self.pause_followers:
@@ -126,7 +125,7 @@ class Rebuild:
         reporter = progress(name, max(0, head - position)) if progress is not None else None
         builder = ShadowBuilder(
             self.db, self.events, self.positions, self.projection, shadow, checkpoint,
-            position=position, resumed=resumed, to_list=self.connection.driver().to_list,
+            position=position, resumed=resumed, connection=self.connection,
             dead_letters=self.dead_letters, options=self.options,
         )
         covered = 0
@@ -136,7 +135,7 @@ class Rebuild:
             await self.positions.save_position(checkpoint, low)
             builder = ShadowBuilder(
                 self.db, self.events, self.positions, self.projection, shadow, checkpoint,
-                position=low, resumed=True, to_list=self.connection.driver().to_list,
+                position=low, resumed=True, connection=self.connection,
                 dead_letters=self.dead_letters, options=self.options,
             )
             covered = low - position
@@ -147,7 +146,7 @@ class Rebuild:
             self._refuse_to_shrink(counts)
             if self.before_swap is not None:
                 self.before_swap(covered + builder.consumed, counts)
-            swapped = await self._swap(shadow, set(await self.db.list_collection_names()))
+            swapped = await self._swap(shadow, set(shadow.values()))  # created or found at the start
             await self._finish(checkpoint, builder.position)
         if reporter is not None:
             reporter.finish()
@@ -179,15 +178,14 @@ class Rebuild:
 
     async def _counts(self, shadow: dict[str, str]) -> list[SwapCount]:
         """Documents per collection, from the collections' metadata (no scan)."""
-        counts = []
-        for live, physical in shadow.items():
-            try:
-                rebuilt = await self.db[physical].estimated_document_count()
-                current = await self.db[live].estimated_document_count()
-            except PyMongoError as exc:
-                raise ProjectionError(f"counting the documents of '{live}' before the swap failed: {exc}") from exc
-            counts.append(SwapCount(live, rebuilt, current))
-        return counts
+        async def count(live: str, physical: str) -> SwapCount:
+            with call(self.connection, f"counting the documents of '{live}' before the swap", ProjectionError):
+                rebuilt, current = await asyncio.gather(
+                    self.db[physical].estimated_document_count(), self.db[live].estimated_document_count()
+                )
+            return SwapCount(live, rebuilt, current)
+
+        return list(await asyncio.gather(*(count(live, physical) for live, physical in shadow.items())))
 
     def _refuse_to_shrink(self, counts: list[SwapCount]) -> None:
         if self.allow_empty:
@@ -205,8 +203,9 @@ class Rebuild:
     async def _prepare_shadow(self, shadow: dict[str, str], checkpoint: str) -> None:
         """Empty shadow collections with the read model's indexes, then the rebuild checkpoint."""
         for physical in shadow.values():
-            await self.db.drop_collection(physical)
-            await self.db.create_collection(physical)
+            with call(self.connection, f"creating the empty shadow collection '{physical}'", ProjectionError):
+                await self.db.drop_collection(physical)
+                await self.db.create_collection(physical)
         await self.projection.ensure_indexes(self.db, shadow)
         for name in worker_checkpoints(checkpoint, await self.positions.get_all_positions()):
             await self.positions.reset_position(name)
@@ -218,14 +217,15 @@ class Rebuild:
         for live, physical in shadow.items():
             if physical not in existing:
                 continue
-            try:
+            what = f"swapping '{physical}' in as '{live}' (run the rebuild again to finish the swap)"
+            with call(self.connection, what, ProjectionError):
                 await self.db[physical].rename(live, dropTarget=True)
-            except PyMongoError as exc:
-                raise ProjectionError(
-                    f"swapping '{physical}' in as '{live}' failed: {exc}; run the rebuild again to finish the swap"
-                ) from exc
             swapped.append(live)
         return swapped
+
+    async def _collection_names(self) -> set[str]:
+        with call(self.connection, f"listing the collections of '{self.db.name}'", ProjectionError):
+            return set(await self.db.list_collection_names())
 
     async def _finish(self, checkpoint: str, position: int) -> None:
         """Point the live checkpoint at the rebuilt position and forget the rebuild's own."""

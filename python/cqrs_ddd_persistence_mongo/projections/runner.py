@@ -24,6 +24,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from .._gateway import deadline, translate
 from ..core.uow import MongoUnitOfWork
 from ..exceptions import ProjectionError
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
@@ -125,7 +126,7 @@ class ProjectionRunner:
 
     @property
     def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.db, self._dead_letter_collection)
+        return DeadLetters(self.db, self._dead_letter_collection, connection=self.connection)
 
     def projection(self, name: str) -> Projection:
         try:
@@ -187,7 +188,8 @@ class ProjectionRunner:
 
             taken, loaded = await self._load_in_time(target, events, session, out_of_time)
             outcome = apply_batch(projection, taken, loaded, partition=target.partition, out_of_time=out_of_time)
-            await write_documents(self.db, outcome, target.physical, session=session, in_transaction=session is not None)
+            await write_documents(self.db, outcome, target.physical, connection=self.connection, session=session,
+                                  in_transaction=session is not None)
             await self.dead_letters.park(projection.projection_name, outcome.parked, session=session)
             if outcome.last_position is not None:
                 await self.positions.save_position(target.checkpoint, outcome.last_position, uow=uow)
@@ -212,7 +214,6 @@ class ProjectionRunner:
         ordered = sort_events(events)
         loaded: dict[str, dict[Any, dict[str, Any]]] = {}
         taken = 0
-        to_list = self.connection.driver().to_list
         while taken < len(ordered) and not (taken and out_of_time()):
             chunk = ordered[taken : taken + LOAD_EVENTS]
             wanted = {
@@ -220,7 +221,7 @@ class ProjectionRunner:
                 for collection, ids in addressed(target.projection, chunk, target.partition).items()
             }
             for collection, docs in (await load_documents(
-                self.db, wanted, target.physical, session=session, to_list=to_list
+                self.db, wanted, target.physical, connection=self.connection, session=session
             )).items():
                 loaded.setdefault(collection, {}).update(docs)
             taken += len(chunk)
@@ -279,14 +280,19 @@ class ProjectionRunner:
 
     # --- following ----------------------------------------------------------------------
     async def run_once(self, batch_size: int = 1000) -> int:
-        """One batch for every projection; returns the number of events consumed."""
-        await self._start()
-        total = 0
-        for name in self.projections:
-            async with self._locks[name]:
-                target = await self._live_target(name)
-                total += (await self.step(target, batch_size)).consumed
-        return total
+        """One batch for every projection; returns the number of events consumed.
+
+        Bounded as a whole by the connection's ``operation_timeout`` (each round trip inside
+        also by its own bound).
+        """
+        with deadline(self.connection):
+            await self._start()
+            total = 0
+            for name in self.projections:
+                async with self._locks[name]:
+                    target = await self._live_target(name)
+                    total += (await self.step(target, batch_size)).consumed
+            return total
 
     async def run_forever(
         self, batch_size: int = 1000, poll_interval: float = 0.5, *, change_stream: bool | None = None
@@ -336,9 +342,9 @@ class ProjectionRunner:
         collection = self.db[self.events.collection_name]
         try:
             stream = await _maybe_await(collection.watch([{"$match": {"operationType": "insert"}}]))
-        except PyMongoError as exc:
+        except PyMongoError as exc:  # unbounded on purpose: the stream lives as long as the runner
             if change_stream:
-                raise ProjectionError(f"cannot open a change stream on '{collection.name}': {exc}") from exc
+                raise translate(exc, f"opening a change stream on '{collection.name}'", ProjectionError) or exc
             logger.warning("change stream unavailable (%s); following by polling", exc)
             return None
         return asyncio.create_task(self._ring(stream))

@@ -97,7 +97,7 @@ async def _work(spec: WorkerSpec) -> WorkerResult:
         builder = ShadowBuilder(
             db, events, positions, spec.projection, dict(spec.physical), spec.checkpoint,
             position=spec.start if own is None else own, resumed=spec.resumed or own is not None,
-            to_list=connection.driver().to_list, dead_letters=DeadLetters(db, spec.dead_letter_collection),
+            connection=connection, dead_letters=DeadLetters(db, spec.dead_letter_collection, connection=connection),
             partition=spec.partition, options=spec.options,
         )
         consumed = await builder.run(spec.upto, _SharedCount(spec.partition.index))

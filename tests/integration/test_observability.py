@@ -69,8 +69,9 @@ async def test_store_calls_are_client_spans_with_database_conventions(
         assert attributes["db.system.name"] == "mongodb" and attributes["db.system"] == "mongodb"
         assert attributes["db.namespace"] == database
         assert attributes["db.collection.name"] == "orders"
-        assert attributes["server.address"] == host.rsplit(":", 1)[0]
-        assert attributes["server.port"] == int(host.rsplit(":", 1)[1])
+        address, _, port = host.partition(":")
+        assert attributes["server.address"] == address
+        assert attributes["server.port"] == int(port or 27017)
         assert attributes["code.function.name"] == f"MongoRepository.{operation}"
 
 

@@ -205,5 +205,5 @@ def register_metrics(meter: Any = None, connection: Any = None, **stores: Any) -
     if meter is None:
         from .tracing import SCOPE, VERSION
 
-        meter = otel_metrics.get_meter(SCOPE, VERSION)
+        meter = otel_metrics.get_meter(SCOPE, VERSION or "")
     return StoreMetrics(meter, connection, **stores)

@@ -63,6 +63,13 @@ def operation_of(frame: FrameType | None) -> tuple[str, str]:
     opened the call: the nearest public function of the package, skipping the gateway and
     private helpers (``_find``); a lambda or closure counts as the function that made it.
     Stops at the application's code."""
+    try:
+        return _operation_of(frame)
+    except Exception:  # telemetry must never break a store call
+        return "call", "call"
+
+
+def _operation_of(frame: FrameType | None) -> tuple[str, str]:
     name, qualname = "call", "call"
     for _ in range(_MAX_FRAMES):
         if frame is None:

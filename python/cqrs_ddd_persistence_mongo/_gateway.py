@@ -19,7 +19,9 @@ through here, so each of these holds everywhere at once:
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -69,6 +71,22 @@ MAX_TIME_EXPIRED = 50
 TRANSIENT = "TransientTransactionError"
 UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 _LABELS = (TRANSIENT, UNKNOWN_COMMIT, "RetryableWriteError", "NoWritesPerformed")
+
+
+def _span_hook() -> Any:
+    """The span hook (``observability.tracing``) when OpenTelemetry is installed and not
+    switched off with ``CQRS_DDD_MONGO_OTEL=0``; None otherwise, so a call pays one lookup."""
+    if os.environ.get("CQRS_DDD_MONGO_OTEL", "1") == "0":
+        return None
+    try:
+        from .observability import tracing
+    except ImportError:
+        return None
+    return tracing
+
+
+#: bound once here; observability.instrument() / uninstrument() rebind it
+_TRACE: Any = _span_hook()
 
 #: values an id / key argument may be: compared by equality on the server, never as a pattern
 PLAIN_KEY_TYPES: tuple[type, ...] = (
@@ -302,19 +320,31 @@ def _first_line(exc: BaseException) -> str:
 
 # --- time -------------------------------------------------------------------------------
 class _Call:
-    """``with gateway.call(what):`` one deadline and error translation for one public call."""
+    """``with gateway.call(what):`` one deadline and error translation for one public call
+    (and, with OpenTelemetry installed, its span)."""
 
-    __slots__ = ("what", "error_cls", "timeout", "_bound")
+    __slots__ = ("what", "error_cls", "timeout", "target", "operation", "_bound", "_span")
 
     def __init__(
-        self, what: str | Callable[[], str], error_cls: type[MongoPersistenceError], timeout: float | None
+        self,
+        what: str | Callable[[], str],
+        error_cls: type[MongoPersistenceError],
+        timeout: float | None,
+        target: Any = None,
+        operation: tuple[str, str] | None = None,
     ) -> None:
         self.what = what
         self.error_cls = error_cls
         self.timeout = timeout
+        self.target = target
+        self.operation = operation
         self._bound: Any = None
+        self._span: Any = None
 
     def __enter__(self) -> None:
+        trace = _TRACE
+        if trace is not None:
+            self._span = _start_span(trace, self, sys._getframe(1))
         if self.timeout is not None and _CALLER_LIMIT.get() is None:
             self._bound = pymongo.timeout(self.timeout)
             self._bound.__enter__()
@@ -323,12 +353,33 @@ class _Call:
         if self._bound is not None:
             self._bound.__exit__(None, None, None)
             self._bound = None
+        span, self._span = self._span, None
         if exc is None:
+            if span is not None:
+                _end_span(span, None)
             return
         what = self.what if isinstance(self.what, str) else self.what()
         error = translate(exc, what, self.error_cls)
+        if span is not None:
+            _end_span(span, exc if error is None else error)
         if error is not None:
             raise error from exc
+
+
+def _start_span(trace: Any, call: _Call, frame: Any) -> Any:
+    """(the hook, its span state) for ``call``, or None when nothing is recorded."""
+    target = call.target
+    operation = call.operation or trace.operation_of(frame)
+    if isinstance(target, Gateway):
+        state = trace.start(target, target.database, target.name, operation)
+    else:
+        state = trace.start(target, None, None, operation)
+    return None if state is None else (trace, state)
+
+
+def _end_span(span: tuple[Any, Any], error: BaseException | None) -> None:
+    trace, state = span
+    trace.end(state, error)
 
 
 def deadline(connection: Any) -> Any:
@@ -349,7 +400,7 @@ def call(
     connection: Any, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
 ) -> _Call:
     """Bound and translate one public operation of a store that has no :class:`Gateway`."""
-    return _Call(what, error_cls, operation_timeout_of(connection))
+    return _Call(what, error_cls, operation_timeout_of(connection), connection)
 
 
 # --- sessions ---------------------------------------------------------------------------
@@ -418,7 +469,9 @@ class Gateway:
     def call(self, what: str | Callable[[], str], timeout: float | None = None) -> _Call:
         """``with gateway.call("reading ..."):``: the connection's bound (or ``timeout``) and
         error translation to this store's error class."""
-        return _Call(what, self.error_cls, timeout if timeout is not None else operation_timeout_of(self.connection))
+        return _Call(
+            what, self.error_cls, timeout if timeout is not None else operation_timeout_of(self.connection), self
+        )
 
     def in_transaction(self, session: Any) -> bool:
         return DriverAdapter.in_transaction(session)
@@ -426,15 +479,26 @@ class Gateway:
     async def to_list(self, cursor: Any, length: int | None = None) -> list[Any]:
         return await DriverAdapter.to_list(cursor, length)
 
-    async def guarded(
+    def guarded(
         self, source: AsyncIterator[Any], what: str | Callable[[], str], timeout: float | None = None
     ) -> AsyncIterator[Any]:
         """Iterate ``source`` (a cursor or a generator of batches) with each step bounded and
         its errors translated; the bound never spans the consumer's code between steps."""
+        trace = _TRACE
+        operation = None if trace is None else trace.operation_of(sys._getframe(1))
+        return self._guarded(source, what, timeout, operation)
+
+    async def _guarded(
+        self,
+        source: AsyncIterator[Any],
+        what: str | Callable[[], str],
+        timeout: float | None,
+        operation: tuple[str, str] | None,
+    ) -> AsyncIterator[Any]:
         iterator = source.__aiter__()
         try:
             while True:
-                with self.call(what, timeout):
+                with self._step(what, timeout, operation):
                     try:
                         item = await iterator.__anext__()
                     except StopAsyncIteration:
@@ -443,10 +507,15 @@ class Gateway:
         finally:
             close = getattr(iterator, "aclose", None) or getattr(iterator, "close", None)
             if close is not None:
-                with self.call(what, timeout):
+                with self._step(what, timeout, operation):
                     result = close()
                     if hasattr(result, "__await__"):
                         await result
+
+    def _step(self, what: str | Callable[[], str], timeout: float | None, operation: tuple[str, str] | None) -> _Call:
+        call = self.call(what, timeout)
+        call.operation = operation
+        return call
 
     # --- indexes ---------------------------------------------------------------------
     async def create_indexes(self, specs: Any) -> list[str]:

@@ -26,6 +26,7 @@ MODULES = [
     f"{PACKAGE}.indexes",
     f"{PACKAGE}.operators",
     f"{PACKAGE}.projections",
+    f"{PACKAGE}.observability",
 ]
 
 
@@ -33,10 +34,11 @@ def build(out: Path) -> list[str]:
     """Render every module into ``out``; return the warnings raised while doing it."""
     import pdoc
 
-    root = importlib.import_module(PACKAGE)
-    # Names the root loads lazily (module __getattr__) are bound first, so pdoc sees them.
-    for name in root.__all__:
-        vars(root).setdefault(name, getattr(root, name))
+    # Names a module loads lazily (module __getattr__) are bound first, so pdoc sees them.
+    for module_name in MODULES:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            vars(module).setdefault(name, getattr(module, name))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pdoc.pdoc(*MODULES, output_directory=out)

@@ -27,9 +27,10 @@ _KEYS: dict[str, dict[str, Any]] = {
     "outbox": {"_id": "hashed"},
     # one document per version, pruned and read per aggregate
     "snapshots": {"aggregate_type": 1, "aggregate_id": 1},
-    # one document per projection (or worker partition), written by _id
-    "projection_positions": {"_id": 1},
-    "projection_checkpoints": {"_id": 1},
+    # one document per projection (or worker partition); the name is also _id, and the
+    # unique name index is prefixed by the key
+    "projection_positions": {"projection_name": 1},
+    "projection_checkpoints": {"projection_name": 1},
     # written and read by _id
     "sagas": {"_id": "hashed"},
     "background_jobs": {"_id": "hashed"},
@@ -56,9 +57,10 @@ def _has_sharding_commands(hello: Mapping[str, Any]) -> bool:
 
 
 async def is_mongos(connection: Any) -> bool:
-    """True when ``connection`` talks to a mongos router (one ``hello`` round trip)."""
+    """True when ``connection`` talks to a mongos router (the connection's cached ``hello``)."""
     with call(connection, "asking the server whether it is a mongos router", ShardingError):
-        hello = await connection.client.admin.command("hello")
+        server_hello = getattr(connection, "server_hello", None)
+        hello = await server_hello() if server_hello is not None else {}  # cached per connection
     return _has_sharding_commands(hello)
 
 

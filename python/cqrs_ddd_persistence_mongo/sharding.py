@@ -57,10 +57,13 @@ def _has_sharding_commands(hello: Mapping[str, Any]) -> bool:
 
 
 async def is_mongos(connection: Any) -> bool:
-    """True when ``connection`` talks to a mongos router (the connection's cached ``hello``)."""
+    """True when ``connection`` talks to a mongos router (one ``hello`` round trip; callers
+    remember the answer). A mock client without commands is no mongos."""
     with call(connection, "asking the server whether it is a mongos router", ShardingError):
-        server_hello = getattr(connection, "server_hello", None)
-        hello = await server_hello() if server_hello is not None else {}  # cached per connection
+        try:
+            hello = await connection.client.admin.command("hello")
+        except NotImplementedError:  # mongomock
+            return False
     return _has_sharding_commands(hello)
 
 

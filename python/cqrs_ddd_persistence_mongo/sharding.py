@@ -37,6 +37,11 @@ _KEYS: dict[str, dict[str, Any]] = {
     "projection_dead_letters": {"_id": "hashed"},
 }
 
+#: collections whose store keeps a unique index on exactly the shard key: sharded with
+#: ``unique: true`` so the index shardCollection builds is the one the store asks for
+#: (an equal key with other options would make the store's createIndexes fail)
+_UNIQUE_KEYS = frozenset({"projection_positions", "projection_checkpoints"})
+
 #: the key the library's writes need on an application's own collections (repositories,
 #: projection read models): every write they send filters on ``_id``
 APPLICATION_KEY: Mapping[str, Any] = MappingProxyType({"_id": "hashed"})
@@ -90,9 +95,10 @@ async def shard_collections(
     done: list[str] = []
     for name, key in wanted.items():
         namespace = f"{db_name}.{name}"
+        options = {"unique": True} if name in _UNIQUE_KEYS and "hashed" not in key.values() else {}
         with call(connection, f"sharding '{namespace}'", ShardingError):
             try:
-                await connection.client.admin.command("shardCollection", namespace, key=key)
+                await connection.client.admin.command("shardCollection", namespace, key=key, **options)
             except OperationFailure as exc:
                 if is_timeout(exc):
                     raise  # translated by the call: OperationTimedOut

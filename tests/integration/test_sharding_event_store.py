@@ -175,3 +175,44 @@ def test_recommended_keys_cover_every_store_and_are_copies() -> None:
     }
     keys["domain_events"]["x"] = 1
     assert recommended_shard_keys()["domain_events"] == {"aggregate_id": 1}
+
+
+class _FakeAdmin:
+    """What a mongos answers, recorded (there is no mongos on these machines)."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[tuple[str, Any, dict[str, Any]]] = []
+        self.fail_on = fail_on
+
+    async def command(self, name: str, value: Any = None, **options: Any) -> dict[str, Any]:
+        if name == "hello":
+            return {"msg": "isdbgrid", "ok": 1}
+        from pymongo.errors import OperationFailure
+
+        if value == self.fail_on:
+            raise OperationFailure("already sharded with another key", 20, {"errmsg": "already sharded", "code": 20})
+        self.calls.append((name, value, options))
+        return {"ok": 1}
+
+
+class _FakeConnection:
+    operation_timeout = 5.0
+
+    def __init__(self, admin: _FakeAdmin) -> None:
+        self.client = type("Client", (), {"admin": admin})()
+
+    def db(self, name: str | None = None) -> Any:
+        return type("Db", (), {"name": name or "app"})()
+
+
+async def test_shard_collections_sends_the_recommended_keys_through_a_mongos() -> None:
+    admin = _FakeAdmin()
+    done = await shard_collections(_FakeConnection(admin))  # type: ignore[arg-type]
+    keys = recommended_shard_keys()
+    assert done == [f"app.{name}" for name in keys]
+    sent = {value: options for _, value, options in admin.calls}
+    assert sent["app.domain_events"] == {"key": {"aggregate_id": 1}}
+    assert sent["app.projection_positions"] == {"key": {"projection_name": 1}, "unique": True}
+    assert sent["app.outbox"] == {"key": {"_id": "hashed"}}
+    with pytest.raises(ShardingError, match="app.sagas"):
+        await shard_collections(_FakeConnection(_FakeAdmin(fail_on="app.sagas")))  # type: ignore[arg-type]

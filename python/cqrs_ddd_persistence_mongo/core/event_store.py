@@ -136,7 +136,7 @@ class MongoEventStore:
 
     async def _is_sharded(self) -> bool:
         """Whether this store runs the sharded protocol: ``sharded=`` as given, else whether
-        the connection is a mongos (its cached ``hello``)."""
+        the connection is a mongos (asked once, then remembered)."""
         if self._sharded is None:
             self._sharded = await is_mongos(self._connection)
         return self._sharded

@@ -41,12 +41,9 @@ async def _shard_like_a_cluster_user(connection: MongoConnectionManager) -> None
     as a user does once before the application starts."""
     if os.environ.get(SHARDED_ENV) != "1":
         return
-    from cqrs_ddd_persistence_mongo.indexes import recommended_shard_keys
+    from cqrs_ddd_persistence_mongo.indexes import shard_collections
 
-    for collection, key in recommended_shard_keys().items():
-        await connection.client.admin.command(
-            "shardCollection", f"{connection.database_name}.{collection}", key=dict(key)
-        )
+    await shard_collections(connection)
 
 
 @pytest.fixture(params=DRIVERS)

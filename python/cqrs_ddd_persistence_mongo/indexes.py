@@ -115,3 +115,6 @@ async def ensure_all_indexes(*stores: Any) -> None:
     ever built next to an open transaction. Idempotent."""
     for store in stores:
         await store.ensure_indexes()
+
+
+from .sharding import recommended_shard_keys, shard_collections  # noqa: E402  (sharded clusters)

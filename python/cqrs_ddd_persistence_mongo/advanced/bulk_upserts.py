@@ -44,7 +44,7 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .. import _accel
-from .._gateway import duplicate_key_index
+from .._gateway import duplicate_key_index, translate
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError
 
@@ -181,8 +181,8 @@ async def _bulk(collection: Any, models: list[UpdateOne], session: Any) -> tuple
     except BulkWriteError as exc:
         details = exc.details
         return details, list(details.get("writeErrors", []))
-    except PyMongoError as exc:
-        raise ProjectionError(f"bulk upsert into '{collection.name}' failed: {exc}") from exc
+    except PyMongoError as exc:  # a timeout stays OperationTimedOut, a lost server ConnectionFailed
+        raise translate(exc, f"bulk upsert into '{collection.name}'", ProjectionError) or exc from exc
     return result.bulk_api_result, []
 
 

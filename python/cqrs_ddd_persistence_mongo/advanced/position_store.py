@@ -30,6 +30,8 @@ class MongoProjectionPositionStore(CollectionStore):
 
     default_collection = "projection_positions"
     index_specs = ({"keys": [("projection_name", 1)], "unique": True, "name": "projection_name_unique"},)
+    #: every filter names ``projection_name`` (equal to ``_id``): the shard key, which the
+    #: unique index above is prefixed by, routes each read and write to one shard
     error_cls = PositionStoreError
 
     async def get_position(self, projection_name: str, *, uow: Any = None) -> int | None:
@@ -37,7 +39,7 @@ class MongoProjectionPositionStore(CollectionStore):
         require_name(projection_name, "projection_name")
         session = session_of(uow)
         with self._errors(f"reading the position of '{projection_name}'"):
-            doc = await self.collection.find_one({"_id": projection_name}, {"position": 1}, session=session)
+            doc = await self.collection.find_one({"_id": projection_name, "projection_name": projection_name}, {"position": 1}, session=session)
         return None if doc is None else doc["position"]
 
     async def save_position(
@@ -82,7 +84,7 @@ class MongoProjectionPositionStore(CollectionStore):
             for _ in range(1 if in_transaction else _UPSERT_ATTEMPTS):
                 try:
                     doc = await collection.find_one_and_update(
-                        {"_id": projection_name},
+                        {"_id": projection_name, "projection_name": projection_name},
                         update,
                         upsert=True,
                         projection={"position": 1},
@@ -108,7 +110,7 @@ class MongoProjectionPositionStore(CollectionStore):
         require_name(projection_name, "projection_name")
         session = session_of(uow)
         with self._errors(f"resetting the position of '{projection_name}'"):
-            result = await self.collection.delete_one({"_id": projection_name}, session=session)
+            result = await self.collection.delete_one({"_id": projection_name, "projection_name": projection_name}, session=session)
         return result.deleted_count == 1
 
     async def get_all_positions(self, *, uow: Any = None) -> dict[str, int]:

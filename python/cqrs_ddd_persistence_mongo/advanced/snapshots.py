@@ -91,12 +91,13 @@ class MongoSnapshotStore(CollectionStore):
                 return False
             doc_id = {"t": aggregate_type, "a": aggregate_id, "v": version}
             document = {**key, "version": version, "snapshot_data": dict(snapshot_data), "created_at": utc_now()}
+            target = {"_id": doc_id, **key}  # the shard key (aggregate_type, aggregate_id) routes it
             try:
-                await collection.replace_one({"_id": doc_id}, document, upsert=True, session=session)
+                await collection.replace_one(target, document, upsert=True, session=session)
             except DuplicateKeyError as exc:
                 if self._gateway.in_transaction(session):  # the server aborted it: retry the unit of work
                     raise
-                await collection.replace_one({"_id": doc_id}, document, session=session)  # a concurrent save won
+                await collection.replace_one(target, document, session=session)  # a concurrent save won
             if self.keep_last is not None:
                 await self._prune(collection, key, self.keep_last, session)
         return True

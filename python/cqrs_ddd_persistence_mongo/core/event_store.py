@@ -16,6 +16,13 @@ Guarantees (details and costs in docs/event-store.md):
   that may still be in flight, and fill a hole with a marker only after ``gap_timeout``.
   The marker takes the position's slot in the unique position index, so an appender that
   shows up later fails loudly instead of landing behind a follower's checkpoint.
+* **On a sharded cluster** (``sharded=True``, or detected: the connection is a mongos) a
+  unique index on ``position`` cannot exist (the shard key is ``aggregate_id``), so no
+  marker could fence a late appender. There every append runs in a transaction (the
+  caller's, or one the store opens and retries itself): the counter and the events commit
+  or vanish together, so a hole is only ever a commit still in flight, and readers wait at
+  it instead of fencing it. Streams stay unique by ``(aggregate_id, version)``, which the
+  shard key prefixes. Trade-offs in docs/sharding.md.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from .._gateway import (
     duplicate_key_index,
 )
 from ..domain.events import StoredEvent
+from ..sharding import is_mongos
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock, gap_safe_batches
@@ -46,6 +54,7 @@ from ._session import session_of
 logger = logging.getLogger(__name__)
 
 POSITION_INDEX = "position_unique"
+SHARDED_POSITION_INDEX = "position"
 STREAM_INDEX = "stream_version_unique"
 
 
@@ -68,6 +77,11 @@ class MongoEventStore:
     the hole abandoned (see the module docstring); it bounds how long a crashed appender
     can stall followers and how long an appender may take between reserving positions and
     writing them outside a transaction.
+
+    ``sharded``: run the sharded-cluster protocol (every append in a transaction, readers
+    never fence; see the module docstring). ``None`` (default) asks the server once: on a
+    mongos it is on, on a replica set off. Every store appending to one collection must
+    agree, which detection guarantees.
     """
 
     def __init__(
@@ -78,6 +92,7 @@ class MongoEventStore:
         *,
         counters_collection: str = "counters",
         gap_timeout: timedelta | float = timedelta(seconds=10),
+        sharded: bool | None = None,
     ) -> None:
         self._connection = connection
         self._database = database
@@ -88,6 +103,9 @@ class MongoEventStore:
         if seconds < 0:
             raise EventStoreError(f"gap_timeout must be >= 0 seconds, not {seconds}")
         self._gaps = GapClock(seconds)
+        if sharded is not None and not isinstance(sharded, bool):
+            raise EventStoreError(f"sharded must be True, False or None (detect), not {sharded!r}")
+        self._sharded = sharded
         self._ready_groups: set[str] = set()
         self._events = Gateway(connection, database, collection, EventStoreError)
         self._counter_gateway = Gateway(connection, database, counters_collection, EventStoreError)
@@ -111,6 +129,17 @@ class MongoEventStore:
         "stream": {"keys": [("aggregate_id", 1), ("version", 1)], "unique": True, "name": STREAM_INDEX},
     }
     _ALL = ("position", "stream")
+    #: on a sharded cluster only indexes the shard key (aggregate_id) prefixes can be unique
+    _SHARDED_INDEXES: dict[str, dict[str, Any]] = {
+        **_INDEXES, "position": {"keys": [("position", 1)], "name": SHARDED_POSITION_INDEX},
+    }
+
+    async def _is_sharded(self) -> bool:
+        """Whether this store runs the sharded protocol: ``sharded=`` as given, else whether
+        the connection is a mongos (asked once, then remembered)."""
+        if self._sharded is None:
+            self._sharded = await is_mongos(self._connection)
+        return self._sharded
 
     async def ensure_indexes(self) -> None:
         """Create the unique position and stream indexes and the counter document (idempotent).
@@ -126,7 +155,8 @@ class MongoEventStore:
         """Before a write: the unique indexes (and, outside a transaction, the counter)."""
         if len(self._ready_groups) == len(self._ALL):
             return
-        specs = [self._INDEXES[group] for group in self._ALL]
+        indexes = self._SHARDED_INDEXES if await self._is_sharded() else self._INDEXES
+        specs = [indexes[group] for group in self._ALL]
         if not await self._events.prepare_indexes(specs, session, self._created_in):
             return  # created inside the caller's transaction: look again next time
         try:
@@ -188,6 +218,8 @@ class MongoEventStore:
             _check_event_keys(doc)
         self._reject_duplicates_within(docs)
         session = session_of(uow)
+        if not self._events.in_transaction(session) and await self._is_sharded():
+            return await self._append_in_own_transaction(events, expected_version)
         await self._ready(session)
         in_transaction = self._events.in_transaction(session)
         if expected_version is not None:
@@ -214,6 +246,23 @@ class MongoEventStore:
             if isinstance(original, StoredEvent):
                 original.position = position
         return positions
+
+    async def _append_in_own_transaction(self, events: list[Any], expected_version: int | None) -> list[int]:
+        """Sharded protocol: the append in a transaction of its own, retried on write
+        conflicts (another appender holds the counter) within the call's bound."""
+        from .uow import MongoUnitOfWork
+
+        await self._ready(None)
+
+        async def attempt(uow: Any) -> list[int]:
+            if not self._events.in_transaction(uow.session):
+                raise EventStoreError(
+                    f"appending to '{self.collection_name}' on a sharded cluster needs a transaction, "
+                    "and this server runs none; connect through a mongos (or pass sharded=False)"
+                )
+            return await self._append(events, uow, expected_version)
+
+        return await MongoUnitOfWork(connection=self._connection).run(attempt)
 
     def _reject_duplicates_within(self, docs: list[dict[str, Any]]) -> None:
         """A batch that conflicts with itself is refused before anything is written."""
@@ -414,6 +463,14 @@ class MongoEventStore:
         """Hold back at a hole that may still be filled (False), or fence an abandoned one
         and tell the caller to re-read from it (True)."""
         if not self._gaps.abandoned(first):
+            return False
+        if await self._is_sharded():  # every append is transactional: the commit is in flight
+            self._gaps.holds += 1
+            logger.warning(
+                "positions %s..%s of '%s' stayed invisible for longer than gap_timeout on a sharded "
+                "cluster; waiting (a cross-shard commit in flight, or a store appending with sharded=False)",
+                first, last, self.collection_name,
+            )
             return False
         await self._fence(range(first, last + 1))
         return True

@@ -4,7 +4,10 @@ The rebuild writes into shadow collections (``<collection>__rebuild``) with its 
 checkpoint (:mod:`.builder`, in this process or in worker processes, :mod:`.workers`),
 then, while the caller's followers of the projection pause, catches up and swaps each
 shadow in with ``renameCollection(dropTarget=True)``: readers see the old read model or the
-new one, never a half-built one.
+new one, never a half-built one. ``renameCollection`` cannot move a sharded collection, so
+a read model that is sharded (or already behind a pointer, :mod:`.generations`) is rebuilt
+into its next generation instead and swapped by flipping its pointer document: one write,
+every collection of the projection at once.
 
 Nothing is lost: with workers, the rebuild continues from the lowest position every worker
 reached (a worker stops below a hole that may still be filled), so the checkpoint never
@@ -26,6 +29,7 @@ from ..exceptions import ProjectionError
 from .base import Projection
 from .builder import BuildOptions, ShadowBuilder
 from .dead_letters import DeadLetters
+from .generations import flip_pointer, next_generation, resolve_read_models, shard_like, swaps_by_pointer
 from .progress import Progress
 from .workers import WorkerSpec, run_partitioned, worker_checkpoints
 
@@ -106,11 +110,21 @@ class Rebuild:
     async def run(self, progress: ProgressFactory | None = None, fresh: bool = False) -> RebuildReport:
         started = time.perf_counter()
         name = self.name
-        shadow = {c: shadow_name(c) for c in self.projection.collections}
+        collections = list(self.projection.collections)
+        by_pointer = await swaps_by_pointer(self.db, name, collections)
+        if by_pointer:
+            shadow = await next_generation(self.db, name, collections)
+        else:
+            shadow = {c: shadow_name(c) for c in collections}
         checkpoint = rebuild_checkpoint(name)
         position = None if fresh else await self.positions.get_position(checkpoint)
         existing = await self._collection_names()
-        if position is not None and not all(s in existing for s in shadow.values()):
+        if by_pointer and position is not None and not any(s in existing for s in shadow.values()):
+            # crashed after the pointer flip: the generation it built is live already
+            async with self.pause_followers:
+                await self._finish(checkpoint, position)
+            return RebuildReport(name, 0, time.perf_counter() - started, position, self.workers, position, [])
+        if not by_pointer and position is not None and not all(s in existing for s in shadow.values()):
             # crashed during the swap: the missing shadows are already live
             async with self.pause_followers:
                 swapped = await self._swap(shadow, existing)
@@ -118,7 +132,7 @@ class Rebuild:
             return RebuildReport(name, 0, time.perf_counter() - started, position, self.workers, position, swapped)
         resumed = position is not None
         if position is None:
-            await self._prepare_shadow(shadow, checkpoint)
+            await self._prepare_shadow(shadow, checkpoint, by_pointer)
             position = 0
         resumed_from = position
         head = await self.events.get_latest_position()
@@ -146,7 +160,10 @@ class Rebuild:
             self._refuse_to_shrink(counts)
             if self.before_swap is not None:
                 self.before_swap(covered + builder.consumed, counts)
-            swapped = await self._swap(shadow, set(shadow.values()))  # created or found at the start
+            if by_pointer:
+                swapped = await self._flip(shadow)
+            else:
+                swapped = await self._swap(shadow, set(shadow.values()))  # created or found at the start
             await self._finish(checkpoint, builder.position)
         if reporter is not None:
             reporter.finish()
@@ -178,10 +195,12 @@ class Rebuild:
 
     async def _counts(self, shadow: dict[str, str]) -> list[SwapCount]:
         """Documents per collection, from the collections' metadata (no scan)."""
+        serving = await resolve_read_models(self.db, self.name, shadow)
+
         async def count(live: str, physical: str) -> SwapCount:
             with call(self.connection, f"counting the documents of '{live}' before the swap", ProjectionError):
                 rebuilt, current = await asyncio.gather(
-                    self.db[physical].estimated_document_count(), self.db[live].estimated_document_count()
+                    self.db[physical].estimated_document_count(), self.db[serving[live]].estimated_document_count()
                 )
             return SwapCount(live, rebuilt, current)
 
@@ -200,12 +219,16 @@ class Rebuild:
                 "(--allow-empty) to swap them in anyway"
             )
 
-    async def _prepare_shadow(self, shadow: dict[str, str], checkpoint: str) -> None:
-        """Empty shadow collections with the read model's indexes, then the rebuild checkpoint."""
-        for physical in shadow.values():
+    async def _prepare_shadow(self, shadow: dict[str, str], checkpoint: str, by_pointer: bool = False) -> None:
+        """Empty shadow collections with the read model's indexes (sharded like the serving
+        collection when swapping by pointer), then the rebuild checkpoint."""
+        serving = await resolve_read_models(self.db, self.name, shadow) if by_pointer else {}
+        for live, physical in shadow.items():
             with call(self.connection, f"creating the empty shadow collection '{physical}'", ProjectionError):
                 await self.db.drop_collection(physical)
                 await self.db.create_collection(physical)
+            if by_pointer:
+                await shard_like(self.db, serving[live], physical)
         await self.projection.ensure_indexes(self.db, shadow)
         for name in worker_checkpoints(checkpoint, await self.positions.get_all_positions()):
             await self.positions.reset_position(name)
@@ -226,6 +249,18 @@ class Rebuild:
     async def _collection_names(self) -> set[str]:
         with call(self.connection, f"listing the collections of '{self.db.name}'", ProjectionError):
             return set(await self.db.list_collection_names())
+
+    async def _flip(self, shadow: dict[str, str]) -> list[str]:
+        """Point the projection at the rebuilt generation (one atomic write for all its
+        collections), then drop the generation it replaced."""
+        previous = await flip_pointer(self.db, self.name, shadow)
+        for live, old in previous.items():
+            if old != shadow[live]:
+                what = (f"dropping '{old}', the read model '{live}' replaced by '{shadow[live]}' "
+                        "(it is no longer read: if this fails, drop it by hand)")
+                with call(self.connection, what, ProjectionError):
+                    await self.db.drop_collection(old)
+        return list(shadow)
 
     async def _finish(self, checkpoint: str, position: int) -> None:
         """Point the live checkpoint at the rebuilt position and forget the rebuild's own."""

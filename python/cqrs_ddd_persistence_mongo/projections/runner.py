@@ -31,6 +31,7 @@ from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
 from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
 from .dead_letters import DEFAULT_COLLECTION, DeadLetters
+from .generations import resolve_read_models
 from .documents import load_documents, write_documents
 from .partition import WHOLE, Partition
 from .progress import Progress
@@ -154,7 +155,8 @@ class ProjectionRunner:
         if target is None:
             projection = self.projection(name)
             position = await self.positions.get_position(name) or 0
-            target = Target(projection, name, {c: c for c in projection.collections}, position=position)
+            physical = await resolve_read_models(self.db, name, projection.collections)  # pointer-swapped?
+            target = Target(projection, name, physical, position=position)
             self._live[name] = target
         return target
 

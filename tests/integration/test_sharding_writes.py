@@ -133,7 +133,7 @@ async def projection_workload(connection: MongoConnectionManager, stores: Stores
     await runner.rebuild("order_summary")
 
     events = await stores.events.get_events_after(0, limit=2)
-    dead = DeadLetters(connection.db())
+    dead = DeadLetters(connection.db(), connection=connection)
     await dead.park("order_summary", [Parked(event=events[0], error=ValueError("x"), attempts=1)])
 
 

@@ -43,9 +43,11 @@ async def statuses(connection: MongoConnectionManager, collection: str = "outbox
 async def test_save_in_transaction_commits_or_vanishes_with_it(real_connection: MongoConnectionManager) -> None:
     outbox = MongoOutboxStorage(real_connection)
     await outbox.ensure_indexes()
-    async with MongoUnitOfWork(connection=real_connection) as uow:
-        await outbox.save_messages(msgs(3, "a"), uow=uow)
-        await real_connection.db().orders.insert_one({"_id": "o1"}, session=uow.session)
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            await outbox.save_messages(msgs(3, "a"), uow=uow)
+            await real_connection.db().orders.insert_one({"_id": "o1"}, session=uow.session)
+            raise RuntimeError("the handler failed")
     assert await outbox.get_pending() == []  # aborted with the rest of the unit of work
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await outbox.save_messages(msgs(3, "b"), uow=uow)

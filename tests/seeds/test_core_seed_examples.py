@@ -131,7 +131,7 @@ async def test_pattern_2_self_managed_session(real_connection: MongoConnectionMa
         await order_repo.add(order, uow=uow)
         await uow.commit()  # Commits and closes session
 
-    assert uow.session is None
+    assert not uow.is_active  # the session ended with the block
     assert (await order_repo.get("o1")).total == 5.0
 
 

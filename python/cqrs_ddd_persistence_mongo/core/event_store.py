@@ -42,6 +42,7 @@ from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, Mon
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ._session import session_of
+from .uow import MongoUnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -156,28 +157,49 @@ class MongoEventStore:
         if expected_version is not None:
             check_position(expected_version, "expected_version")
         with self._events.call(self._appending):
-            return (await self._append([event], uow, expected_version))[0]
+            return (await self._append_in(uow, [event], expected_version))[0]
 
     async def append_batch(self, events: Iterable[Any], uow: Any = None) -> list[int]:
         """Append events (of one or many streams) in order; returns their positions.
 
         Cost: one counter round trip and one insert, whatever the batch size.
-        In a transaction: atomic; a version that already exists raises ConcurrencyConflict
-        and, once the unit of work aborts, nothing of the batch (nor its positions) remains.
-        Outside: not atomic; events are written in order and a failure keeps the ones
-        before it (the error says how many); the unused positions get hole markers.
+        Atomic wherever the deployment supports transactions: with ``uow=`` the batch is
+        part of that transaction; without, a batch of two or more events runs in its own
+        transaction (retried on transient write conflicts, two more round trips to start
+        and commit it), so a version that already exists raises ConcurrencyConflict and
+        nothing of the batch (nor its positions) remains. Without transaction support
+        (standalone server, mongomock) the batch is not atomic: events are written in
+        order and a failure keeps the ones before it (the error says how many); the unused
+        positions get hole markers.
         Not idempotent: appending the same event id twice is an error.
         Concurrent readers see the events once committed (in a transaction) or written,
         and a follower never passes a position still being written (see get_events_after).
         """
         if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
             raise InvalidEvent(f"append_batch takes a list of events, not {type(events).__name__}")
+        batch = list(events)
         with self._events.call(self._appending):
-            return await self._append(list(events), uow, None)
+            if uow is None and len(batch) > 1 and await self._connection.supports_transactions():
+                await self._ready(None)  # indexes and counter outside the transaction
+                return await MongoUnitOfWork(connection=self._connection).run(
+                    lambda own: self._append(batch, own, None)
+                )
+            return await self._append_in(uow, batch, None)
 
     @property
     def _appending(self) -> str:
         return f"appending to '{self.collection_name}'"
+
+    async def _append_in(self, uow: Any, events: list[Any], expected_version: int | None) -> list[int]:
+        """Append with the caller's unit of work; an error inside its transaction (which the
+        server aborts) marks it rollback-only, so it cannot commit the rest of its work."""
+        try:
+            return await self._append(events, uow, expected_version)
+        except (MongoPersistenceError, PyMongoError):
+            doom = getattr(uow, "set_rollback_only", None)
+            if doom is not None and self._events.in_transaction(session_of(uow)):
+                doom(f"appending to '{self.collection_name}' failed inside the transaction")
+            raise
 
     async def _append(self, events: list[Any], uow: Any, expected_version: int | None) -> list[int]:
         if not events:

@@ -341,3 +341,45 @@ async def test_crashed_appender_at_the_head_is_fenced_after_gap_timeout(
     assert await store.get_events_after(1) == []  # fenced now: nothing to read, nothing to wait for
     await store.append(ev("a", 2))
     assert [e.position for e in await store.get_events_after(1)] == [3]
+
+
+async def test_original_read_api(real_connection: MongoConnectionManager) -> None:
+    """get_events_after(None), get_by_aggregate, get_all, aggregate and specification=."""
+    from cqrs_ddd_persistence_mongo import ResultTooLarge, UnsafeQueryError
+    from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
+
+    store = MongoEventStore(real_connection)
+    await store.append_batch([ev("a", 1, n=1), ev("a", 2, n=2), ev("b", 1, n=3)])
+    assert [e.position for e in await store.get_events_after(None)] == [1, 2, 3]
+    assert [e.version for e in await store.get_by_aggregate("a")] == [1, 2]
+    assert await store.get_by_aggregate("a", "Other") == []
+    assert [e.position for e in await store.get_all()] == [1, 2, 3]
+    big = SpecificationBuilder().where("payload.n", "gte", 2).build()
+    assert [e.position for e in await store.get_all(specification=big)] == [2, 3]
+    assert [e.position for e in await store.get_events_after(0, specification=big)] == [2, 3]
+    assert [e.version for e in await store.get_events("a", specification=big)] == [2]
+    assert [e.position async for e in store.get_events_from_position(0, batch_size=1, specification=big)] == [2, 3]
+    with pytest.raises(ResultTooLarge, match="more than 2 events"):
+        await store.get_all(limit=2)
+    counts = await store.aggregate([{"$match": {"aggregate_id": {"$in": ["a", "b"]}}},
+                                    {"$group": {"_id": "$aggregate_id", "n": {"$sum": 1}}},
+                                    {"$sort": {"_id": 1}}])
+    assert counts == [{"_id": "a", "n": 2}, {"_id": "b", "n": 1}]
+    with pytest.raises(UnsafeQueryError):
+        await store.aggregate([{"$out": "copy"}])
+
+
+async def test_awaited_stream_is_not_awaitable(real_connection: MongoConnectionManager) -> None:
+    """A loop that awaits until the result is no longer awaitable ends after one step."""
+    import inspect
+
+    store = MongoEventStore(real_connection)
+    await store.append_batch([ev("a", 1), ev("a", 2)])
+    result: Any = store.get_events_from_position(0)
+    steps = 0
+    while inspect.isawaitable(result):
+        result = await result
+        steps += 1
+        assert steps < 3, "the stream awaits to itself forever"
+    assert [e.position async for e in result] == [1, 2]
+    assert [e.position async for e in await store.get_events_from_position(1)] == [2]

@@ -295,3 +295,13 @@ async def test_create_order(uow: MongoUnitOfWork, order_repo: MongoRepository[Or
     loaded = await order_repo.get("123")
     assert loaded.id == "123"
     assert loaded.total == 99.99
+
+
+def test_original_extras_are_declared() -> None:
+    """'pip install cqrs-ddd-persistence-mongo[core,advanced]' (the original layout) resolves."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert extras["core"] == [] and extras["advanced"] == []

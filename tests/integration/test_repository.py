@@ -15,6 +15,7 @@ from pymongo import monitoring
 from cqrs_ddd_persistence_mongo import (
     DuplicateEntityError,
     MongoConnectionManager,
+    MongoQueryError,
     MongoUnitOfWorkError,
     OptimisticConcurrencyError,
     VersionMismatchError,
@@ -457,3 +458,20 @@ async def test_specification_is_and_ed_with_the_id(real_connection: MongoConnect
     assert await orders.exists("o0")
     assert await orders.delete("o1", specification=paid) == "o1"
     assert not await orders.exists("o1")
+
+
+async def test_caught_duplicate_in_a_unit_of_work_rolls_back_on_exit(real_connection: MongoConnectionManager) -> None:
+    """The server aborted the transaction at the duplicate: leaving the block rolls back
+    (nothing half-committed, no error at exit: the caller handled the one it got)."""
+    orders, payments = await _repos(real_connection)
+    await orders.add(Order(id="o1"))
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        await payments.add(Payment(id="p1", amount=5), uow=uow)
+        with pytest.raises(DuplicateEntityError):
+            await orders.add(Order(id="o1"), uow=uow)
+    assert await payments.get("p1") is None
+    async with MongoUnitOfWork(connection=real_connection) as uow:  # an error before the server dooms nothing
+        await payments.add(Payment(id="p2"), uow=uow)
+        with pytest.raises(MongoQueryError, match="an id is required"):
+            await orders.get(None, uow=uow)  # type: ignore[arg-type]
+    assert await payments.get("p2") is not None

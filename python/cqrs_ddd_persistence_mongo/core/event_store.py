@@ -46,7 +46,7 @@ from ._event_codec import as_stored, from_document, gap_document, is_gap, to_doc
 from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ._session import session_of
 from .search import search_collection
-from .uow import MongoUnitOfWork
+from .uow import MongoUnitOfWork, raised_by_server
 
 logger = logging.getLogger(__name__)
 
@@ -202,13 +202,13 @@ class MongoEventStore:
         return f"appending to '{self.collection_name}'"
 
     async def _append_in(self, uow: Any, events: list[Any], expected_version: int | None) -> list[int]:
-        """Append with the caller's unit of work; an error inside its transaction (which the
-        server aborts) marks it rollback-only, so it cannot commit the rest of its work."""
+        """Append with the caller's unit of work; a server error inside its transaction (the
+        server then aborts it) marks it rollback-only, so it cannot commit the rest of its work."""
         try:
             return await self._append(events, uow, expected_version)
-        except (MongoPersistenceError, PyMongoError):
+        except (MongoPersistenceError, PyMongoError) as exc:
             doom = getattr(uow, "set_rollback_only", None)
-            if doom is not None and self._events.in_transaction(session_of(uow)):
+            if doom is not None and raised_by_server(exc) and self._events.in_transaction(session_of(uow)):
                 doom(f"appending to '{self.collection_name}' failed inside the transaction")
             raise
 

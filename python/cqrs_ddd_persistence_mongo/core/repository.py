@@ -22,7 +22,6 @@ from .. import _accel
 from .._gateway import (
     INT64_MAX,
     INT64_MIN,
-    TRANSIENT,
     Gateway,
     check_key,
     duplicate_key_index,
@@ -39,7 +38,7 @@ from ._session import session_of
 from .entity_stream import EntityStream, iterate_cursor_batches
 from .model_mapper import MongoDBModelMapper
 from .search import SearchResult, search_collection
-from .uow import has_error_label
+from .uow import raised_by_server
 
 T = TypeVar("T")
 ID = TypeVar("ID")
@@ -482,13 +481,14 @@ class MongoRepository(Generic[T, ID]):
     @classmethod
     @contextmanager
     def _dooming(cls, uow: Any) -> Iterator[None]:
-        """A write conflict aborts the server transaction: mark ``uow`` rollback-only so
-        leaving its block rolls back instead of committing a transaction that is gone."""
+        """A server error (write conflict, duplicate id, ...) aborts the server transaction:
+        mark ``uow`` rollback-only so leaving its block rolls back instead of committing a
+        transaction that is gone."""
         try:
             yield
         except MongoPersistenceError as exc:
-            if has_error_label(exc, TRANSIENT):
-                cls._doom(uow, f"a write conflict aborted the transaction ({exc})")
+            if raised_by_server(exc):
+                cls._doom(uow, f"a failed write aborted the transaction ({exc})")
             raise
 
     @staticmethod

@@ -63,6 +63,19 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
     return False
 
 
+def raised_by_server(exc: BaseException | None) -> bool:
+    """True when ``exc`` is, or was raised from, a driver error: the server (or the link to
+    it) failed the operation, which aborts an open transaction. Errors raised before
+    anything was sent (a bad argument, a stale version found by a match count) are not."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, PyMongoError):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def _max_time_expired(exc: BaseException) -> bool:
     return getattr(exc, "code", None) == 50  # MaxTimeMSExpired: the commit itself timed out
 

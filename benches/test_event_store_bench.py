@@ -89,8 +89,41 @@ def test_append_batch_vs_one_by_one(benchmark: Any, mongo_url: str) -> None:
             counter.names.clear()
             session.run(store.append_batch(batch))
             per_batch[size] = (counter.total(), dict(counter.names))
-        assert per_batch[1][0] == per_batch[10][0] == per_batch[1000][0] == 2, per_batch
-        assert per_batch[1000][1] == {"findAndModify": 1, "insert": 1}
+        # one event: reserve + insert; a batch also commits its own transaction (atomic)
+        own_transaction = session.run(session.connection.supports_transactions())
+        batch_commands = 3 if own_transaction else 2
+        assert per_batch[1][0] == 2, per_batch
+        assert per_batch[10][0] == per_batch[1000][0] == batch_commands, per_batch
+        expected_names = {"findAndModify": 1, "insert": 1}
+        if own_transaction:
+            expected_names["commitTransaction"] = 1
+        assert per_batch[1000][1] == expected_names
+
+        # the cost of the batch's own transaction, side by side with the non-atomic path
+        if own_transaction:
+            connection = session.connection
+            real_supports = connection.supports_transactions
+
+            async def no_transactions() -> bool:
+                return False
+
+            atomic_times, plain_times = [], []
+            for _ in range(3):
+                atomic_times.append(best_time(lambda: session.run(store.append_batch(events(BATCH))), repeat=2))
+                connection.supports_transactions = no_transactions  # type: ignore[method-assign]
+                try:
+                    plain_times.append(best_time(lambda: session.run(store.append_batch(events(BATCH))), repeat=2))
+                finally:
+                    connection.supports_transactions = real_supports  # type: ignore[method-assign]
+            small_atomic = best_time(lambda: session.run(store.append_batch(events(10))), repeat=5)
+            connection.supports_transactions = no_transactions  # type: ignore[method-assign]
+            try:
+                small_plain = best_time(lambda: session.run(store.append_batch(events(10))), repeat=5)
+            finally:
+                connection.supports_transactions = real_supports  # type: ignore[method-assign]
+            report(f"append_batch own transaction: 1,000 events {min(atomic_times) * 1e3:.1f} ms vs "
+                   f"{min(plain_times) * 1e3:.1f} ms without; 10 events {small_atomic * 1e3:.2f} ms vs "
+                   f"{small_plain * 1e3:.2f} ms without")
 
         # main measurement: one batch of 1,000
         benchmark.pedantic(lambda batch: session.run(store.append_batch(batch)),

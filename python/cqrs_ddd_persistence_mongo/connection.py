@@ -8,6 +8,7 @@ becomes a list differ between them; :class:`DriverAdapter` is the only place tha
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
 #: Seconds any one public store operation may take before it raises OperationTimedOut.
+#: Where ``MongoConnectionManager()`` connects when given neither url nor client.
+DEFAULT_URL = "mongodb://localhost:27017"
 DEFAULT_OPERATION_TIMEOUT = 30.0
 #: Transactions read a snapshot and commit only once a majority of members has the writes.
 DEFAULT_TRANSACTION_READ_CONCERN = "snapshot"
@@ -156,9 +159,7 @@ class MongoConnectionManager:
         **client_options: Any,
     ) -> None:
         if client is None and not url:
-            raise MongoConnectionError(
-                "MongoConnectionManager needs url='mongodb://...' or an existing client=..."
-            )
+            url = DEFAULT_URL
         if driver not in ("pymongo", "motor"):
             raise MongoConnectionError(f"driver must be 'pymongo' or 'motor', not {driver!r}")
         if operation_timeout is not None and (
@@ -288,7 +289,27 @@ class MongoConnectionManager:
         self._connected = False
         self._hello = None
 
-    close = disconnect
+    def close(self) -> asyncio.Task[None]:
+        """Close now, awaited or not: ``connection.close()`` and ``await connection.close()``
+        both work.
+
+        The manager lets go of its client at once (it is no longer connected); closing the
+        driver client's sockets runs as a task on the running loop, which the returned task
+        lets you await. Called outside a running event loop it raises
+        :class:`MongoConnectionError` (use ``await connection.disconnect()`` in async code).
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise MongoConnectionError(
+                "close() needs a running event loop: call 'await connection.close()' from async code"
+            ) from None
+        client = self._client if self._owns_client else None
+        if self._owns_client:
+            self._client = None
+        self._connected = False
+        self._hello = None
+        return loop.create_task(_maybe_await(None if client is None else client.close()))
 
     async def __aenter__(self) -> MongoConnectionManager:
         return await self.connect()
@@ -303,8 +324,14 @@ class MongoConnectionManager:
 
     @property
     def client(self) -> Any:
+        """The driver client; built on first use when this manager owns it (the driver then
+        connects with the first operation, so ``connect()`` is optional: it only checks early
+        that the server answers)."""
         if self._client is None:
-            raise MongoConnectionError("not connected: call 'await connection.connect()' first")
+            if not self._owns_client:
+                raise MongoConnectionError("the client passed in was closed; pass an open client=...")
+            self._client = self._build_client()
+            self.adapter = adapter_for(self._client)
         return self._client
 
     def db(self, name: str | None = None) -> Any:
@@ -318,7 +345,7 @@ class MongoConnectionManager:
 
     def driver(self) -> DriverAdapter:
         if self.adapter is None:
-            raise MongoConnectionError("not connected: call 'await connection.connect()' first")
+            self.adapter = adapter_for(self.client)  # builds the client on first use
         return self.adapter
 
     def _default_database_from_url(self) -> str | None:

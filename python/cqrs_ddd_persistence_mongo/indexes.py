@@ -109,6 +109,50 @@ async def ensure_indexes(collection: Any, specs: Iterable[Any], **options: Any) 
         raise translate(exc, f"creating indexes on '{collection.name}'", MongoQueryError) or exc from exc
 
 
+# --- the original library's one-index helpers (thin wrappers over ensure_indexes) --------
+async def create_ttl_index(
+    collection: Any, field: str, expire_after_seconds: int, *, name: str | None = None
+) -> str:
+    """A TTL index: documents expire ``expire_after_seconds`` after the date in ``field``."""
+    options: dict[str, Any] = {"ttl": expire_after_seconds}
+    if name is not None:
+        options["name"] = name
+    return (await ensure_indexes(collection, [(field, 1, options)]))[0]
+
+
+#: The original library's name for :func:`create_ttl_index` (idempotent as well).
+ensure_ttl_index = create_ttl_index
+
+
+async def create_compound_index(
+    collection: Any, keys: Sequence[tuple[str, Any]], *, unique: bool = False, name: str | None = None,
+    **options: Any,
+) -> str:
+    """An index over several fields, e.g. ``[("customer_id", 1), ("created_at", -1)]``."""
+    spec: dict[str, Any] = {"keys": list(keys), **options}
+    if unique:
+        spec["unique"] = True
+    if name is not None:
+        spec["name"] = name
+    return (await ensure_indexes(collection, [spec]))[0]
+
+
+async def create_text_index(
+    collection: Any, fields: str | Sequence[str], *, weights: Mapping[str, int] | None = None,
+    default_language: str | None = None, name: str | None = None,
+) -> str:
+    """The collection's text index over ``fields`` (MongoDB allows one text index per collection)."""
+    names = [fields] if isinstance(fields, str) else list(fields)
+    spec: dict[str, Any] = {"keys": [(field, "text") for field in names]}
+    if weights is not None:
+        spec["weights"] = dict(weights)
+    if default_language is not None:
+        spec["default_language"] = default_language
+    if name is not None:
+        spec["name"] = name
+    return (await ensure_indexes(collection, [spec]))[0]
+
+
 async def ensure_all_indexes(*stores: Any) -> None:
     """Call ``ensure_indexes()`` of every store given (event store, outbox, snapshot,
     position, saga, job stores): what an application runs once at startup, so no index is

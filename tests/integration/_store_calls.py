@@ -104,6 +104,7 @@ def keyed_calls(s: Stores, bad: Any) -> dict[str, Call]:
         "sagas.delete": lambda: s.sagas.delete(bad),
         "sagas.find_by_correlation_id": lambda: s.sagas.find_by_correlation_id(bad),
         "events.get_events": lambda: s.events.get_events(bad),
+        "events.get_by_aggregate": lambda: s.events.get_by_aggregate(bad),
         "events.append(aggregate_id)": lambda: s.events.append(StoredEvent(event_type="X", aggregate_id=bad, version=1)),
         "events.append(correlation_id)": lambda: s.events.append(
             StoredEvent(event_type="X", aggregate_id="z", version=1, correlation_id=bad)
@@ -174,6 +175,7 @@ def query_calls(s: Stores, bad_filter: Any, bad_pipeline: Any) -> dict[str, Call
         "projections.find(sort)": lambda: s.projections.find("summaries", {}, sort=bad_filter),
         "projections.count": lambda: s.projections.count("summaries", bad_filter),
         "projections.aggregate": lambda: s.projections.aggregate("summaries", bad_pipeline),
+        "events.aggregate": lambda: s.events.aggregate(bad_pipeline),
     }
 
 
@@ -210,6 +212,9 @@ def every_call(s: Stores) -> dict[str, Call]:
             [StoredEvent(event_type="X", aggregate_id="b", version=1)]
         ),
         "MongoEventStore.ensure_indexes": lambda: s.events.ensure_indexes(),
+        "MongoEventStore.aggregate": lambda: s.events.aggregate([{"$match": {}}]),
+        "MongoEventStore.get_all": lambda: s.events.get_all(),
+        "MongoEventStore.get_by_aggregate": lambda: s.events.get_by_aggregate("o1"),
         "MongoEventStore.get_events": lambda: s.events.get_events("o1"),
         "MongoEventStore.get_events_after": lambda: s.events.get_events_after(0),
         "MongoEventStore.get_events_from_position": lambda: _drain(s.events.get_events_from_position(0)),

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
+from typing import Any
 
 from cqrs_ddd_persistence_mongo import MongoConnectionError, MongoConnectionManager
 
@@ -77,9 +78,78 @@ async def test_bad_url_is_a_connection_error() -> None:
         await MongoConnectionManager(url="postgres://nope", database="x").connect()
 
 
-def test_missing_url_and_client() -> None:
-    with pytest.raises(MongoConnectionError, match="needs url="):
-        MongoConnectionManager(database="x")
+def test_default_url_is_localhost() -> None:
+    assert MongoConnectionManager(database="x").url == "mongodb://localhost:27017"
+
+
+async def test_connects_lazily_on_first_use(mongo_url: str) -> None:
+    """The seed's dependency-injection example never calls connect()."""
+    from cqrs_ddd_persistence_mongo.core import MongoRepository
+    from cqrs_ddd_persistence_mongo.domain import AggregateRoot
+
+    class Note(AggregateRoot[str]):
+        text: str = ""
+
+    conn = MongoConnectionManager(url=mongo_url, database=f"lazy_{uuid4().hex[:8]}")
+    repo: MongoRepository[Note, str] = MongoRepository(conn, "notes", Note)
+    try:
+        assert await repo.add(Note(id="n1", text="hi")) == "n1"
+        assert (await repo.get("n1")).text == "hi"
+    finally:
+        await conn.client.drop_database(conn.database_name)
+        await conn.disconnect()
+
+
+async def test_close_without_await_still_closes(mongo_url: str) -> None:
+    conn = await MongoConnectionManager(url=mongo_url, database="x").connect()
+    client = conn.client
+    conn.close()  # not awaited: the manager lets go of the client at once ...
+    assert not conn.is_connected
+    assert conn.client is not client  # ... and a later use builds a new one
+    await conn.close()  # awaited: the same, and waits for the sockets to close
+
+
+async def test_text_index_helper_builds_one_text_index() -> None:
+    from cqrs_ddd_persistence_mongo.indexes import create_text_index
+
+    class Recorder:  # the embedded server has no text indexes: check what would be sent
+        name = "things"
+        models: list[Any] = []
+
+        async def create_indexes(self, models: list[Any]) -> list[str]:
+            self.models.extend(models)
+            return [m.document["name"] for m in models]
+
+    recorder = Recorder()
+    assert await create_text_index(recorder, ["title", "body"], weights={"title": 3}, name="search") == "search"
+    document = recorder.models[0].document
+    assert dict(document["key"]) == {"title": "text", "body": "text"} and document["weights"] == {"title": 3}
+
+
+def test_close_outside_an_event_loop_raises() -> None:
+    with pytest.raises(MongoConnectionError, match="running event loop"):
+        MongoConnectionManager(database="x").close()
+
+
+async def test_original_index_helpers(mongo_url: str) -> None:
+    from cqrs_ddd_persistence_mongo.indexes import (
+        create_compound_index,
+        create_text_index,
+        create_ttl_index,
+        ensure_ttl_index,
+    )
+
+    conn = await MongoConnectionManager(url=mongo_url, database=f"idx_{uuid4().hex[:8]}").connect()
+    try:
+        collection = conn.db().things
+        assert await create_ttl_index(collection, "expires_at", 60) == "expires_at_1"
+        assert await ensure_ttl_index(collection, "expires_at", 60) == "expires_at_1"  # idempotent
+        assert await create_compound_index(collection, [("a", 1), ("b", -1)], unique=True) == "a_1_b_-1"
+        info = {i["name"]: i async for i in await collection.list_indexes()}
+        assert info["expires_at_1"]["expireAfterSeconds"] == 60 and info["a_1_b_-1"]["unique"]
+    finally:
+        await conn.client.drop_database(conn.database_name)
+        await conn.disconnect()
 
 
 async def test_unreachable_server_fails_fast() -> None:
@@ -93,10 +163,15 @@ async def test_unreachable_server_fails_fast() -> None:
     assert not await conn.health_check()
 
 
-async def test_not_connected_is_explained() -> None:
-    conn = MongoConnectionManager(url="mongodb://127.0.0.1:1/", database="x")
-    with pytest.raises(MongoConnectionError, match="call 'await connection.connect\\(\\)'"):
-        conn.db()
+async def test_first_use_of_an_unreachable_server_is_a_connection_error() -> None:
+    from cqrs_ddd_persistence_mongo.core import MongoOutboxStorage
+
+    conn = MongoConnectionManager(url="mongodb://127.0.0.1:1/", database="x", server_selection_timeout_ms=300)
+    try:
+        with pytest.raises(MongoConnectionError):
+            await MongoOutboxStorage(conn).get_pending()
+    finally:
+        await conn.disconnect()
 
 
 def with_database(url: str, database: str) -> str:

@@ -78,8 +78,25 @@ async def test_existing_version_is_a_conflict_and_positions_are_never_reused(
     assert [e.version for e in await store.get_events("s")] == [1, 2, 3]
 
 
-async def test_batch_outside_transaction_keeps_prefix_and_says_so(real_connection: MongoConnectionManager) -> None:
+async def test_batch_without_uow_is_atomic_where_transactions_exist(real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection)
+    await store.append(ev("s", 3))
+    with pytest.raises(ConcurrencyConflict, match="already has version 3"):
+        await store.append_batch([ev("s", 1), ev("s", 2), ev("s", 3)])
+    assert [e.version for e in await store.get_events("s")] == [3]  # the first two are not stored
+    assert [e.version for e in await store.get_events_after(0)] == [3]
+
+
+async def test_concurrent_batches_without_uow_all_land(real_connection: MongoConnectionManager) -> None:
+    """Own transactions conflict on the position counter; the store retries them."""
+    store = MongoEventStore(real_connection)
+    await store.ensure_indexes()
+    await asyncio.gather(*(store.append_batch([ev(f"s{i}", 1), ev(f"s{i}", 2)]) for i in range(4)))
+    assert [e.position for e in await store.get_events_after(0)] == list(range(1, 9))
+
+
+async def test_batch_without_transactions_keeps_prefix_and_says_so(mock_connection: MongoConnectionManager) -> None:
+    store = MongoEventStore(mock_connection)
     await store.append(ev("s", 2))
     with pytest.raises(ConcurrencyConflict, match="1 of 3 events before it were stored"):
         await store.append_batch([ev("s", 1), ev("s", 2), ev("s", 3)])
@@ -119,11 +136,19 @@ async def test_batch_in_transaction_is_gapless_and_atomic(real_connection: Mongo
             await store.append_batch([ev("c", 1), ev("b", 1), ev("c", 2)], uow=uow)
             await uow.commit()
     # an aborted transaction gives its positions back too
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            await store.append_batch([ev("d", 1)], uow=uow)
+            raise RuntimeError("abort")
+    # a conflict caught inside the block: leaving it rolls back, nothing is committed
     async with MongoUnitOfWork(connection=real_connection) as uow:
-        await store.append_batch([ev("d", 1)], uow=uow)
+        await store.append_batch([ev("f", 1)], uow=uow)
+        with pytest.raises(ConcurrencyConflict):
+            await store.append(ev("b", 1), uow=uow)
     assert await store.append(ev("e", 1)) == 4
     assert await positions_in_db(real_connection) == [1, 2, 3, 4]
     assert await store.get_events("c") == [] and await store.get_events("d") == []
+    assert await store.get_events("f") == []
 
 
 async def test_concurrent_appending_transactions_conflict_instead_of_interleaving(
@@ -205,18 +230,19 @@ async def test_abandoned_hole_is_fenced_and_the_late_appender_fails(real_connect
     store = MongoEventStore(real_connection, gap_timeout=0.3)
     await store.ensure_indexes()
     slow = SlowAppender(real_connection)
-    pending = asyncio.create_task(slow.append_batch([ev("slow", 1), ev("slow", 2)]))
+    # a single event: a batch outside a unit of work runs in its own transaction here
+    pending = asyncio.create_task(slow.append(ev("slow", 1)))
     await slow.reserved.wait()
-    await store.append(ev("fast", 1))  # position 3
+    await store.append(ev("fast", 1))  # position 2
     assert await store.get_events_after(0) == []
     await asyncio.sleep(0.35)
-    assert [e.position for e in await store.get_events_after(0)] == [3]  # 1..2 declared abandoned
+    assert [e.position for e in await store.get_events_after(0)] == [2]  # 1 declared abandoned
     slow.gate.set()
     with pytest.raises(EventStoreError, match="declared abandoned"):
         await pending
     assert await store.get_events("slow") == []  # never visible behind a follower's checkpoint
-    assert [e.position for e in await store.get_events_after(0)] == [3]
-    assert await store.get_latest_position() == 3
+    assert [e.position for e in await store.get_events_after(0)] == [2]
+    assert await store.get_latest_position() == 2
 
 
 @pytest.mark.parametrize(
@@ -282,10 +308,12 @@ async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connectio
     """The store's collection and unique indexes are created inside the transaction when it
     is the first use, instead of a catalog change the transaction would conflict with."""
     store = MongoEventStore(real_connection)
-    async with MongoUnitOfWork(connection=real_connection) as uow:
-        await real_connection.db().orders.insert_one({"_id": 1}, session=uow.session)
-        await store.append(ev("a", 1), uow=uow)
-    # left without commit(): nothing was written
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            await real_connection.db().orders.insert_one({"_id": 1}, session=uow.session)
+            await store.append(ev("a", 1), uow=uow)
+            raise RuntimeError("abort")
+    # aborted: nothing was written
     assert "domain_events" not in await real_connection.db().list_collection_names()
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await real_connection.db().orders.insert_one({"_id": 2}, session=uow.session)
@@ -303,13 +331,55 @@ async def test_crashed_appender_at_the_head_is_fenced_after_gap_timeout(
     store = MongoEventStore(real_connection, gap_timeout=0.2)
     await store.append(ev("a", 1))  # position 1
     slow = SlowAppender(real_connection)
-    crashed = asyncio.create_task(slow.append_batch([ev("b", 1), ev("b", 2)]))
+    crashed = asyncio.create_task(slow.append(ev("b", 1)))  # one event: no own transaction
     await slow.reserved.wait()
-    crashed.cancel()  # the process dies between reserving 2..3 and writing them
+    crashed.cancel()  # the process dies between reserving 2 and writing it
     await asyncio.gather(crashed, return_exceptions=True)
     assert [e.position for e in await store.get_events_after(0)] == [1]
     assert store.reader_holds >= 1
     await asyncio.sleep(0.25)
     assert await store.get_events_after(1) == []  # fenced now: nothing to read, nothing to wait for
     await store.append(ev("a", 2))
-    assert [e.position for e in await store.get_events_after(1)] == [4]
+    assert [e.position for e in await store.get_events_after(1)] == [3]
+
+
+async def test_original_read_api(real_connection: MongoConnectionManager) -> None:
+    """get_events_after(None), get_by_aggregate, get_all, aggregate and specification=."""
+    from cqrs_ddd_persistence_mongo import ResultTooLarge, UnsafeQueryError
+    from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
+
+    store = MongoEventStore(real_connection)
+    await store.append_batch([ev("a", 1, n=1), ev("a", 2, n=2), ev("b", 1, n=3)])
+    assert [e.position for e in await store.get_events_after(None)] == [1, 2, 3]
+    assert [e.version for e in await store.get_by_aggregate("a")] == [1, 2]
+    assert await store.get_by_aggregate("a", "Other") == []
+    assert [e.position for e in await store.get_all()] == [1, 2, 3]
+    big = SpecificationBuilder().where("payload.n", "gte", 2).build()
+    assert [e.position for e in await store.get_all(specification=big)] == [2, 3]
+    assert [e.position for e in await store.get_events_after(0, specification=big)] == [2, 3]
+    assert [e.version for e in await store.get_events("a", specification=big)] == [2]
+    assert [e.position async for e in store.get_events_from_position(0, batch_size=1, specification=big)] == [2, 3]
+    with pytest.raises(ResultTooLarge, match="more than 2 events"):
+        await store.get_all(limit=2)
+    counts = await store.aggregate([{"$match": {"aggregate_id": {"$in": ["a", "b"]}}},
+                                    {"$group": {"_id": "$aggregate_id", "n": {"$sum": 1}}},
+                                    {"$sort": {"_id": 1}}])
+    assert counts == [{"_id": "a", "n": 2}, {"_id": "b", "n": 1}]
+    with pytest.raises(UnsafeQueryError):
+        await store.aggregate([{"$out": "copy"}])
+
+
+async def test_awaited_stream_is_not_awaitable(real_connection: MongoConnectionManager) -> None:
+    """A loop that awaits until the result is no longer awaitable ends after one step."""
+    import inspect
+
+    store = MongoEventStore(real_connection)
+    await store.append_batch([ev("a", 1), ev("a", 2)])
+    result: Any = store.get_events_from_position(0)
+    steps = 0
+    while inspect.isawaitable(result):
+        result = await result
+        steps += 1
+        assert steps < 3, "the stream awaits to itself forever"
+    assert [e.position async for e in result] == [1, 2]
+    assert [e.position async for e in await store.get_events_from_position(1)] == [2]

@@ -43,9 +43,11 @@ async def statuses(connection: MongoConnectionManager, collection: str = "outbox
 async def test_save_in_transaction_commits_or_vanishes_with_it(real_connection: MongoConnectionManager) -> None:
     outbox = MongoOutboxStorage(real_connection)
     await outbox.ensure_indexes()
-    async with MongoUnitOfWork(connection=real_connection) as uow:
-        await outbox.save_messages(msgs(3, "a"), uow=uow)
-        await real_connection.db().orders.insert_one({"_id": "o1"}, session=uow.session)
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            await outbox.save_messages(msgs(3, "a"), uow=uow)
+            await real_connection.db().orders.insert_one({"_id": "o1"}, session=uow.session)
+            raise RuntimeError("the handler failed")
     assert await outbox.get_pending() == []  # aborted with the rest of the unit of work
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await outbox.save_messages(msgs(3, "b"), uow=uow)
@@ -243,3 +245,25 @@ async def test_outbox_on_mongomock(mock_connection: MongoConnectionManager) -> N
 def test_bad_arguments() -> None:
     with pytest.raises(OutboxError, match="max_retries"):
         MongoOutboxStorage(object(), max_retries=-1)
+
+
+async def test_reads_and_marks_take_uow_and_specification(real_connection: MongoConnectionManager) -> None:
+    from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
+
+    outbox = MongoOutboxStorage(real_connection)
+    await outbox.ensure_indexes()
+    await outbox.save_messages(msgs(3, "a"))
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            await outbox.save_messages(msgs(1, "u"), uow=uow)
+            pending = sorted(m.message_id for m in await outbox.get_pending(uow=uow))
+            assert pending == ["a00000", "a00001", "a00002", "u00000"]  # its own message too
+            assert await outbox.mark_published(["a00000"], uow=uow) == 1
+            assert await outbox.mark_failed("a00001", "smtp down", uow=uow) == "failed"
+            raise RuntimeError("abort")
+    assert sorted((await statuses(real_connection)).items()) == [("pending", 3)]  # all undone
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        await outbox.mark_published(["a00000"], uow=uow)
+    assert (await outbox.get_message("a00000")).status == "published"
+    second = SpecificationBuilder().where("message_id", "eq", "a00002").build()
+    assert [m.message_id for m in await outbox.get_pending(specification=second)] == ["a00002"]

@@ -15,6 +15,7 @@ from pymongo import monitoring
 from cqrs_ddd_persistence_mongo import (
     DuplicateEntityError,
     MongoConnectionManager,
+    MongoQueryError,
     MongoUnitOfWorkError,
     OptimisticConcurrencyError,
     VersionMismatchError,
@@ -22,6 +23,7 @@ from cqrs_ddd_persistence_mongo import (
 from cqrs_ddd_persistence_mongo.core import MongoRepository, MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.core.entity_stream import ResultTooLarge
 from cqrs_ddd_persistence_mongo.domain import AggregateRoot
+from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
 
 
 class Order(AggregateRoot):
@@ -107,7 +109,7 @@ async def test_save_of_deleted_aggregate_conflicts(real_connection: MongoConnect
     orders, _ = await _repos(real_connection)
     order = Order(id="o1")
     await orders.add(order)
-    assert await orders.delete("o1") is True
+    assert await orders.delete("o1") == "o1"
     with pytest.raises(VersionMismatchError) as info:
         await orders.add(order)
     assert info.value.actual is None
@@ -199,8 +201,8 @@ async def test_concurrent_inserts_without_unit_of_work(real_connection: MongoCon
     results = await asyncio.gather(
         *(orders.add(Order(id="new", status=str(i))) for i in range(4)), return_exceptions=True
     )
-    assert sum(r is None for r in results) == 1
-    conflicts = [r for r in results if r is not None]
+    assert sum(r == "new" for r in results) == 1
+    conflicts = [r for r in results if r != "new"]
     assert len(conflicts) == 3 and all(isinstance(r, DuplicateEntityError) for r in conflicts)
     assert "already exists" in str(conflicts[0])
     assert (await orders.get("new")).version == 1
@@ -257,8 +259,8 @@ async def test_get_exists_delete(real_connection: MongoConnectionManager) -> Non
         await orders.delete("o1", expected_version=7)
     assert (info.value.expected, info.value.actual) == (7, 1)
     assert await orders.exists("o1")
-    assert await orders.delete("o1", expected_version=1) is True
-    assert await orders.delete("o1") is False
+    assert await orders.delete("o1", expected_version=1) == "o1"  # the id, like the original
+    assert await orders.delete("o1") is None
     assert not await orders.exists("o1")
 
 
@@ -427,3 +429,49 @@ async def test_add_many_write_conflict_between_transactions(real_connection: Mon
         await first.commit()
     assert (await orders.get("a")).status == "first"
     assert await orders.get("b") is None
+
+
+class Invoice(AggregateRoot[str]):  # generic over the id type, as the original library
+    amount: float = 0.0
+
+
+async def test_add_returns_the_stored_id(real_connection: MongoConnectionManager) -> None:
+    orders, _ = await _repos(real_connection)
+    assert await orders.add(Order(id="o1")) == "o1"
+    invoices: MongoRepository[Invoice, Any] = MongoRepository(real_connection, "invoices", Invoice)
+    invoice = Invoice(amount=3)
+    generated = await invoices.add(invoice)
+    assert generated is not None and generated == invoice.id
+    assert (await invoices.get(generated)).amount == 3
+
+
+async def test_specification_is_and_ed_with_the_id(real_connection: MongoConnectionManager) -> None:
+    orders, _ = await _repos(real_connection)
+    for i in range(4):
+        await orders.add(Order(id=f"o{i}", total=i, status="paid" if i % 2 else "new"))
+    paid = SpecificationBuilder().where("status", "eq", "paid").build()
+    assert await orders.get("o0", specification=paid) is None
+    assert (await orders.get("o1", specification=paid)).total == 1
+    assert [o.id for o in await orders.list_all(specification=paid)] == ["o1", "o3"]
+    assert [o.id for o in await orders.list_all(["o3", "o0", "o1"], specification=paid)] == ["o3", "o1"]
+    assert await orders.delete("o0", specification=paid) is None
+    assert await orders.exists("o0")
+    assert await orders.delete("o1", specification=paid) == "o1"
+    assert not await orders.exists("o1")
+
+
+async def test_caught_duplicate_in_a_unit_of_work_rolls_back_on_exit(real_connection: MongoConnectionManager) -> None:
+    """The server aborted the transaction at the duplicate: leaving the block rolls back
+    (nothing half-committed, no error at exit: the caller handled the one it got)."""
+    orders, payments = await _repos(real_connection)
+    await orders.add(Order(id="o1"))
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        await payments.add(Payment(id="p1", amount=5), uow=uow)
+        with pytest.raises(DuplicateEntityError):
+            await orders.add(Order(id="o1"), uow=uow)
+    assert await payments.get("p1") is None
+    async with MongoUnitOfWork(connection=real_connection) as uow:  # an error before the server dooms nothing
+        await payments.add(Payment(id="p2"), uow=uow)
+        with pytest.raises(MongoQueryError, match="an id is required"):
+            await orders.get(None, uow=uow)  # type: ignore[arg-type]
+    assert await payments.get("p2") is not None

@@ -1,5 +1,5 @@
 """MongoUnitOfWork on the real-wire server with both async drivers: commit, abort on
-exception and on leaving without commit, both session patterns, hooks, retries, and the
+exception, commit on leaving the block normally, both session patterns, hooks, retries, and the
 replica-set check (once per connection, clear error on a standalone)."""
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ async def test_commit_writes_both_collections(real_connection: MongoConnectionMa
         await uow.commit()
     assert await a.count_documents({}) == 1
     assert await b.count_documents({}) == 1
-    assert uow.session is None  # self-managed session ended on exit
+    assert not uow.is_active  # self-managed session ended on exit
+    with pytest.raises(MongoUnitOfWorkError, match="inside 'async with"):
+        uow.session
 
 
 async def test_exception_aborts_both_collections(real_connection: MongoConnectionManager) -> None:
@@ -47,21 +49,52 @@ async def test_exception_aborts_both_collections(real_connection: MongoConnectio
     assert await b.count_documents({}) == 0
 
 
-async def test_leaving_without_commit_aborts(real_connection: MongoConnectionManager) -> None:
+async def test_leaving_without_commit_commits(real_connection: MongoConnectionManager) -> None:
     (a,) = await _collections(real_connection, "a")
+    ran: list[str] = []
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await a.insert_one({"_id": 1}, session=uow.session)
-    assert await a.count_documents({}) == 0
+        uow.on_commit(lambda: ran.append("committed"))
+        assert await a.count_documents({}) == 0
+    assert await a.count_documents({}) == 1
+    assert ran == ["committed"]
 
 
-async def test_work_after_commit_needs_its_own_commit(real_connection: MongoConnectionManager) -> None:
+async def test_work_after_commit_is_committed_on_exit(real_connection: MongoConnectionManager) -> None:
     (a,) = await _collections(real_connection, "a")
     async with MongoUnitOfWork(connection=real_connection) as uow:
         await a.insert_one({"_id": 1}, session=uow.session)
         await uow.commit()
+        await uow.commit()  # nothing new: a no-op
         await a.insert_one({"_id": 2}, session=uow.session)
         assert await a.find_one({"_id": 1}, session=uow.session) == {"_id": 1}
-    assert [d["_id"] async for d in a.find({})] == [1]
+    assert [d["_id"] async for d in a.find({})] == [1, 2]
+
+
+async def test_session_before_entering_raises(real_connection: MongoConnectionManager) -> None:
+    uow = MongoUnitOfWork(connection=real_connection)
+    with pytest.raises(MongoUnitOfWorkError, match="inside 'async with"):
+        uow.session
+
+
+async def test_hooks_registered_before_entering_are_kept(real_connection: MongoConnectionManager) -> None:
+    (a,) = await _collections(real_connection, "a")
+    ran: list[str] = []
+    uow = MongoUnitOfWork(connection=real_connection)
+    uow.on_commit(lambda: ran.append("early"))
+    async with uow:
+        await a.insert_one({"_id": 1}, session=uow.session)
+    assert ran == ["early"]
+
+
+async def test_doomed_unit_of_work_rolls_back_on_exit(real_connection: MongoConnectionManager) -> None:
+    """A store error that doomed the transaction was seen by the caller: leaving the block
+    rolls back (an explicit commit() would raise)."""
+    (a,) = await _collections(real_connection, "a")
+    async with MongoUnitOfWork(connection=real_connection) as uow:
+        await a.insert_one({"_id": 1}, session=uow.session)
+        uow.set_rollback_only("a batch save failed")
+    assert await a.count_documents({}) == 0
 
 
 async def test_rollback_discards_and_continues(real_connection: MongoConnectionManager) -> None:
@@ -91,7 +124,7 @@ async def test_client_managed_session_is_left_open(real_connection: MongoConnect
         assert not session.has_ended
     finally:
         await adapter.end_session(session)
-    assert [d["_id"] async for d in a.find({})] == [1]
+    assert [d["_id"] async for d in a.find({})] == [1, 2]  # the second block committed on exit
 
 
 async def test_session_already_in_transaction_is_refused(real_connection: MongoConnectionManager) -> None:
@@ -129,8 +162,10 @@ async def test_commit_hooks_run_only_after_commit(real_connection: MongoConnecti
         await uow.commit()
         assert ran == ["sync", "async:1"]
         await uow.commit()  # hooks are consumed by the commit that ran them
-    async with MongoUnitOfWork(connection=real_connection) as uow:
-        uow.on_commit(lambda: ran.append("never-committed"))
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=real_connection) as uow:
+            uow.on_commit(lambda: ran.append("never-committed"))
+            raise RuntimeError
     assert ran == ["sync", "async:1"]
 
 
@@ -237,7 +272,7 @@ async def test_commit_retries_unknown_commit_result(
         await a.insert_one({"_id": 1}, session=uow.session)
         uow.on_commit(lambda: hooks.append(1))
         await uow.commit()
-    assert calls == 2
+        assert calls == 2
     assert hooks == [1]
     assert await a.count_documents({}) == 1
 
@@ -248,7 +283,13 @@ async def test_failed_commit_is_a_library_error_and_aborts(
     (a,) = await _collections(real_connection, "a")
     adapter = real_connection.driver()
 
+    calls: list[int] = []
+    real_commit = adapter.commit_transaction
+
     async def broken_commit(session: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the first commit fails; the (empty) one on exit succeeds
+            return await real_commit(session)
         raise OperationFailure("no such transaction", code=251, details={"errorLabels": ["TransientTransactionError"]})
 
     monkeypatch.setattr(adapter, "commit_transaction", broken_commit)
@@ -352,8 +393,8 @@ async def test_concurrent_units_of_work_are_isolated(real_connection: MongoConne
         async with MongoUnitOfWork(connection=real_connection) as uow:
             await a.insert_one({"_id": i}, session=uow.session)
             await asyncio.sleep(0)
-            if i % 2 == 0:
-                await uow.commit()
+            if i % 2:
+                await uow.rollback()
 
     await asyncio.gather(*(writer(i) for i in range(6)))
     assert sorted([d["_id"] async for d in a.find({})]) == [0, 2, 4]

@@ -131,7 +131,7 @@ async def test_pattern_2_self_managed_session(real_connection: MongoConnectionMa
         await order_repo.add(order, uow=uow)
         await uow.commit()  # Commits and closes session
 
-    assert uow.session is None
+    assert not uow.is_active  # the session ended with the block
     assert (await order_repo.get("o1")).total == 5.0
 
 
@@ -295,3 +295,13 @@ async def test_create_order(uow: MongoUnitOfWork, order_repo: MongoRepository[Or
     loaded = await order_repo.get("123")
     assert loaded.id == "123"
     assert loaded.total == 99.99
+
+
+def test_original_extras_are_declared() -> None:
+    """'pip install cqrs-ddd-persistence-mongo[core,advanced]' (the original layout) resolves."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert extras["core"] == [] and extras["advanced"] == []

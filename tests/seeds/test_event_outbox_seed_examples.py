@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+import pytest
+
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoEventStore, MongoOutboxStorage, MongoRepository, MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.domain import AggregateRoot, DomainEvent, OutboxMessage, StoredEvent
@@ -175,11 +177,13 @@ async def test_core_transactional_outbox_and_publisher(real_connection: MongoCon
         # Both aggregate and outbox committed atomically
         await uow.commit()
 
-    # a unit of work left without commit() writes neither
-    async with MongoUnitOfWork(connection=connection) as uow:
-        other = Order.create("order-999", "cust-2", 1.0)
-        await order_repo.add(other, uow=uow)
-        await outbox.save_messages([OutboxMessage(message_id="lost", event_type="OrderCreated")], uow=uow)
+    # a unit of work left by an exception writes neither ("automatic commit/abort")
+    with pytest.raises(RuntimeError):
+        async with MongoUnitOfWork(connection=connection) as uow:
+            other = Order.create("order-999", "cust-2", 1.0)
+            await order_repo.add(other, uow=uow)
+            await outbox.save_messages([OutboxMessage(message_id="lost", event_type="OrderCreated")], uow=uow)
+            raise RuntimeError("payment declined")
     assert await order_repo.get("order-999") is None
 
     sent: list[tuple[str, str]] = []

@@ -70,8 +70,8 @@ async def test_versioned_round_trip_on_mongomock(orders: MongoRepository[Order, 
         await orders.add(Order(id="o1"))
     assert (await orders.get("o1")).total == 1
     assert await orders.exists("o1")
-    assert await orders.delete("o1")
-    assert not await orders.delete("o1")
+    assert await orders.delete("o1") == "o1"
+    assert await orders.delete("o1") is None
 
 
 async def test_list_all_on_mongomock(orders: MongoRepository[Order, str]) -> None:

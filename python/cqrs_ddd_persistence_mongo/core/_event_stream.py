@@ -102,13 +102,11 @@ async def gap_safe_batches(
                 return  # a hole that may still be filled: stop before it
 
 
-class EventStream:
-    """Async iterator of stored events, streamed in batches.
+class EventIterator:
+    """The async iterator of an :class:`EventStream` (what awaiting the stream gives).
 
-    Both ``async for e in store.get_events_from_position(0)`` and the seed's
-    ``async for e in await store.get_events_from_position(0)`` work: awaiting the stream
-    returns the stream itself. ``aclose()`` (or ``contextlib.aclosing``) ends it early;
-    ``batches()`` gives the events a list per round trip instead.
+    Deliberately not awaitable itself, so code that awaits results until they stop being
+    awaitable ends after one step.
     """
 
     def __init__(self, batches: AsyncIterator[list[StoredEvent]]) -> None:
@@ -116,17 +114,7 @@ class EventStream:
         self._pending: list[StoredEvent] = []
         self._next = 0
 
-    def batches(self) -> AsyncIterator[list[StoredEvent]]:
-        """The events as lists (one per round trip), for consumers that work per batch."""
-        return self._batches
-
-    def __await__(self) -> Generator[Any, None, EventStream]:
-        return self._ready().__await__()
-
-    async def _ready(self) -> EventStream:
-        return self
-
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> EventIterator:
         return self
 
     async def __anext__(self) -> StoredEvent:
@@ -141,3 +129,37 @@ class EventStream:
         aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class EventStream:
+    """Async iterable of stored events, streamed in batches.
+
+    Both ``async for e in store.get_events_from_position(0)`` and the seed's
+    ``async for e in await store.get_events_from_position(0)`` work: awaiting the stream
+    gives its :class:`EventIterator`, which is not awaitable. ``aclose()`` (or
+    ``contextlib.aclosing``) ends it early; ``batches()`` gives the events a list per
+    round trip instead.
+    """
+
+    def __init__(self, batches: AsyncIterator[list[StoredEvent]]) -> None:
+        self._batches = batches
+        self._iterator = EventIterator(batches)
+
+    def batches(self) -> AsyncIterator[list[StoredEvent]]:
+        """The events as lists (one per round trip), for consumers that work per batch."""
+        return self._batches
+
+    def __await__(self) -> Generator[Any, None, EventIterator]:
+        return self._ready().__await__()
+
+    async def _ready(self) -> EventIterator:
+        return self._iterator
+
+    def __aiter__(self) -> EventIterator:
+        return self._iterator
+
+    async def __anext__(self) -> StoredEvent:
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        await self._iterator.aclose()

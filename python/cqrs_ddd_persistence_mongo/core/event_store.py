@@ -40,18 +40,27 @@ from .._gateway import (
     DUPLICATE_KEY as _DUPLICATE_KEY,
     WRITE_CONFLICT as _WRITE_CONFLICT,
     Gateway,
+    _maybe_awaitable,
     check_key,
+    check_name,
+    check_pipeline,
     check_position,
     duplicate_key_index,
 )
 from ..domain.events import StoredEvent
 from ..sharding import is_mongos
-from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError
+from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError, ResultTooLarge
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
 from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ._session import session_of
+from .search import search_collection
+from .uow import MongoUnitOfWork, raised_by_server
 
 logger = logging.getLogger(__name__)
+
+#: document field of an event's model field, for specifications on events
+_EVENT_FIELDS = {"event_id": "_id"}
+
 
 POSITION_INDEX = "position_unique"
 SHARDED_POSITION_INDEX = "position"
@@ -83,6 +92,9 @@ class MongoEventStore:
     mongos it is on, on a replica set off. Every store appending to one collection must
     agree, which detection guarantees.
     """
+
+    #: Most events (or pipeline results) ``get_all()`` / ``aggregate()`` return before refusing.
+    max_get_all: int = 10_000
 
     def __init__(
         self,
@@ -186,28 +198,49 @@ class MongoEventStore:
         if expected_version is not None:
             check_position(expected_version, "expected_version")
         with self._events.call(self._appending):
-            return (await self._append([event], uow, expected_version))[0]
+            return (await self._append_in(uow, [event], expected_version))[0]
 
     async def append_batch(self, events: Iterable[Any], uow: Any = None) -> list[int]:
         """Append events (of one or many streams) in order; returns their positions.
 
         Cost: one counter round trip and one insert, whatever the batch size.
-        In a transaction: atomic; a version that already exists raises ConcurrencyConflict
-        and, once the unit of work aborts, nothing of the batch (nor its positions) remains.
-        Outside: not atomic; events are written in order and a failure keeps the ones
-        before it (the error says how many); the unused positions get hole markers.
+        Atomic wherever the deployment supports transactions: with ``uow=`` the batch is
+        part of that transaction; without, a batch of two or more events runs in its own
+        transaction (retried on transient write conflicts, two more round trips to start
+        and commit it), so a version that already exists raises ConcurrencyConflict and
+        nothing of the batch (nor its positions) remains. Without transaction support
+        (standalone server, mongomock) the batch is not atomic: events are written in
+        order and a failure keeps the ones before it (the error says how many); the unused
+        positions get hole markers.
         Not idempotent: appending the same event id twice is an error.
         Concurrent readers see the events once committed (in a transaction) or written,
         and a follower never passes a position still being written (see get_events_after).
         """
         if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
             raise InvalidEvent(f"append_batch takes a list of events, not {type(events).__name__}")
+        batch = list(events)
         with self._events.call(self._appending):
-            return await self._append(list(events), uow, None)
+            if uow is None and len(batch) > 1 and await self._connection.supports_transactions():
+                await self._ready(None)  # indexes and counter outside the transaction
+                return await MongoUnitOfWork(connection=self._connection).run(
+                    lambda own: self._append(batch, own, None)
+                )
+            return await self._append_in(uow, batch, None)
 
     @property
     def _appending(self) -> str:
         return f"appending to '{self.collection_name}'"
+
+    async def _append_in(self, uow: Any, events: list[Any], expected_version: int | None) -> list[int]:
+        """Append with the caller's unit of work; a server error inside its transaction (the
+        server then aborts it) marks it rollback-only, so it cannot commit the rest of its work."""
+        try:
+            return await self._append(events, uow, expected_version)
+        except (MongoPersistenceError, PyMongoError) as exc:
+            doom = getattr(uow, "set_rollback_only", None)
+            if doom is not None and raised_by_server(exc) and self._events.in_transaction(session_of(uow)):
+                doom(f"appending to '{self.collection_name}' failed inside the transaction")
+            raise
 
     async def _append(self, events: list[Any], uow: Any, expected_version: int | None) -> list[int]:
         if not events:
@@ -374,8 +407,25 @@ class MongoEventStore:
                 raise EventStoreError(f"marking abandoned positions failed: {others[0].get('errmsg')}") from exc
 
     # --- reading ----------------------------------------------------------------------
-    async def get_events(self, aggregate_id: Any, after_version: int = 0, uow: Any = None) -> list[StoredEvent]:
-        """The events of one stream in version order, those after ``after_version`` when > 0."""
+    async def get_events(
+        self, aggregate_id: Any, after_version: int = 0, uow: Any = None, *, specification: Any = None
+    ) -> list[StoredEvent]:
+        """The events of one stream in version order, those after ``after_version`` when > 0
+        (and, with ``specification``, only those matching it)."""
+        return await self._stream_events(aggregate_id, None, after_version, uow, specification)
+
+    async def get_by_aggregate(
+        self, aggregate_id: Any, aggregate_type: str | None = None, *, uow: Any = None, specification: Any = None
+    ) -> list[StoredEvent]:
+        """The events of one stream in version order; with ``aggregate_type`` only those
+        recorded for that type (the original library's name for :meth:`get_events`)."""
+        if aggregate_type is not None:
+            check_name(aggregate_type, "aggregate_type")
+        return await self._stream_events(aggregate_id, aggregate_type, 0, uow, specification)
+
+    async def _stream_events(
+        self, aggregate_id: Any, aggregate_type: str | None, after_version: int, uow: Any, specification: Any
+    ) -> list[StoredEvent]:
         if aggregate_id is None:
             raise InvalidEvent("get_events needs an aggregate_id (the stream to read)")
         check_key(aggregate_id, "aggregate_id")
@@ -383,19 +433,87 @@ class MongoEventStore:
         filter_: dict[str, Any] = {"aggregate_id": aggregate_id}
         if after_version:
             filter_["version"] = {"$gt": after_version}
+        if aggregate_type is not None:
+            filter_["aggregate_type"] = aggregate_type
+        filter_ = self._and_spec(filter_, specification)
         session = session_of(uow)
         with self._events.call(f"reading stream {aggregate_id!r} of '{self.collection_name}'"):
             docs = await self._find(filter_, [("version", 1)], 0, session)
         return [from_document(doc) for doc in docs]
 
-    async def get_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
-        """Up to ``limit`` events with a position greater than ``position``, in position order.
+    def _and_spec(self, filter_: dict[str, Any], specification: Any) -> dict[str, Any]:
+        """``filter_`` AND the compiled ``specification`` (field ``event_id`` means ``_id``)."""
+        if specification is None:
+            return filter_
+        match = search_collection(self._collection(), specification, field_names=_EVENT_FIELDS).filter
+        return {"$and": [filter_, match]} if match else filter_
+
+    async def _matching(self, events: list[StoredEvent], specification: Any) -> list[StoredEvent]:
+        """The events of a gap-safe page that match ``specification`` (one extra query over
+        the page's position range; the page itself is read whole so holes stay visible)."""
+        if specification is None or not events:
+            return events
+        window = {"position": {"$gte": events[0].position, "$lte": events[-1].position}}
+        docs = await self._find(self._and_spec(window, specification), [("position", 1)], 0, majority=True)
+        wanted = {doc["position"] for doc in docs}
+        return [event for event in events if event.position in wanted]
+
+    async def get_all(self, *, specification: Any = None, limit: int | None = None) -> list[StoredEvent]:
+        """Every readable event in position order, as one list. Slow: it reads the whole
+        store; prefer ``get_events_from_position`` (streamed) or ``get_events_after`` (pages).
+
+        Bounded: more than ``limit`` (default ``max_get_all``) events raise
+        :class:`ResultTooLarge` instead of filling memory; nothing is silently cut.
+        """
+        cap = self.max_get_all if limit is None else limit
+        if type(cap) is not int or cap <= 0:
+            raise EventStoreError(f"limit must be a positive int, not {cap!r}")
+        events: list[StoredEvent] = []
+        async for event in self.get_events_from_position(0, batch_size=min(cap + 1, 1000), specification=specification):
+            events.append(event)
+            if len(events) > cap:
+                raise ResultTooLarge(
+                    f"'{self.collection_name}' holds more than {cap} events: stream them with "
+                    "'async for e in store.get_events_from_position(0)' or pass a larger limit="
+                )
+        return events
+
+    async def aggregate(self, pipeline: Any, *, timeout: float | None = None, limit: int | None = None) -> list[Any]:
+        """Run an aggregation pipeline on the events collection; returns the result documents.
+
+        Read-only: ``$out`` / ``$merge`` and server-side JavaScript are refused. Bounded by
+        ``timeout`` (default: the connection's bound) and by ``limit`` (default
+        ``max_get_all``) result documents, past which :class:`ResultTooLarge` is raised.
+        Hole markers are documents of the collection too: match ``event_type`` to skip them.
+        """
+        stages = check_pipeline(pipeline)
+        cap = self.max_get_all if limit is None else limit
+        if type(cap) is not int or cap <= 0:
+            raise EventStoreError(f"limit must be a positive int, not {cap!r}")
+        with self._events.call(f"aggregating '{self.collection_name}'", timeout):
+            cursor = await _maybe_awaitable(self._collection().aggregate([*stages, {"$limit": cap + 1}]))
+            docs = await self._events.to_list(cursor, None)
+        if len(docs) > cap:
+            raise ResultTooLarge(
+                f"the pipeline returned more than {cap} documents; add a $limit or $group stage, "
+                "or pass a larger limit="
+            )
+        return docs
+
+    async def get_events_after(
+        self, position: int | None = None, limit: int = 1000, *, specification: Any = None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events with a position greater than ``position`` (None: from the
+        start), in position order; with ``specification`` only those matching it (the page
+        is then up to ``limit`` positions read, of which the matching events are returned).
 
         Safe for followers: the result stops before a hole that may still be filled (an
         appender between reserving and writing), so the last returned position can be
         stored as a checkpoint without ever skipping an event. Empty means "nothing
         readable yet"; poll again.
         """
+        if position is None:
+            position = 0
         check_position(position, "position")
         if type(limit) is not int or limit <= 0:
             raise EventStoreError(f"limit must be a positive int, not {limit!r}")
@@ -407,22 +525,40 @@ class MongoEventStore:
                 events.extend(page)
                 if not more:
                     break
-        return events
+            return await self._matching(events, specification)
 
-    def get_events_from_position(self, position: int = 0, batch_size: int = 1000) -> EventStream:
+    def get_events_from_position(
+        self, position: int | None = 0, batch_size: int = 1000, *, specification: Any = None
+    ) -> EventStream:
         """Stream every readable event after ``position``, ``batch_size`` documents per query.
 
         Memory stays bounded by ``batch_size``. The stream ends at the current head (or at a
         hole still in flight); it does not wait for new events.
         """
+        position = 0 if position is None else position
         check_position(position, "position")
         if type(batch_size) is not int or batch_size <= 0:
             raise EventStoreError(f"batch_size must be a positive int, not {batch_size!r}")
-        return EventStream(self._stream(position, batch_size))
+        self._and_spec({}, specification)  # a bad specification fails here, not mid-stream
+        return EventStream(self._filtered(self._stream(position, batch_size), specification))
 
-    def stream_all(self, batch_size: int = 1000) -> EventStream:
+    async def _filtered(
+        self, batches: AsyncIterator[list[StoredEvent]], specification: Any
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Each gap-safe batch reduced to the events matching ``specification``."""
+        try:
+            async for batch in batches:
+                if specification is not None:
+                    with self._events.call(f"streaming '{self.collection_name}'"):
+                        batch = await self._matching(batch, specification)
+                if batch:
+                    yield batch
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]
+
+    def stream_all(self, batch_size: int = 1000, *, specification: Any = None) -> EventStream:
         """Every readable event from the beginning (``get_events_from_position(0)``)."""
-        return self.get_events_from_position(0, batch_size)
+        return self.get_events_from_position(0, batch_size, specification=specification)
 
     def _stream(self, position: int, batch_size: int) -> AsyncIterator[list[StoredEvent]]:
         return gap_safe_batches(

@@ -23,6 +23,7 @@ from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
 from ._documents import checked_mapping
 from ._session import session_of
+from .search import search_collection
 from .outbox_publisher import OutboxPublisher
 
 PENDING = OutboxStatus.PENDING.value
@@ -144,18 +145,26 @@ class MongoOutboxStorage:
             self._indexes_ready = await self._gateway.prepare_indexes(self._INDEXES, session, self._created_in)
 
     async def _find_docs(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int,
-                         projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                         projection: dict[str, Any] | None = None, session: Any = None) -> list[dict[str, Any]]:
         cursor = self._collection().find(
-            filter_, projection, sort=sort or None, limit=limit, batch_size=limit or 1000
+            filter_, projection, sort=sort or None, limit=limit, batch_size=limit or 1000, session=session
         )
         return await self._gateway.to_list(cursor, None)
 
-    async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[OutboxMessage]:
-        return [_from_document(doc) for doc in await self._find_docs(filter_, sort, limit)]
+    async def _find(self, filter_: dict[str, Any], sort: list[tuple[str, int]], limit: int,
+                    session: Any = None) -> list[OutboxMessage]:
+        return [_from_document(doc) for doc in await self._find_docs(filter_, sort, limit, None, session)]
 
-    async def _update_many(self, filter_: dict[str, Any], update: dict[str, Any]) -> int:
-        result = await self._collection().update_many(filter_, update)
+    async def _update_many(self, filter_: dict[str, Any], update: dict[str, Any], session: Any = None) -> int:
+        result = await self._collection().update_many(filter_, update, session=session)
         return int(result.modified_count)
+
+    def _and_spec(self, filter_: dict[str, Any], specification: Any) -> dict[str, Any]:
+        """``filter_`` AND the compiled ``specification`` (field ``message_id`` means ``_id``)."""
+        if specification is None:
+            return filter_
+        match = search_collection(self._collection(), specification, field_names={"message_id": "_id"}).filter
+        return {"$and": [filter_, match]} if match else filter_
 
     # --- writing ----------------------------------------------------------------------
     async def save_messages(self, messages: Iterable[Any], uow: Any = None) -> None:
@@ -242,36 +251,43 @@ class MongoOutboxStorage:
                 {"$set": {"status": PENDING, "locked_by": None, "next_attempt_at": utc_now()}},
             )
 
-    async def mark_published(self, ids: Iterable[Any]) -> int:
-        """Mark messages published (final); returns how many changed. Idempotent, one round trip."""
+    async def mark_published(self, ids: Iterable[Any], uow: Any = None) -> int:
+        """Mark messages published (final); returns how many changed. Idempotent, one round trip.
+
+        With ``uow=`` the change commits (or vanishes) with the unit of work.
+        """
         ids = _checked_ids(ids)
         if not ids:
             return 0
+        session = session_of(uow)
         with self._call("marking outbox messages published"):
             return await self._update_many(
                 {"_id": {"$in": ids}, "status": {"$ne": PUBLISHED}},
                 {"$set": {"status": PUBLISHED, "published_at": utc_now(), "next_attempt_at": None, "locked_by": None}},
+                session,
             )
 
     def backoff(self, failures: int) -> timedelta:
         """How long the ``failures``-th failure waits before the next attempt."""
         return min(self.retry_backoff * (2 ** max(failures - 1, 0)), self.max_backoff)
 
-    async def mark_failed(self, message_id: Any, error: str) -> str:
+    async def mark_failed(self, message_id: Any, error: str, uow: Any = None) -> str:
         """Record a failed attempt; returns the new status ('failed' or 'dead').
 
         Atomic compare-and-set on ``retry_count``: concurrent calls each count once.
         A failed message is due again after :meth:`backoff`; after ``max_retries`` retries
         it becomes ``dead`` with its last error. A published or dead message is left as is.
+        With ``uow=`` the change commits (or vanishes) with the unit of work.
         """
         check_key(message_id, "message_id")
+        session = session_of(uow)
         with self._call(f"marking outbox message {message_id!r} failed"):
-            return await self._mark_failed(message_id, error)
+            return await self._mark_failed(message_id, error, session)
 
-    async def _mark_failed(self, message_id: Any, error: str) -> str:
+    async def _mark_failed(self, message_id: Any, error: str, session: Any = None) -> str:
         collection = self._collection()
         for _ in range(_CAS_ATTEMPTS):
-            doc = await collection.find_one({"_id": message_id}, {"status": 1, "retry_count": 1})
+            doc = await collection.find_one({"_id": message_id}, {"status": 1, "retry_count": 1}, session=session)
             if doc is None:
                 raise OutboxError(f"no outbox message {message_id!r} in '{self.collection_name}'")
             if doc.get("status") in (PUBLISHED, DEAD):
@@ -289,6 +305,7 @@ class MongoOutboxStorage:
             result = await collection.update_one(
                 {"_id": message_id, "status": doc.get("status"), "retry_count": doc.get("retry_count", 0)},
                 {"$set": update},
+                session=session,
             )
             if result.matched_count:
                 return str(update["status"])
@@ -309,14 +326,20 @@ class MongoOutboxStorage:
             )
 
     # --- reading ----------------------------------------------------------------------
-    async def get_pending(self, limit: int = 100) -> list[OutboxMessage]:
+    async def get_pending(
+        self, limit: int = 100, uow: Any = None, *, specification: Any = None
+    ) -> list[OutboxMessage]:
         """Due messages (new, retries due, expired leases), oldest due first, without leasing.
 
         For a single publisher (the seed's loop); concurrent publishers use :meth:`claim_batch`.
+        ``uow=`` reads in its transaction (its own uncommitted messages included);
+        ``specification=`` keeps only matching messages (field ``message_id`` is ``_id``).
         """
         _check_limit(limit)
+        session = session_of(uow)
+        filter_ = self._and_spec({"next_attempt_at": {"$lte": utc_now()}}, specification)
         with self._call("reading pending outbox messages"):
-            return await self._find({"next_attempt_at": {"$lte": utc_now()}}, [("next_attempt_at", 1)], limit)
+            return await self._find(filter_, [("next_attempt_at", 1)], limit, session)
 
     async def get_dead(self, limit: int = 100) -> list[OutboxMessage]:
         """Dead letters, oldest first, with their last error."""

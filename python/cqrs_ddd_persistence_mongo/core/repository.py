@@ -10,7 +10,8 @@ without a ``version`` field are upserted plainly (last writer wins).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import bson
@@ -18,7 +19,14 @@ from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from .. import _accel
-from .._gateway import INT64_MAX, INT64_MIN, Gateway, check_key, duplicate_key_index, session_of as _session
+from .._gateway import (
+    INT64_MAX,
+    INT64_MIN,
+    Gateway,
+    check_key,
+    duplicate_key_index,
+    session_of as _session,
+)
 from ..connection import MongoConnectionManager
 from ..exceptions import (
     DuplicateEntityError,
@@ -30,6 +38,7 @@ from ._session import session_of
 from .entity_stream import EntityStream, iterate_cursor_batches
 from .model_mapper import MongoDBModelMapper
 from .search import SearchResult, search_collection
+from .uow import raised_by_server
 
 T = TypeVar("T")
 ID = TypeVar("ID")
@@ -120,7 +129,7 @@ class MongoRepository(Generic[T, ID]):
         return _accel.map_to_doc({"_id_": value}, "_id_", None, False)["_id"]
 
     # --- writes -------------------------------------------------------------------
-    async def add(self, entity: T, uow: Any = None) -> None:
+    async def add(self, entity: T, uow: Any = None) -> Any:
         """Insert a new aggregate or save a loaded one.
 
         Guarantee (versioned model): atomic, single document, one round trip. A new
@@ -138,11 +147,15 @@ class MongoRepository(Generic[T, ID]):
         document, never a mix.
 
         Unversioned model: ``replace_one(upsert=True)``: atomic, idempotent, last writer wins.
+
+        Returns the stored id (for an entity saved without one, the generated ObjectId,
+        which ``get()`` finds).
         """
         session = _session(uow)
         doc = self._mapper_to_doc(entity)
-        with self._gateway.call(self._saving):
+        with self._dooming(uow), self._gateway.call(self._saving):
             await self._add(entity, doc, session, uow)
+        return doc["_id"]
 
     async def _add(self, entity: T, doc: dict[str, Any], session: Any, uow: Any) -> None:
         collection = self.collection()
@@ -288,12 +301,15 @@ class MongoRepository(Generic[T, ID]):
         conflicts = [i for i in range(len(docs)) if i not in written]
         await self._raise_conflicts(docs, expected, conflicts, collection, session)
 
-    async def delete(self, entity_id: ID, uow: Any = None, *, expected_version: int | None = None) -> bool:
-        """Delete by id; True when a document was deleted.
+    async def delete(
+        self, entity_id: ID, uow: Any = None, *, expected_version: int | None = None, specification: Any = None
+    ) -> Any:
+        """Delete by id; returns the id when a document was deleted, None when none was.
 
-        Guarantee: atomic, idempotent (deleting a missing id returns False). With
+        Guarantee: atomic, idempotent (deleting a missing id returns None). With
         ``expected_version`` the delete happens only if ``_version`` still matches,
-        else :class:`VersionMismatchError` (nothing deleted).
+        else :class:`VersionMismatchError` (nothing deleted). With ``specification``
+        the document is deleted only if it also matches it (AND-ed with the id).
         """
         key = self._key(entity_id)
         query: dict[str, Any] = {"_id": key}
@@ -301,8 +317,9 @@ class MongoRepository(Generic[T, ID]):
             if type(expected_version) is not int or not 0 <= expected_version <= INT64_MAX:
                 raise MongoQueryError(f"expected_version must be an int >= 0, not {expected_version!r}")
             query["_version"] = expected_version
+        query = self._and_spec(query, specification)
         session = _session(uow)
-        with self._gateway.call(self._deleting):
+        with self._dooming(uow), self._gateway.call(self._deleting):
             try:
                 result = await self.collection().delete_one(query, session=session)
             except OperationFailure as exc:
@@ -310,22 +327,39 @@ class MongoRepository(Generic[T, ID]):
                     raise await self._write_conflict(key, expected_version) from exc
                 raise MongoQueryError(f"deleting {key!r} from '{self.collection_name}' failed: {exc}") from exc
             if result.deleted_count:
-                return True
-            if expected_version is not None:
+                return entity_id
+            if expected_version is not None and specification is None:
                 actual = await self._stored_version(key, session)
                 if actual is not None:
                     raise VersionMismatchError(
                         entity_id=key, expected=expected_version, actual=actual, collection=self.collection_name
                     )
-        return False
+        return None
+
+    def _and_spec(self, query: dict[str, Any], specification: Any) -> dict[str, Any]:
+        """``query`` AND the filter of ``specification`` (a Specification, its dict form or
+        QueryOptions), compiled like :meth:`search` (model field names, stored value types)."""
+        if specification is None:
+            return query
+        match = search_collection(
+            self.collection(),
+            specification,
+            field_names=self._document_field_names(),
+            encode_value=self._encode_search_value,
+        ).filter
+        return {"$and": [query, match]} if match else query
 
     # --- reads ----------------------------------------------------------------------
-    async def get(self, entity_id: ID, uow: Any = None) -> T | None:
-        """The aggregate with this id, or None; its ``version`` is the stored ``_version``."""
+    async def get(self, entity_id: ID, uow: Any = None, *, specification: Any = None) -> T | None:
+        """The aggregate with this id, or None; its ``version`` is the stored ``_version``.
+
+        With ``specification`` the aggregate is returned only if it also matches it.
+        """
         key = self._key(entity_id)
+        query = self._and_spec({"_id": key}, specification)
         session = _session(uow)
         with self._gateway.call(self._reading):
-            doc = await self._guarded(self.collection().find_one({"_id": key}, session=session))
+            doc = await self._guarded(self.collection().find_one(query, session=session))
         return None if doc is None else self._mapper_from_doc(doc)
 
     async def exists(self, entity_id: ID, uow: Any = None) -> bool:
@@ -343,6 +377,7 @@ class MongoRepository(Generic[T, ID]):
         *,
         batch_size: int | None = None,
         entity_ids: Sequence[ID] | None = None,
+        specification: Any = None,
     ) -> EntityStream[T]:
         """Entities by ids, or all of them, as an :class:`EntityStream`.
 
@@ -355,7 +390,8 @@ class MongoRepository(Generic[T, ID]):
           instead, or ``await repo.list_all().to_list(limit=n)`` for the first ``n``).
           A list is never silently truncated.
 
-        ``entity_ids=`` is accepted as the seed's name for ``ids``.
+        ``entity_ids=`` is accepted as the seed's name for ``ids``; ``specification=``
+        keeps only the entities that also match it (AND-ed with the ids).
         """
         if entity_ids is not None:
             if ids is not None:
@@ -365,9 +401,10 @@ class MongoRepository(Generic[T, ID]):
             raise MongoQueryError(f"list_all takes a list of ids, not the single id {ids!r}: use [{ids!r}]")
         session = _session(uow)
         size = batch_size or self.batch_size
+        match = self._and_spec({}, specification)
         if ids is None:
             return EntityStream(
-                lambda n: self._scan(n, session),
+                lambda n: self._scan(n, session, match),
                 self._mapper_from_doc,
                 batch_size=size,
                 max_items=self.max_list_all,
@@ -375,26 +412,29 @@ class MongoRepository(Generic[T, ID]):
             )
         keys = self._unique_keys(ids)
         return EntityStream(
-            lambda n: self._by_ids(keys, n, session),
+            lambda n: self._by_ids(keys, n, session, match),
             self._mapper_from_doc,
             batch_size=size,
             max_items=None,  # bounded by the ids given
         )
 
-    def _scan(self, batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
-        cursor = self.collection().find({}, session=session).sort("_id", 1).batch_size(batch_size)
+    def _scan(self, batch_size: int, session: Any, match: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        cursor = self.collection().find(match, session=session).sort("_id", 1).batch_size(batch_size)
         return self._gateway.guarded(iterate_cursor_batches(cursor, batch_size), self._reading)
 
-    def _by_ids(self, keys: list[Any], batch_size: int, session: Any) -> AsyncIterator[list[dict[str, Any]]]:
-        return self._gateway.guarded(self._by_ids_unguarded(keys, batch_size, session), self._reading)
+    def _by_ids(
+        self, keys: list[Any], batch_size: int, session: Any, match: dict[str, Any]
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._gateway.guarded(self._by_ids_unguarded(keys, batch_size, session, match), self._reading)
 
     async def _by_ids_unguarded(
-        self, keys: list[Any], batch_size: int, session: Any
+        self, keys: list[Any], batch_size: int, session: Any, match: dict[str, Any]
     ) -> AsyncIterator[list[dict[str, Any]]]:
         step = max(1, min(batch_size, self.ids_per_query))
         for start in range(0, len(keys), step):
             chunk = keys[start : start + step]
-            cursor = self.collection().find({"_id": {"$in": chunk}}, session=session)
+            query: dict[str, Any] = {"_id": {"$in": chunk}}
+            cursor = self.collection().find({"$and": [query, match]} if match else query, session=session)
             found: dict[Any, dict[str, Any]] = {}
             async for docs in iterate_cursor_batches(cursor, step):
                 for doc in docs:
@@ -437,6 +477,19 @@ class MongoRepository(Generic[T, ID]):
                     entity.version = old
 
             register(restore)
+
+    @classmethod
+    @contextmanager
+    def _dooming(cls, uow: Any) -> Iterator[None]:
+        """A server error (write conflict, duplicate id, ...) aborts the server transaction:
+        mark ``uow`` rollback-only so leaving its block rolls back instead of committing a
+        transaction that is gone."""
+        try:
+            yield
+        except MongoPersistenceError as exc:
+            if raised_by_server(exc):
+                cls._doom(uow, f"a failed write aborted the transaction ({exc})")
+            raise
 
     @staticmethod
     def _doom(uow: Any, reason: str) -> None:

@@ -63,6 +63,19 @@ def has_error_label(exc: BaseException | None, label: str) -> bool:
     return False
 
 
+def raised_by_server(exc: BaseException | None) -> bool:
+    """True when ``exc`` is, or was raised from, a driver error: the server (or the link to
+    it) failed the operation, which aborts an open transaction. Errors raised before
+    anything was sent (a bad argument, a stale version found by a match count) are not."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, PyMongoError):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def _max_time_expired(exc: BaseException) -> bool:
     return getattr(exc, "code", None) == 50  # MaxTimeMSExpired: the commit itself timed out
 
@@ -94,11 +107,11 @@ class MongoUnitOfWork:
     ``async with uow:`` starts a transaction when the deployment supports it (replica set
     or mongos; asked once per connection, then cached). Inside the block:
 
-    * ``await uow.commit()`` commits; the unit of work then starts a fresh transaction, so
-      further work in the same block must be committed again;
-    * ``await uow.rollback()`` aborts (and also starts a fresh transaction);
-    * an exception escaping the block aborts, and so does **leaving the block without
-      commit()**: uncommitted work is discarded, never committed implicitly.
+    * leaving the block without an exception commits what is not committed yet;
+    * an exception escaping the block aborts it (nothing of it is committed);
+    * ``await uow.commit()`` commits early; the unit of work then starts a fresh
+      transaction, so a second commit with nothing written since is a no-op;
+    * ``await uow.rollback()`` aborts (and also starts a fresh transaction).
 
     The transaction starts with ``read_concern`` / ``write_concern`` (default: the
     connection's, ``"snapshot"`` and ``"majority"``): a commit is acknowledged only once a
@@ -112,7 +125,7 @@ class MongoUnitOfWork:
     are always used, whatever ``require_replica_set`` says.
 
     ``uow.session`` is the driver session every store passes as ``session=`` (``None``
-    when not transactional). Commit hooks (:meth:`on_commit`) run only after a
+    when not transactional; outside the block it raises). Commit hooks (:meth:`on_commit`) run only after a
     successful commit; rollback hooks (:meth:`on_rollback`) run when work is aborted.
     """
 
@@ -150,7 +163,15 @@ class MongoUnitOfWork:
     # --- public state ------------------------------------------------------------
     @property
     def session(self) -> Any:
-        """The driver session of the running transaction, or None when not transactional."""
+        """The driver session of the running transaction, or None when not transactional.
+
+        Raises :class:`MongoUnitOfWorkError` outside the ``async with`` block: there is no
+        session then, and ``None`` would let a store write outside any transaction.
+        """
+        if not self._active:
+            raise MongoUnitOfWorkError(
+                "uow.session is only available inside 'async with MongoUnitOfWork(...) as uow:'"
+            )
         return self._session if self._transactional else None
 
     @property
@@ -179,7 +200,21 @@ class MongoUnitOfWork:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        await self.close()
+        """Commit when the block ends normally, abort when it raises; then end the session.
+
+        A block that caught a store error which aborted the transaction (a write conflict
+        marks the unit of work rollback-only) is rolled back on exit, with a warning: the
+        caller has seen that error, and nothing of the block is committed.
+        """
+        try:
+            if exc_type is None and self._active:
+                if self._rollback_only is not None:
+                    logger.warning("unit of work rolled back on exit: %s", self._rollback_only)
+                    await self.rollback()
+                else:
+                    await self.commit()
+        finally:
+            await self.close()
 
     async def begin(self) -> None:
         """Check transaction support, get the session and start the transaction."""
@@ -214,8 +249,6 @@ class MongoUnitOfWork:
                 raise
         self._active = True
         self._rollback_only = None
-        self._commit_hooks.clear()
-        self._rollback_hooks.clear()
 
     def _refuse_or_warn(self) -> None:
         if self.require_replica_set:
@@ -236,7 +269,11 @@ class MongoUnitOfWork:
             )
 
     async def close(self) -> None:
-        """Abort whatever is uncommitted and end a self-managed session (idempotent)."""
+        """Abort whatever is uncommitted and end a self-managed session (idempotent).
+
+        Called by ``__aexit__`` after its commit; calling it directly discards
+        uncommitted work.
+        """
         if not self._active:
             return
         try:
@@ -355,6 +392,7 @@ class MongoUnitOfWork:
     def on_commit(self, hook: Hook) -> None:
         """Run ``hook()`` (sync or async) after the next successful commit only.
 
+        May be called before entering the block: the hook waits for the block's commit.
         Hooks run in registration order; a rollback discards them. If one raises, the
         others still run and the first error is re-raised (the commit itself stands).
         """

@@ -9,7 +9,7 @@ and the domain events they record until someone pulls them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,7 @@ from ..exceptions import EventOutOfOrder, EventSourcingError, UnhandledEvent
 from .events import DomainEvent
 
 F = TypeVar("F", bound=Callable[..., Any])
+ID = TypeVar("ID")
 
 _APPLIES = "__applies_events__"
 
@@ -61,8 +62,12 @@ def _handler_table(cls: type) -> dict[str, tuple[str, type[DomainEvent] | None]]
     return table
 
 
-class AggregateRoot(BaseModel):
-    """Base class of aggregates.
+class AggregateRoot(BaseModel, Generic[ID]):
+    """Base class of aggregates; ``AggregateRoot[str]`` names the id type for type checkers.
+
+    The id is validated as given (``Any``) whatever the parameter, so loading stays as fast
+    as without it and a generated ObjectId fits any id type; declare ``id: str`` in the
+    subclass to have pydantic check it.
 
     ``version`` is owned by the repository: 0 means never saved; each successful save
     makes it the stored ``_version``. Recorded events stay on the aggregate until
@@ -81,7 +86,10 @@ class AggregateRoot(BaseModel):
     snapshot_schema: ClassVar[int] = 1
     __event_handlers__: ClassVar[dict[str, tuple[str, type[DomainEvent] | None]]] = {}
 
-    id: Any = None
+    if TYPE_CHECKING:
+        id: ID | None = None
+    else:
+        id: Any = None
     version: int = 0
 
     @classmethod

@@ -186,6 +186,11 @@ class InvalidOutboxMessage(OutboxError, ValueError):
 
 
 # --- projection engine (issue 7) ------------------------------------------------------
+class UnknownProjection(ProjectionError, ValueError):
+    """No projection of that name is registered with the runner (also a ``ValueError``,
+    which is what the seeds' runner raises for it): check the name or register it."""
+
+
 class ProjectionHandlerFailed(ProjectionError):
     """A handler kept failing on an event of a projection configured with ``on_error="stop"``.
 
@@ -298,4 +303,4 @@ class ProjectionVersionConflict(VersionMismatchError, _DriverDuplicateKeyError):
         return self._text
 
 
-__all__ += ["ProjectionVersionConflict"]
+__all__ += ["ProjectionVersionConflict", "UnknownProjection"]

@@ -25,7 +25,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from ..core.uow import MongoUnitOfWork
-from ..exceptions import ProjectionError
+from ..exceptions import ProjectionError, UnknownProjection
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
 from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
@@ -131,7 +131,7 @@ class ProjectionRunner:
         try:
             return self.projections[name]
         except KeyError:
-            raise ProjectionError(
+            raise UnknownProjection(
                 f"unknown projection '{name}'; known: {', '.join(sorted(self.projections)) or 'none'}"
             ) from None
 

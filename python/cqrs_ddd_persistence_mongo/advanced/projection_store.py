@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
@@ -45,12 +45,12 @@ VERSION_FIELD = "_version"
 GET_BATCH_CHUNK = 1000
 
 
-def as_document(doc: Any, what: str = "doc") -> Mapping[str, Any]:
+def as_document(doc: Any, what: str = "doc") -> dict[str, Any]:
     """``doc`` itself if it is a mapping; a pydantic model's fields as a document (values
     converted like the model mapper converts them: UUID, Decimal, nested models); else
     :class:`InvalidDocument`."""
     if isinstance(doc, Mapping):
-        return doc
+        return cast("dict[str, Any]", doc)  # other mappings are checked where they are used
     if isinstance(doc, BaseModel):
         # "" never names a pydantic field: nothing is renamed, only values are converted
         return _accel.map_to_doc(doc.model_dump(), "", None, False, True)

@@ -140,7 +140,7 @@ class Projection:
             cls.collections = (cls.collections,)
         own_reset = vars(cls).get("reset")
         if callable(own_reset) and _takes_only_self(own_reset):
-            cls.reset = _accept_db(own_reset)  # type: ignore[method-assign]
+            cls.reset = _accept_db(own_reset)  # type: ignore[method-assign,assignment]
         if cls.on_error not in ("continue", "stop"):
             raise ProjectionError(f"{cls.__name__}.on_error must be 'continue' or 'stop', not {cls.on_error!r}")
         cls._discover()

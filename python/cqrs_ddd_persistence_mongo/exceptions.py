@@ -186,6 +186,11 @@ class InvalidOutboxMessage(OutboxError, ValueError):
 
 
 # --- projection engine (issue 7) ------------------------------------------------------
+class UnknownProjection(ProjectionError, ValueError):
+    """No projection of that name is registered with the runner (also a ``ValueError``,
+    which is what the seeds' runner raises for it): check the name or register it."""
+
+
 class ProjectionHandlerFailed(ProjectionError):
     """A handler kept failing on an event of a projection configured with ``on_error="stop"``.
 
@@ -271,3 +276,31 @@ __all__ += [
     "UnhandledEvent",
     "UpcastFailed",
 ]
+
+
+# --- projection store version conflicts -------------------------------------------------
+from pymongo.errors import DuplicateKeyError as _DriverDuplicateKeyError  # noqa: E402
+
+
+class ProjectionVersionConflict(VersionMismatchError, _DriverDuplicateKeyError):
+    """A projection document changed since it was read (``expected_version`` no longer
+    matches, or a concurrent transaction wrote it first). Reload the document and retry.
+
+    Also a pymongo ``DuplicateKeyError`` (code 11000), which is what code written for the
+    original library's projection store catches in its retry loops."""
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        VersionMismatchError.__init__(self, message, **details)
+        text = str(self.args[0])
+        _DriverDuplicateKeyError.__init__(self, text, 11000)
+        self._text = text
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"code": 11000, "codeName": "DuplicateKey", "errmsg": self._text}
+
+    def __str__(self) -> str:
+        return self._text
+
+
+__all__ += ["ProjectionVersionConflict", "UnknownProjection"]

@@ -120,6 +120,7 @@ def keyed_calls(s: Stores, bad: Any) -> dict[str, Call]:
             [OutboxMessage(message_id="mx", event_type="X", correlation_id=bad)]
         ),
         "projections.find_one": lambda: s.projections.find_one("summaries", bad),
+        "projections.get_batch": lambda: s.projections.get_batch("summaries", ["s1", bad]),
         "projections.delete": lambda: s.projections.delete("summaries", bad),
         "projections.upsert": lambda: s.projections.upsert("summaries", bad, {"n": 0}),
         "projections.upsert(event_id)": lambda: s.projections.upsert("summaries", "s1", {"n": 0}, event_id=bad),
@@ -237,6 +238,7 @@ def every_call(s: Stores) -> dict[str, Call]:
         "MongoProjectionStore.drop_collection": lambda: s.projections.drop_collection("other"),
         "MongoProjectionStore.find": lambda: s.projections.find("summaries"),
         "MongoProjectionStore.find_one": lambda: s.projections.find_one("summaries", "s2"),
+        "MongoProjectionStore.get_batch": lambda: s.projections.get_batch("summaries", ["s1", "s2"]),
         "MongoProjectionStore.upsert": lambda: s.projections.upsert("summaries", "s3", {"n": 3}),
         "MongoSnapshotStore.delete_snapshot": lambda: s.snapshots.delete_snapshot("Order", "o1"),
         "MongoSnapshotStore.ensure_indexes": lambda: s.snapshots.ensure_indexes(),
@@ -288,7 +290,7 @@ async def _search(s: Stores, spec: Any, how: str = "list") -> Any:
 #: public methods that take no server round trip (or are aliases of a listed one)
 LOCAL_ONLY = {
     "MongoRepository.collection", "MongoSagaRepository.collection", "MongoOutboxStorage.backoff",
-    "MongoProjectionStore.upsert_batch", "MongoSnapshotStore.delete_snapshots", "MongoBackgroundJobRepository.save",
+    "MongoProjectionStore.upsert_batch", "MongoProjectionStore.get", "MongoSnapshotStore.delete_snapshots", "MongoBackgroundJobRepository.save",
     "MongoSnapshotStore.error_cls", "MongoProjectionPositionStore.error_cls", "MongoBackgroundJobRepository.error_cls",
 }
 #: inherited from MongoRepository and walked there

@@ -1,8 +1,10 @@
 """The seeds' MongoProjectionStore examples (mongo-advanced-persistence.md, overview), run as written.
 
-Deviations, each forced by the spec: the database is the test's fresh one instead of "myapp";
-the seed's retry example catches ``VersionMismatchError`` (what a version conflict raises
-here) instead of pymongo's ``DuplicateKeyError``. ``MongoUnitOfWork`` comes from
+Deviations, each forced by the spec: the database is the test's fresh one instead of "myapp".
+The retry loops run as written (the Mongo seed catches pymongo's ``DuplicateKeyError``, the
+SQL seed ``OptimisticConcurrencyError``); a concurrent writer is slipped in between their
+``find_one(uow=)`` and ``upsert(expected_version=..., uow=)`` on the first attempt, so the
+first attempt really conflicts inside its transaction. ``MongoUnitOfWork`` comes from
 ``cqrs_ddd_persistence_mongo.core`` when that module is present, else a transaction scope on
 the same driver adapter.
 """
@@ -15,10 +17,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo.errors import DuplicateKeyError
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.advanced import MongoProjectionStore
-from cqrs_ddd_persistence_mongo.exceptions import VersionMismatchError
+from cqrs_ddd_persistence_mongo.exceptions import OptimisticConcurrencyError, VersionMismatchError
 from cqrs_ddd_persistence_mongo.indexes import ensure_indexes
 
 from integration.transactions import TransactionScope  # tests/ is on sys.path (rootdir packages)
@@ -133,12 +136,50 @@ async def test_version_based_concurrency(connection: MongoConnectionManager, pro
     with pytest.raises(VersionMismatchError):
         await projection_store.upsert("order_summaries", "order-9", stale, expected_version=1)
 
-    async def update_with_retry(order_id: str, new_status: str, max_retries: int = 3) -> None:
+    assert (await projection_store.find_one("order_summaries", "order-9"))["_version"] == 2
+
+
+def interfere_once(projection_store: MongoProjectionStore, connection: MongoConnectionManager) -> list[int]:
+    """After the next ``find_one(uow=...)``, another writer bumps the document's version
+    outside that transaction: the caller's guarded upsert then conflicts."""
+    rival = MongoProjectionStore(connection=connection)
+    read = projection_store.find_one
+    attempts: list[int] = []
+
+    async def find_one(*args: Any, **kwargs: Any) -> Any:
+        doc = await read(*args, **kwargs)
+        attempts.append(doc["_version"])
+        if len(attempts) == 1:
+            await rival.upsert("order_summaries", doc["id"], {"status": "rival", "_version": doc["_version"] + 1},
+                               expected_version=doc["_version"])
+        return doc
+
+    projection_store.find_one = find_one  # type: ignore[method-assign]
+    return attempts
+
+
+async def test_version_conflict_retry_as_written(connection: MongoConnectionManager, projection_store: MongoProjectionStore) -> None:
+    """mongo-advanced-persistence.md, Error Handling / Version Conflict: catches DuplicateKeyError."""
+    await projection_store.upsert("order_summaries", "order-9", {"id": "order-9", "status": "pending", "_version": 1})
+    attempts = interfere_once(projection_store, connection)
+
+    async def update_with_retry(order_id: str, new_status: str, max_retries: int = 3):
+        """Retry on version conflict."""
         for attempt in range(max_retries):
             async with MongoUnitOfWork(connection=connection) as uow:
                 try:
-                    projection = await projection_store.find_one(collection="order_summaries", doc_id=order_id, uow=uow)
-                    updated_doc = {**projection, "status": new_status, "_version": projection["_version"] + 1}
+                    projection = await projection_store.find_one(
+                        collection="order_summaries",
+                        doc_id=order_id,
+                        uow=uow,
+                    )
+
+                    updated_doc = {
+                        **projection,
+                        "status": new_status,
+                        "_version": projection["_version"] + 1,
+                    }
+
                     await projection_store.upsert(
                         collection="order_summaries",
                         doc_id=order_id,
@@ -146,15 +187,64 @@ async def test_version_based_concurrency(connection: MongoConnectionManager, pro
                         expected_version=projection["_version"],
                         uow=uow,
                     )
+
                     await uow.commit()
                     return
-                except VersionMismatchError:
+
+                except DuplicateKeyError:
                     if attempt == max_retries - 1:
                         raise
-                    await asyncio.sleep(0.01 * (2**attempt))
+                    await asyncio.sleep(0.1 * (2 ** attempt))  # Exponential backoff
 
     await update_with_retry("order-9", "delivered")
-    assert (await projection_store.find_one("order_summaries", "order-9"))["_version"] == 3
+    assert attempts == [1, 2]  # the first attempt conflicted, the second read the rival's write
+    stored = await projection_store.find_one("order_summaries", "order-9")
+    assert (stored["status"], stored["_version"]) == ("delivered", 3)
+
+
+async def test_sql_seed_retry_catches_optimistic_concurrency_error(
+    connection: MongoConnectionManager, projection_store: MongoProjectionStore
+) -> None:
+    """sqlalchemy-advanced-persistence.md, Projection Version Conflict, in Mongo form."""
+    await projection_store.upsert("order_summaries", "order-7", {"id": "order-7", "status": "pending", "_version": 1})
+    attempts = interfere_once(projection_store, connection)
+
+    async def update_with_retry(order_id: str, new_status: str, max_retries: int = 3):
+        """Retry on version conflict."""
+        for attempt in range(max_retries):
+            async with MongoUnitOfWork(connection=connection) as uow:
+                try:
+                    projection = await projection_store.find_one(
+                        collection="order_summaries",
+                        doc_id=order_id,
+                        uow=uow,
+                    )
+
+                    updated_doc = {
+                        **projection,
+                        "status": new_status,
+                        "_version": projection["_version"] + 1,
+                    }
+
+                    await projection_store.upsert(
+                        collection="order_summaries",
+                        doc_id=order_id,
+                        doc=updated_doc,
+                        expected_version=projection["_version"],
+                        uow=uow,
+                    )
+
+                    await uow.commit()
+                    return
+
+                except OptimisticConcurrencyError:
+                    if attempt == max_retries - 1:
+                        raise
+                    await asyncio.sleep(0.1 * (2 ** attempt))  # Exponential backoff
+
+    await update_with_retry("order-7", "delivered")
+    assert attempts == [1, 2]
+    assert (await projection_store.find_one("order_summaries", "order-7"))["_version"] == 3
 
 
 async def test_composite_primary_keys(projection_store: MongoProjectionStore) -> None:

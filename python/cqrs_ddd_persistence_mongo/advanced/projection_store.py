@@ -10,9 +10,11 @@ Upserts merge: fields absent from ``doc`` keep their stored value (``$set``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
+from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
 from .. import _accel
@@ -20,18 +22,57 @@ from .._gateway import Gateway, check_key, check_pipeline, check_position, check
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..connection import MongoConnectionManager
 from ..core._session import session_of
-from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError, VersionMismatchError
+from ..exceptions import (
+    DuplicateEntityError,
+    InvalidDocument,
+    ProjectionError,
+    ProjectionVersionConflict,
+    VersionMismatchError,
+)
 from .bulk_upserts import (
     MAX_BSON_BYTES,
     MAX_WRITE_BATCH_COUNT,
     BulkLimits,
     BulkUpsertResult,
     build_upserts,
+    _identity,
     is_id_conflict,
     write_upserts,
 )
 
 VERSION_FIELD = "_version"
+#: keys per query of :meth:`MongoProjectionStore.get_batch` (keeps each ``$in`` far below 16 MiB)
+GET_BATCH_CHUNK = 1000
+
+
+def as_document(doc: Any, what: str = "doc") -> dict[str, Any]:
+    """``doc`` itself if it is a mapping; a pydantic model's fields as a document (values
+    converted like the model mapper converts them: UUID, Decimal, nested models); else
+    :class:`InvalidDocument`."""
+    if isinstance(doc, Mapping):
+        return cast("dict[str, Any]", doc)  # other mappings are checked where they are used
+    if isinstance(doc, BaseModel):
+        # "" never names a pydantic field: nothing is renamed, only values are converted
+        return _accel.map_to_doc(doc.model_dump(), "", None, False, True)
+    raise InvalidDocument(f"{what} must be a dict or a pydantic model, not {type(doc).__name__}")
+
+
+@contextmanager
+def _version_conflicts() -> Iterator[None]:
+    """Every version conflict of a projection write as :class:`ProjectionVersionConflict`
+    (a concurrent transaction's write conflict included), labels and cause kept."""
+    try:
+        yield
+    except ProjectionVersionConflict:
+        raise
+    except VersionMismatchError as exc:
+        if type(exc) is DuplicateEntityError:
+            raise
+        error = ProjectionVersionConflict(
+            str(exc), entity_id=exc.entity_id, expected=exc.expected, actual=exc.actual, collection=exc.collection
+        )
+        error._add_error_labels(exc.error_labels)
+        raise error from exc
 
 
 class MongoProjectionStore:
@@ -44,14 +85,22 @@ class MongoProjectionStore:
 
     def __init__(
         self,
-        connection: MongoConnectionManager,
+        connection: MongoConnectionManager | None = None,
         database: str | None = None,
         id_field: str = "id",
         *,
+        client: Any = None,
         allow_write_stages: bool = False,
         max_batch_count: int | None = None,
         max_batch_bytes: int | None = None,
     ) -> None:
+        if (connection is None) == (client is None):
+            raise ProjectionError(
+                "MongoProjectionStore needs exactly one of connection=MongoConnectionManager(...) "
+                "or client=<an async MongoDB client> (with database=...)"
+            )
+        if connection is None:
+            connection = MongoConnectionManager(client=client, database=database)
         self.connection = connection
         self.database = database
         self.id_field = id_field
@@ -121,17 +170,20 @@ class MongoProjectionStore:
         self,
         collection: str,
         doc_id: Any,
-        doc: Mapping[str, Any],
+        doc: Mapping[str, Any] | BaseModel,
         expected_version: int | None = None,
         event_position: int | None = None,
         event_id: Any = None,
         uow: Any = None,
     ) -> bool:
-        """Insert or update one document; True if written, False if skipped by its guard.
+        """Insert or update one document (a dict or a pydantic model); True if written,
+        False if skipped by its guard.
 
         Guards, all in the write's filter (one conditional write, no read before it):
         ``expected_version`` -> the stored ``_version`` must equal it (0 = the document must
-        not exist yet); a mismatch raises ``VersionMismatchError``. ``event_position`` -> the
+        not exist yet); a mismatch raises :class:`ProjectionVersionConflict` (a
+        ``VersionMismatchError``, and a pymongo ``DuplicateKeyError`` for older retry loops), as
+        does a concurrent transaction's write to the same document inside ``uow``. ``event_position`` -> the
         stored ``_last_position`` must be lower (out-of-order events never move a document
         back); ``event_id`` -> the stored ``_last_event_id`` must differ (a replayed event is a
         no-op). Both are then recorded. Without ``_version`` in ``doc``, an ``expected_version``
@@ -145,8 +197,7 @@ class MongoProjectionStore:
         then applies or skips by its guard. Inside a transaction the write uses two error-free
         steps (guarded update, then insert-if-absent) because E11000 would abort it.
         """
-        if not isinstance(doc, Mapping):
-            raise InvalidDocument(f"doc must be a dict, not {type(doc).__name__}")
+        doc = as_document(doc)
         check_key(doc_id, "doc_id", composite=True)
         if event_position is not None:
             check_position(event_position, "event_position")
@@ -178,7 +229,7 @@ class MongoProjectionStore:
         gateway = self._gateway(collection)
         coll = self._collection(collection)
         session = session_of(uow)
-        with gateway.call(lambda: f"upsert of {doc_id!r} into '{collection}'"):
+        with _version_conflicts(), gateway.call(lambda: f"upsert of {doc_id!r} into '{collection}'"):
             if gateway.in_transaction(session):
                 written = await self._upsert_in_transaction(coll, filter_, update, may_insert, session)
             else:
@@ -222,16 +273,17 @@ class MongoProjectionStore:
         current = await coll.find_one({"_id": key}, {VERSION_FIELD: 1}, session=session)
         actual = None if current is None else current.get(VERSION_FIELD)
         if (actual or 0) != expected:  # a missing document or _version counts as version 0
-            raise VersionMismatchError(entity_id=doc_id, expected=expected, actual=actual, collection=collection)
+            raise ProjectionVersionConflict(entity_id=doc_id, expected=expected, actual=actual, collection=collection)
 
     async def bulk_upsert(
         self,
         collection: str,
-        docs: Iterable[Mapping[str, Any]],
+        docs: Iterable[Mapping[str, Any] | BaseModel],
         id_field: str | None = None,
         uow: Any = None,
     ) -> BulkUpsertResult:
-        """Upsert many documents with unordered bulk writes; returns inserted/updated/skipped counts.
+        """Upsert many documents (dicts or pydantic models) with unordered bulk writes;
+        returns inserted/updated/skipped counts.
 
         Each doc carries its key under ``id_field`` (default: the store's) and may carry its
         own guards ``_last_position`` / ``_last_event_id`` (as :meth:`upsert`'s
@@ -243,12 +295,13 @@ class MongoProjectionStore:
         """
         if isinstance(docs, (Mapping, str, bytes)) or not isinstance(docs, Iterable):
             raise InvalidDocument(f"docs must be a list of dicts, not {type(docs).__name__}")
-        statements = build_upserts(list(docs), id_field or self.id_field)
+        rows = [as_document(doc, f"docs[{i}]") for i, doc in enumerate(docs)]
+        statements = build_upserts(rows, id_field or self.id_field)
         if not statements:
             return BulkUpsertResult()
         gateway = self._gateway(collection)
         session = session_of(uow)
-        with gateway.call(f"bulk upsert into '{collection}'"):
+        with _version_conflicts(), gateway.call(f"bulk upsert into '{collection}'"):
             return await write_upserts(
                 self._collection(collection),
                 statements,
@@ -284,6 +337,32 @@ class MongoProjectionStore:
             doc = await gateway.collection.find_one({"_id": key}, session=session)
         return None if doc is None else self._restore(doc)
 
+    async def get(self, collection: str, doc_id: Any, uow: Any = None) -> dict[str, Any] | None:
+        """:meth:`find_one` under the original library's name."""
+        return await self.find_one(collection, doc_id, uow=uow)
+
+    async def get_batch(self, collection: str, doc_ids: Iterable[Any], uow: Any = None) -> list[dict[str, Any]]:
+        """The documents with these keys that exist, in the order of ``doc_ids`` (a key
+        given twice is returned once; missing keys are left out). Read in chunks of
+        ``GET_BATCH_CHUNK`` keys, each its own time-bounded query."""
+        if isinstance(doc_ids, (Mapping, str, bytes)) or not isinstance(doc_ids, Iterable):
+            raise ProjectionError(f"doc_ids must be a list of keys, not {type(doc_ids).__name__}")
+        keys = [self._key(doc_id) for doc_id in doc_ids]
+        order: dict[Any, Any] = {}
+        for key in keys:
+            order.setdefault(_identity(key), key)
+        gateway = self._gateway(collection)
+        session = session_of(uow)
+        unique = list(order.values())
+        found: dict[Any, dict[str, Any]] = {}
+        for start in range(0, len(unique), GET_BATCH_CHUNK):
+            chunk = unique[start : start + GET_BATCH_CHUNK]
+            with gateway.call(f"reading {len(chunk)} documents from '{collection}'"):
+                cursor = gateway.collection.find({"_id": {"$in": chunk}}, session=session)
+                for doc in await gateway.to_list(cursor, None):
+                    found[_identity(doc["_id"])] = doc
+        return [self._restore(found[ident]) for ident in order if ident in found]
+
     async def find(
         self,
         collection: str,
@@ -294,18 +373,25 @@ class MongoProjectionStore:
         projection: Any = None,
         uow: Any = None,
         *,
+        offset: int | None = None,
         timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """Documents matching ``filter`` (checked: no ``$where``/``$function``/``$accumulator``).
+
+        ``offset`` is ``skip`` under the original library's name (give one of them).
 
         ``projection`` is checked too: find projections accept aggregation expressions.
         ``timeout`` (seconds) bounds this call instead of the connection's operation_timeout.
         """
         if projection is not None:
             check_query(projection, "projection")
-        for value, name in ((limit, "limit"), (skip, "skip")):
+        for value, name in ((limit, "limit"), (skip, "skip"), (offset, "offset")):
             if value is not None:
                 check_position(value, name)
+        if offset is not None:
+            if skip is not None and skip != offset:
+                raise ProjectionError(f"find() got skip={skip!r} and offset={offset!r}; give only one of them")
+            skip = offset
         gateway = self._gateway(collection)
         query = self._filter(filter)
         order = self._sort(sort)

@@ -16,8 +16,9 @@ also says which collection and which document id an event addresses.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -69,6 +70,28 @@ class Route:
     key: KeyFn
 
 
+def _takes_only_self(fn: Callable[..., Any]) -> bool:
+    """True for ``def reset(self)``: no parameter besides ``self`` (not even ``*args``)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1 and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
+
+
+def _accept_db(reset: Callable[[Any], Any]) -> Callable[..., Awaitable[None]]:
+    """A ``reset(self)`` written as the seeds write it, callable as ``reset(db)`` too: the
+    engine passes the database; a projection that keeps its data elsewhere ignores it."""
+
+    @functools.wraps(reset)
+    async def reset_with_db(self: Any, db: Any = None) -> None:
+        result = reset(self)
+        if inspect.isawaitable(result):
+            await result
+
+    return reset_with_db
+
+
 def _style_of(cls: type, name: str, fn: Callable[..., Any]) -> str:
     params = [
         p for p in inspect.signature(fn).parameters.values()
@@ -115,6 +138,9 @@ class Projection:
             cls.projection_name = cls.__name__
         if isinstance(cls.collections, str):
             cls.collections = (cls.collections,)
+        own_reset = vars(cls).get("reset")
+        if callable(own_reset) and _takes_only_self(own_reset):
+            cls.reset = _accept_db(own_reset)  # type: ignore[method-assign,assignment]
         if cls.on_error not in ("continue", "stop"):
             raise ProjectionError(f"{cls.__name__}.on_error must be 'continue' or 'stop', not {cls.on_error!r}")
         cls._discover()
@@ -197,7 +223,9 @@ class Projection:
     async def reset(self, db: Any = None) -> None:
         """Clear the read model for a rebuild: drops every owned collection of ``db``.
 
-        Imperative projections that keep data elsewhere override this.
+        Imperative projections that keep data elsewhere override this, either as
+        ``async def reset(self, db)`` or, as the seeds do, ``async def reset(self)`` (then
+        the database the engine passes is not given to it).
         """
         if db is None:
             return

@@ -26,7 +26,7 @@ from pymongo.errors import PyMongoError
 
 from .._gateway import deadline, translate
 from ..core.uow import MongoUnitOfWork
-from ..exceptions import ProjectionError
+from ..exceptions import ProjectionError, UnknownProjection
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
 from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
@@ -133,7 +133,7 @@ class ProjectionRunner:
         try:
             return self.projections[name]
         except KeyError:
-            raise ProjectionError(
+            raise UnknownProjection(
                 f"unknown projection '{name}'; known: {', '.join(sorted(self.projections)) or 'none'}"
             ) from None
 

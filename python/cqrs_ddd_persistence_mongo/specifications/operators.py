@@ -65,6 +65,11 @@ class SpecificationOperator(str, Enum):
     # full-text
     FTS = "fts"
     FTS_PHRASE = "fts_phrase"
+    # group nodes ({"op": AND, "conditions": [...]}): named here for the original library's
+    # users, but not leaf operators (kept out of BUILTIN_OPERATORS, never registrable)
+    AND = "and"
+    OR = "or"
+    NOT = "not"
 
     def __str__(self) -> str:
         return self.value
@@ -77,9 +82,11 @@ class SpecificationOperator(str, Enum):
 
 
 ALIASES: dict[str, str] = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
-BUILTIN_OPERATORS: frozenset[str] = frozenset(op.value for op in SpecificationOperator)
-VALUE_OPTIONAL: frozenset[str] = frozenset({"is_null", "is_not_null", "is_empty", "is_not_empty"})
 GROUP_OPERATORS: frozenset[str] = frozenset({"and", "or", "not"})
+BUILTIN_OPERATORS: frozenset[str] = frozenset(
+    op.value for op in SpecificationOperator if op.value not in GROUP_OPERATORS
+)
+VALUE_OPTIONAL: frozenset[str] = frozenset({"is_null", "is_not_null", "is_empty", "is_not_empty"})
 
 
 def canonical(op: object) -> str:

@@ -27,7 +27,7 @@ from cqrs_ddd_persistence_mongo._demo.orders import OrderSummaryProjection
 
 class Slow(OrderSummaryProjection):
     def on_OrderItemAdded(self, doc, event):
-        time.sleep(0.002)
+        time.sleep(0.005)
         super().on_OrderItemAdded(doc, event)
 """
 
@@ -163,11 +163,17 @@ async def test_ctrl_c_prints_one_line_and_the_next_run_resumes(
     (tmp_path / "slowmod.py").write_text(SLOW_PROJECTION)
     args = [sys.executable, "-m", "cqrs_ddd_persistence_mongo", "rebuild", "slowmod:Slow", "--url", mongo_url,
             "--database", pymongo_connection.database_name, "--batch-size", "200"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=environment(), cwd=str(tmp_path))
-    await asyncio.sleep(4)
-    process.send_signal(signal.SIGINT)
-    out, err = await asyncio.to_thread(process.communicate, timeout=120)
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err_file:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err_file, text=True,
+                                   env=environment(), cwd=str(tmp_path))
+        for _ in range(600):  # interrupt once the fold is under way (the bar shows events), not before
+            if " events " in err_path.read_text() or process.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        await asyncio.to_thread(process.communicate, timeout=120)
+    err = err_path.read_text()
     assert process.returncode == 130, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]

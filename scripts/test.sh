@@ -28,7 +28,7 @@ echo "== installed in $(( $(date +%s) - started ))s"
 
 if [ -f scripts/check-rust.sh ]; then
   phase "Rust checks (scripts/check-rust.sh)"
-  timed bash scripts/check-rust.sh
+  PYTHON="$VPY" timed bash scripts/check-rust.sh
 fi
 
 RUST_SERVER=1

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python}"
-PYO3_PYTHON="$(command -v "$PYTHON")"
+PYO3_PYTHON="$("$PYTHON" -c 'import sys; print(sys.executable)')"  # absolute: cargo runs build scripts elsewhere
 export PYO3_PYTHON
 # the unit tests link libpython (no extension-module feature) and import the package
 LIBDIR="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')"

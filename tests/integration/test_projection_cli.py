@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cqrs_ddd_persistence_mongo
 import asyncio
 import os
 import subprocess
@@ -18,7 +19,7 @@ from cqrs_ddd_persistence_mongo._demo.orders import differences, fold_orders, or
 
 pytestmark = pytest.mark.integration
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[2] / "python")
+PYTHON_DIR = str(Path(cqrs_ddd_persistence_mongo.__file__).resolve().parents[1])  # the tested package (site-packages in CI)
 SLOW_PROJECTION = """
 import time
 

@@ -6,6 +6,7 @@ killing the run."""
 
 from __future__ import annotations
 
+import cqrs_ddd_persistence_mongo
 import json
 import os
 import subprocess
@@ -19,6 +20,8 @@ from cqrs_ddd_persistence_mongo.exceptions import InvalidSpecification
 from cqrs_ddd_persistence_mongo.specifications import Specification
 
 from .conftest import both, outcome
+
+PACKAGE_PARENT = str(Path(cqrs_ddd_persistence_mongo.__file__).resolve().parents[1])  # where the tested package is imported from (site-packages in CI)
 
 LEAF = {"attr": "a", "op": "eq", "val": 1}
 TOO_DEEP = "nests deeper than 100 levels (MongoDB's limit)"
@@ -163,7 +166,7 @@ print(json.dumps({"backend": _accel.BACKEND, "results": out}))
 @pytest.mark.parametrize("pure", ["0", "1"])
 def test_fifty_thousand_levels_raise_library_errors_in_both_backends(pure: str) -> None:
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root / "python"), "CQRS_DDD_MONGO_PURE": pure}
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT, "CQRS_DDD_MONGO_PURE": pure}
     done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, f"child died with {done.returncode}: {done.stderr[-2000:]}"
     report = json.loads(done.stdout.strip().splitlines()[-1])

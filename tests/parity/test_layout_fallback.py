@@ -6,6 +6,7 @@ stay correct and equal to the pure backend's."""
 
 from __future__ import annotations
 
+import cqrs_ddd_persistence_mongo
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from cqrs_ddd_persistence_mongo import _accel
+
+PACKAGE_PARENT = str(Path(cqrs_ddd_persistence_mongo.__file__).resolve().parents[1])  # where the tested package is imported from (site-packages in CI)
 
 _CHILD = r"""
 import decimal, uuid
@@ -58,7 +61,7 @@ def test_changed_private_layouts_fall_back_to_public_constructors() -> None:
     if _accel.native_function("map_to_doc") is None:
         pytest.skip("native module not built")
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root / "python")}
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
     env.pop("CQRS_DDD_MONGO_PURE", None)
     done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -3,6 +3,8 @@ including errors and their messages; Decimal128 encoding agrees with bson's own.
 
 from __future__ import annotations
 
+import cqrs_ddd_persistence_mongo
+from pathlib import Path
 import copy
 import datetime as dt
 import decimal
@@ -22,6 +24,8 @@ from cqrs_ddd_persistence_mongo.exceptions import InvalidDocument
 
 from .conftest import both, outcome
 
+
+PACKAGE_PARENT = str(Path(cqrs_ddd_persistence_mongo.__file__).resolve().parents[1])  # where the tested package is imported from (site-packages in CI)
 
 class Color(enum.Enum):
     RED = "red"
@@ -309,7 +313,7 @@ def test_values_without_the_checked_c_layouts_take_the_public_route(child: str) 
 
     both("map_to_doc")
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root / "python")}
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
     env.pop("CQRS_DDD_MONGO_PURE", None)
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,6 +4,7 @@ operation name a span gets."""
 
 from __future__ import annotations
 
+import cqrs_ddd_persistence_mongo
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+PACKAGE_PARENT = str(Path(cqrs_ddd_persistence_mongo.__file__).resolve().parents[1])  # where the tested package is imported from (site-packages in CI)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +57,7 @@ print(json.dumps({
 
 
 def _run(prelude: str, env: dict[str, str] | None = None) -> dict[str, object]:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "python"), **(env or {})}
+    environment = {**os.environ, "PYTHONPATH": PACKAGE_PARENT, **(env or {})}
     script = "import json, sys\n" + prelude + _PROBE
     out = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

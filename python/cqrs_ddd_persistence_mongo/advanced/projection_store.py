@@ -22,9 +22,11 @@ from .._gateway import Gateway, check_key, check_pipeline, check_position, check
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..connection import MongoConnectionManager
 from ..core._session import session_of
+from ..core.uow import raised_by_server
 from ..exceptions import (
     DuplicateEntityError,
     InvalidDocument,
+    MongoPersistenceError,
     ProjectionError,
     ProjectionVersionConflict,
     VersionMismatchError,
@@ -229,15 +231,23 @@ class MongoProjectionStore:
         gateway = self._gateway(collection)
         coll = self._collection(collection)
         session = session_of(uow)
-        with _version_conflicts(), gateway.call(lambda: f"upsert of {doc_id!r} into '{collection}'"):
-            if gateway.in_transaction(session):
-                written = await self._upsert_in_transaction(coll, filter_, update, may_insert, session)
-            else:
-                written = await self._upsert_once(coll, filter_, update, may_insert, session)
-            if not written and expected_version is not None:
-                await self._raise_if_version_differs(
-                    coll, filter_["_id"], doc_id, expected_version, collection, session
-                )
+        in_transaction = gateway.in_transaction(session)
+        try:
+            with _version_conflicts(), gateway.call(lambda: f"upsert of {doc_id!r} into '{collection}'"):
+                if in_transaction:
+                    written = await self._upsert_in_transaction(coll, filter_, update, may_insert, session)
+                else:
+                    written = await self._upsert_once(coll, filter_, update, may_insert, session)
+                if not written and expected_version is not None:
+                    await self._raise_if_version_differs(
+                        coll, filter_["_id"], doc_id, expected_version, collection, session
+                    )
+        except MongoPersistenceError as exc:
+            # the server aborted the caller's transaction: it must not commit on leaving its block
+            doom = getattr(uow, "set_rollback_only", None)
+            if in_transaction and doom is not None and raised_by_server(exc):
+                doom(f"the upsert of {doc_id!r} into '{collection}' failed inside the transaction")
+            raise
         return written
 
     async def _upsert_once(

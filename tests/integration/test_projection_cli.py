@@ -166,8 +166,11 @@ async def test_ctrl_c_prints_one_line_and_the_next_run_resumes(
             "--database", pymongo_connection.database_name, "--batch-size", "200"]
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err_file:
+        # a shell's background job inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: give the CLI the default disposition a terminal gives it
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err_file, text=True,
-                                   env=environment(), cwd=str(tmp_path))
+                                   env=environment(), cwd=str(tmp_path),
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         for _ in range(600):  # interrupt once the fold is under way (the bar shows events), not before
             if " events " in err_path.read_text() or process.poll() is not None:
                 break

@@ -20,8 +20,13 @@ SHARDED_ENV = "CQRS_DDD_MONGO_TEST_SHARDED"
 
 @pytest.fixture(scope="session")
 def mongo_url() -> Iterator[str]:
-    """URL of the real MongoDB-wire server chosen by environment, started for the session."""
-    with server_under_test() as url:
+    """URL of the real MongoDB-wire server chosen by environment, started for the session.
+
+    The embedded server runs in its own process, as a deployed server does: in this one it
+    would share the interpreter (and its lock) with the tests, so a busy test could starve
+    it into timeouts, and its threads formatting their own tracebacks would race pytest's.
+    """
+    with server_under_test(separate_process=True) as url:
         yield url
 
 

@@ -221,10 +221,7 @@ class MongoEventStore:
         batch = list(events)
         with self._events.call(self._appending):
             if uow is None and len(batch) > 1 and await self._connection.supports_transactions():
-                await self._ready(None)  # indexes and counter outside the transaction
-                return await MongoUnitOfWork(connection=self._connection).run(
-                    lambda own: self._append(batch, own, None)
-                )
+                return await self._append_in_own_transaction(batch, None)
             return await self._append_in(uow, batch, None)
 
     @property
@@ -281,10 +278,9 @@ class MongoEventStore:
         return positions
 
     async def _append_in_own_transaction(self, events: list[Any], expected_version: int | None) -> list[int]:
-        """Sharded protocol: the append in a transaction of its own, retried on write
-        conflicts (another appender holds the counter) within the call's bound."""
-        from .uow import MongoUnitOfWork
-
+        """The append in a transaction of its own (atomic batches; the sharded protocol),
+        retried on write conflicts (another appender holds the counter) within the call's
+        bound. Indexes and counter are prepared first, outside the transaction."""
         await self._ready(None)
 
         async def attempt(uow: Any) -> list[int]:

@@ -14,12 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
+from .._gateway import call
 from ..exceptions import ProjectionError
 
 POINTER_COLLECTION = "projection_read_models"
 GENERATION_SUFFIX = "__g"
+
+
+def _translated(what: str) -> Any:
+    """Driver errors of ``what`` as library errors (timeouts and lost connections keep their
+    own classes; everything else is a ProjectionError). The caller's call bounds the time."""
+    return call(None, what, ProjectionError)
 
 
 def generation_name(collection: str, generation: int) -> str:
@@ -29,10 +34,8 @@ def generation_name(collection: str, generation: int) -> str:
 async def read_pointer(db: Any, projection_name: str, session: Any = None) -> dict[str, Any] | None:
     """The pointer document of ``projection_name`` (None: the read model was never swapped
     by pointer)."""
-    try:
-        return await db[POINTER_COLLECTION].find_one({"_id": projection_name}, session=session)
-    except PyMongoError as exc:
-        raise ProjectionError(f"reading the read-model pointer of '{projection_name}' failed: {exc}") from exc
+    with _translated(f"reading the read-model pointer of '{projection_name}'"):
+        return await db[POINTER_COLLECTION].find_one({"_id": projection_name}, session=session)  # type: ignore[no-any-return]
 
 
 async def resolve_read_models(
@@ -62,17 +65,14 @@ async def flip_pointer(db: Any, projection_name: str, physical: Mapping[str, str
     ``_id``, the pointer collection's shard key); returns the mapping it replaced."""
     previous = await resolve_read_models(db, projection_name, physical)
     generation = _generation_of(physical)
-    try:
+    with _translated(
+        f"switching the read model of '{projection_name}' to {dict(physical)} (run the rebuild again to finish the swap)"
+    ):
         await db[POINTER_COLLECTION].update_one(
             {"_id": projection_name},
             {"$set": {"collections": dict(physical), "generation": generation}},
             upsert=True,
         )
-    except PyMongoError as exc:
-        raise ProjectionError(
-            f"switching the read model of '{projection_name}' to {dict(physical)} failed: {exc}; "
-            "run the rebuild again to finish the swap"
-        ) from exc
     return previous
 
 
@@ -106,19 +106,15 @@ async def swaps_by_pointer(db: Any, projection_name: str, collections: Iterable[
 async def is_sharded(db: Any, collection: str) -> bool:
     """True when ``db.collection`` is a sharded collection (``config.collections`` on a
     cluster; nothing there on a replica set)."""
-    try:
+    with _translated(f"checking whether '{collection}' is sharded"):
         doc = await db.client["config"]["collections"].find_one({"_id": f"{db.name}.{collection}"})
-    except PyMongoError as exc:
-        raise ProjectionError(f"checking whether '{collection}' is sharded failed: {exc}") from exc
     return bool(doc) and not doc.get("dropped") and not doc.get("unsplittable")
 
 
 async def shard_like(db: Any, source: str, target: str) -> None:
     """Shard ``target`` with the shard key of ``source`` (a new generation of a sharded read
     model must be sharded like the live one before it is filled)."""
-    try:
+    with _translated(f"sharding '{target}' like '{source}'"):
         doc = await db.client["config"]["collections"].find_one({"_id": f"{db.name}.{source}"})
         if doc and doc.get("key") and not doc.get("unsplittable") and not doc.get("dropped"):
             await db.client.admin.command("shardCollection", f"{db.name}.{target}", key=dict(doc["key"]))
-    except PyMongoError as exc:
-        raise ProjectionError(f"sharding '{target}' like '{source}' failed: {exc}") from exc

@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from decimal import Decimal
 from types import TracebackType
@@ -37,6 +37,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
+    CollectionInvalid,
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
@@ -401,6 +402,35 @@ def call(
 ) -> _Call:
     """Bound and translate one public operation of a store that has no :class:`Gateway`."""
     return _Call(what, error_cls, operation_timeout_of(connection), connection)
+
+
+NAMESPACE_EXISTS = 48
+
+
+async def create_missing_collections(
+    connection: Any, db: Any, names: Iterable[str], error_cls: type[MongoPersistenceError] = MongoPersistenceError
+) -> None:
+    """Create those of ``names`` that do not exist yet, now, outside any transaction.
+
+    A transaction that writes to a missing collection creates it inside the transaction: a
+    catalog change that conflicts with concurrent DDL (an index build, a rename) and that a
+    strict server can stall on until the transaction dies. Stores that write in
+    transactions create their collections first, so their transactions only write data.
+    Idempotent; a collection that another client creates meanwhile is fine.
+    """
+    wanted = list(dict.fromkeys(names))
+    with call(connection, f"creating the collections {', '.join(wanted)}", error_cls):
+        existing = set(await db.list_collection_names(filter={"name": {"$in": wanted}}))
+        for name in wanted:
+            if name in existing:
+                continue
+            try:
+                await db.create_collection(name)
+            except CollectionInvalid:  # the driver saw it exist
+                pass
+            except OperationFailure as exc:
+                if exc.code != NAMESPACE_EXISTS:  # created by someone else since the listing
+                    raise
 
 
 # --- sessions ---------------------------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo import monitoring
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
@@ -395,6 +397,51 @@ async def test_a_document_created_meanwhile_falls_back_to_the_guarded_upsert(sto
     assert (counts.inserted, counts.updated, counts.skipped) == (1, 1, 1)
     stored = {d["_id"]: d["v"] for d in await db["docs"].find({}).to_list(None)}
     assert stored == {"older": 1, "newer": 0, "absent": 1}
+
+
+async def test_a_follower_batch_never_creates_a_collection_inside_its_transaction(mongo_url: str) -> None:
+    """A collection created by a transaction's write is a catalog change that conflicts with
+    a concurrent rebuild's DDL (a strict server stalled on it); the runner creates every
+    collection its batches write to before the first batch."""
+    created: list[str] = []
+    log: list[tuple[str, str]] = []
+
+    class Recorder(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            command = event.command
+            if event.database_name != connection.database_name:
+                return
+            if event.command_name in ("create", "createIndexes"):
+                created.append(command[event.command_name])
+            elif event.command_name in ("insert", "update", "delete", "findAndModify"):
+                in_transaction = command.get("autocommit") is False
+                log.append((command[event.command_name], "txn" if in_transaction else "ddl"))  # ddl: may create it
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            if event.database_name == connection.database_name and event.command_name in ("create", "createIndexes"):
+                log.append((created.pop(0), "ddl"))
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            if event.database_name == connection.database_name and event.command_name in ("create", "createIndexes"):
+                created.pop(0)
+
+    connection = MongoConnectionManager(url=mongo_url, database=f"t_{uuid.uuid4().hex[:12]}", event_listeners=[Recorder()])
+    await connection.connect()
+    try:
+        if not await connection.supports_transactions():
+            pytest.skip("the server runs no transactions")
+        stores = Stores(connection)
+        await stores.append(list(order_history(6, 4, concurrent=3)))
+        assert await stores.runner().run_once(batch_size=100) == len(stores.history)
+        assert await stores.problems() == []
+        written_in_transactions = {name for name, kind in log if kind == "txn"}
+        assert {"order_summaries", "product_sales", "projection_positions"} <= written_in_transactions
+        for name in written_in_transactions:
+            first_write = log.index((name, "txn"))
+            assert (name, "ddl") in log[:first_write], f"'{name}' was created by a write inside a transaction"
+    finally:
+        await connection.client.drop_database(connection.database_name)
+        await connection.disconnect()
 
 
 async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) -> None:

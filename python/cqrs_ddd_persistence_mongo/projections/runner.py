@@ -24,7 +24,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from .._gateway import deadline, translate
+from .._gateway import create_missing_collections, deadline, translate
 from ..core.uow import MongoUnitOfWork
 from ..exceptions import ProjectionError, UnknownProjection
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
@@ -143,11 +143,20 @@ class ProjectionRunner:
         return self._transactions
 
     async def _start(self) -> None:
+        """Indexes, and every collection a batch transaction writes to, before the first
+        batch: transactions then only write data (see ``create_missing_collections``)."""
         if not self._started:
             await self.dead_letters.ensure_indexes()
-            for projection in self.projections.values():
+            ensure_positions = getattr(self.positions, "ensure_indexes", None)  # any position store works
+            if ensure_positions is not None:
+                await ensure_positions()
+            needed: list[str] = []
+            for name, projection in self.projections.items():
                 if projection.is_document_style:
-                    await projection.ensure_indexes(self.db, {c: c for c in projection.collections})
+                    physical = await resolve_read_models(self.db, name, projection.collections)
+                    await projection.ensure_indexes(self.db, physical)
+                    needed.extend(physical.values())
+            await create_missing_collections(self.connection, self.db, needed, ProjectionError)
             self._started = True
 
     async def _live_target(self, name: str) -> Target:

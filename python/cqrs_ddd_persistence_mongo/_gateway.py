@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from decimal import Decimal
 from types import TracebackType
@@ -63,6 +63,7 @@ from .exceptions import (
     UnsafeKeyError,
     UnsafeQueryError,
 )
+from .roles import ConnectionRole, UnitOfWorkRole
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DUPLICATE_KEY = 11000
@@ -382,7 +383,7 @@ def _end_span(span: tuple[Any, Any], error: BaseException | None) -> None:
     trace.end(state, error)
 
 
-def deadline(connection: Any) -> Any:
+def deadline(connection: ConnectionRole) -> Any:
     """The connection's bound around a block whose errors are the caller's own (the body of
     ``uow.run``): a deadline without error translation."""
     timeout = operation_timeout_of(connection)
@@ -391,20 +392,20 @@ def deadline(connection: Any) -> Any:
     return pymongo.timeout(timeout)
 
 
-def operation_timeout_of(connection: Any) -> float | None:
+def operation_timeout_of(connection: ConnectionRole) -> float | None:
     """The connection's per-operation bound in seconds (None: unbounded / not configured)."""
     return getattr(connection, "operation_timeout", None)
 
 
 def call(
-    connection: Any, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
+    connection: ConnectionRole, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
 ) -> _Call:
     """Bound and translate one public operation of a store that has no :class:`Gateway`."""
     return _Call(what, error_cls, operation_timeout_of(connection), connection)
 
 
 # --- sessions ---------------------------------------------------------------------------
-def session_of(uow: Any) -> Any:
+def session_of(uow: UnitOfWorkRole | None) -> Any:
     """The driver session to pass as ``session=`` for ``uow``, or None outside a unit of work.
 
     Any object with a ``session`` attribute works (duck typing); a unit of work running
@@ -431,7 +432,7 @@ class Gateway:
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         database: str | None,
         name: str,
         error_cls: type[MongoPersistenceError] = MongoPersistenceError,
@@ -481,7 +482,7 @@ class Gateway:
 
     def guarded(
         self, source: AsyncIterator[Any], what: str | Callable[[], str], timeout: float | None = None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Iterate ``source`` (a cursor or a generator of batches) with each step bounded and
         its errors translated; the bound never spans the consumer's code between steps."""
         trace = _TRACE
@@ -494,7 +495,7 @@ class Gateway:
         what: str | Callable[[], str],
         timeout: float | None,
         operation: tuple[str, str] | None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         iterator = source.__aiter__()
         try:
             while True:

@@ -43,6 +43,7 @@ from .dead_letters import DeadLetters
 from .documents import load_documents
 from .partition import WHOLE, Partition
 from .progress import Reporter
+from ..roles import ConnectionRole
 
 DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 DEFAULT_FLUSH_SECONDS = 30.0
@@ -90,7 +91,7 @@ class ShadowBuilder:
         *,
         position: int,
         resumed: bool,
-        connection: Any,
+        connection: ConnectionRole,
         dead_letters: DeadLetters,
         partition: Partition = WHOLE,
         options: BuildOptions = BuildOptions(),

@@ -32,6 +32,7 @@ from .dead_letters import DeadLetters
 from .generations import flip_pointer, next_generation, resolve_read_models, shard_like, swaps_by_pointer
 from .progress import Progress
 from .workers import WorkerSpec, run_partitioned, worker_checkpoints
+from ..roles import ConnectionRole
 
 SHADOW_SUFFIX = "__rebuild"
 REBUILD_SUFFIX = "::rebuild"
@@ -90,7 +91,7 @@ def empty_source_error(projection: str, events: Any, database: str) -> Projectio
 class Rebuild:
     """One rebuild of one document projection (see the module docstring)."""
 
-    connection: Any
+    connection: ConnectionRole
     db: Any
     events: Any
     positions: Any

@@ -42,6 +42,7 @@ from .rebuild import (
     RebuildReport,
     empty_source_error,
 )
+from ..roles import ConnectionRole, UnitOfWorkRole
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class ProjectionRunner:
         position_store: Any,
         projections: Iterable[Projection],
         *,
-        connection: Any = None,
+        connection: ConnectionRole | None = None,
         database: str | None = None,
         dead_letter_collection: str = DEFAULT_COLLECTION,
         transactions: bool | None = None,
@@ -104,9 +105,12 @@ class ProjectionRunner:
         self.events = event_store
         self.positions = position_store
         self.projections = by_name(projections)
-        self.connection: Any = connection if connection is not None else getattr(event_store, "_connection", None)
-        if self.connection is None:
+        found: ConnectionRole | None = (
+            connection if connection is not None else getattr(event_store, "_connection", None)
+        )
+        if found is None:
             raise ProjectionError("ProjectionRunner needs connection=MongoConnectionManager(...)")
+        self.connection = found
         self.database = database if database is not None else getattr(event_store, "_database", None)
         self._dead_letter_collection = dead_letter_collection
         self._transactions = transactions
@@ -181,7 +185,7 @@ class ProjectionRunner:
     async def _document_batch(self, target: Target, events: list[Any]) -> BatchStats:
         projection = target.projection
 
-        async def work(uow: Any) -> Any:
+        async def work(uow: UnitOfWorkRole | None) -> Any:
             session = None if uow is None else uow.session
             deadline = self._clock() + self.batch_seconds
 

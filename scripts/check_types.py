@@ -6,11 +6,16 @@ The snippets are checked against the package as an installed user sees it: found
 interpreter's path (the installed wheel, or ``python/`` through ``PYTHONPATH``), so a
 missing ``py.typed`` fails here as it would in a user's project.
 
-Two markers, an HTML comment on the line just before a block, change how it is checked:
+Blocks are read the way ``python -m asyncio`` reads them: a block with a top-level
+``await`` / ``async for`` / ``async with`` is checked as the body of an ``async def``.
+Markers in HTML comments (invisible on the rendered page) change how blocks are checked:
 
-* ``<!-- typecheck: skip (why) -->``: not checked (a fragment by design; say why);
-* ``<!-- typecheck: continue -->``: appended to the previous block of the same page, for
-  a page that builds one example over several blocks.
+* ``<!-- typecheck: skip (why) -->`` just before a block: not checked (say why);
+* ``<!-- typecheck: continue -->`` just before a block: appended to the previous block of
+  the same page, for a page that builds one example over several blocks;
+* ``<!-- typecheck: context`` ... ``-->`` (the lines in between are Python): put in front
+  of every later block of the page; for reference pages whose blocks use objects set up
+  elsewhere (``connection``, ``uow``, a model), declared there with their types.
 
     PYTHONPATH=python python scripts/check_types.py [--keep DIR] [--snippets-only]
 """
@@ -18,6 +23,8 @@ Two markers, an HTML comment on the line just before a block, change how it is c
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import os
 import re
 import subprocess
@@ -31,6 +38,7 @@ PACKAGE = ROOT / "python" / "cqrs_ddd_persistence_mongo"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python[ \t]*$")
 MARKER = re.compile(r"<!--\s*typecheck:\s*(skip|continue)\b(.*?)-->")
+CONTEXT = re.compile(r"^<!--\s*typecheck:\s*context\b")
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Snippet:
     page: Path
     line: int  # 1-based line of the first code line
     code: str
+    context: str = ""
 
 
 def snippets(page: Path) -> tuple[list[Snippet], list[str]]:
@@ -45,8 +54,16 @@ def snippets(page: Path) -> tuple[list[Snippet], list[str]]:
     lines = page.read_text(encoding="utf-8").splitlines()
     found: list[Snippet] = []
     problems: list[str] = []
+    context = ""
     index = 0
     while index < len(lines):
+        if CONTEXT.match(lines[index]):
+            end = index + 1
+            while end < len(lines) and lines[end].strip() != "-->":
+                end += 1
+            context = "\n".join(lines[index + 1 : end]) + "\n"
+            index = end + 1
+            continue
         if not FENCE.match(lines[index]):
             index += 1
             continue
@@ -69,9 +86,42 @@ def snippets(page: Path) -> tuple[list[Snippet], list[str]]:
                 padding = "\n" * max(0, start + 1 - previous.line - previous.code.count("\n"))
                 previous.code += padding + code
         elif kind != "skip":
-            found.append(Snippet(page, start + 1, code))
+            found.append(Snippet(page, start + 1, code, context))
         index = end + 1
     return found, problems
+
+
+def needs_event_loop(code: str) -> bool:
+    """True when ``code`` awaits at top level (valid only in an asyncio REPL)."""
+    try:
+        compiled = compile(code, "<snippet>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    except SyntaxError:
+        return False  # mypy reports it with the page's line number
+    return bool(compiled.co_flags & inspect.CO_COROUTINE)
+
+
+def module_source(snippet: Snippet) -> tuple[str, int]:
+    """The module mypy checks (the page's context, then the block, inside ``async def``
+    when it awaits at top level) and the module line of the block's first line."""
+    head = snippet.context
+    body = snippet.code
+    if needs_event_loop(snippet.code):
+        head += "async def _snippet() -> None:\n"
+        body = "".join(f"    {line}" if line.strip() else line for line in body.splitlines(keepends=True))
+    return head + body, head.count("\n") + 1
+
+
+def page_lines(report: str, name: str, snippet: Snippet, first: int) -> str:
+    """``report`` with the module's line numbers turned into the page's."""
+    page = snippet.page.relative_to(ROOT)
+
+    def where(match: re.Match[str]) -> str:
+        line = int(match.group(1))
+        if line < first:
+            return f"{page} (typecheck context, line {line}):"
+        return f"{page}:{line - first + snippet.line}:"
+
+    return re.sub(rf"(?m)^{re.escape(name)}\.py:(\d+):", where, report)
 
 
 def module_name(snippet: Snippet) -> str:
@@ -79,18 +129,18 @@ def module_name(snippet: Snippet) -> str:
     return f"snippet_{stem}_{snippet.line}"
 
 
-def write_snippets(directory: Path) -> tuple[dict[str, Snippet], list[str]]:
-    """Write every snippet as ``directory/<module>.py``; the first code line keeps its line
-    number (blank lines in front), so mypy's line numbers are the page's."""
-    written: dict[str, Snippet] = {}
+def write_snippets(directory: Path) -> tuple[dict[str, tuple[Snippet, int]], list[str]]:
+    """Write every snippet as ``directory/<module>.py`` (see :func:`module_source`)."""
+    written: dict[str, tuple[Snippet, int]] = {}
     problems: list[str] = []
     for page in PAGES:
         found, page_problems = snippets(page)
         problems += page_problems
         for snippet in found:
             name = module_name(snippet)
-            (directory / f"{name}.py").write_text("\n" * (snippet.line - 1) + snippet.code, encoding="utf-8")
-            written[name] = snippet
+            source, first = module_source(snippet)
+            (directory / f"{name}.py").write_text(source, encoding="utf-8")
+            written[name] = (snippet, first)
     return written, problems
 
 
@@ -122,8 +172,8 @@ def main() -> int:
             print(problem)
         failed |= bool(problems)
         code, out = mypy(sorted(f"{name}.py" for name in written), directory, cache)
-        for name, snippet in written.items():  # report the page, not the scratch file
-            out = out.replace(f"{name}.py:", f"{snippet.page.relative_to(ROOT)}:")
+        for name, (snippet, first) in written.items():  # report the page, not the scratch file
+            out = page_lines(out, name, snippet, first)
         print(f"== mypy --strict on {len(written)} python blocks of README.md and docs/*.md\n{out.rstrip()}")
         failed |= code != 0
     return 1 if failed else 0

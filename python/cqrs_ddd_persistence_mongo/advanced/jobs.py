@@ -22,9 +22,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from pymongo import ReturnDocument
+from typing_extensions import TypeVar
 
 from .._gateway import check_key
 from ..core._session import session_of
@@ -35,7 +36,8 @@ from ..exceptions import BackgroundJobError, InvalidStoreArgument
 from ._store import CollectionStore, require_int, require_limit, require_name
 from ..roles import ConnectionRole, UnitOfWorkRole
 
-J = TypeVar("J", bound=BaseBackgroundJob)
+#: the job class; ``MongoBackgroundJobRepository`` without a parameter stores ``BaseBackgroundJob``
+J = TypeVar("J", bound=BaseBackgroundJob, default=BaseBackgroundJob)
 
 _PENDING, _RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
 _COMPLETED, _FAILED = JobStatus.COMPLETED.value, JobStatus.FAILED.value

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import heapq
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
+
+from typing_extensions import TypeVar
 
 from ..core._session import session_of
 from ..core.repository import MongoRepository
@@ -19,7 +21,8 @@ from ..exceptions import InvalidStoreArgument, SagaStoreError
 from ._store import require_limit, require_name
 from ..roles import ConnectionRole, UnitOfWorkRole
 
-S = TypeVar("S", bound=SagaState)
+#: the saga class; ``MongoSagaRepository`` without a parameter stores ``SagaState``
+S = TypeVar("S", bound=SagaState, default=SagaState)
 
 #: Statuses of sagas that should be making progress (suspended ones wait on purpose).
 ACTIVE_STATUSES = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)

@@ -43,6 +43,10 @@ class Account(EventSourcedAggregate):
     balance: int = 0
 
 
+class Counter(EventSourcedAggregate[int]):    # an int-keyed stream
+    count: int = 0
+
+
 class OwnUnitOfWork:                          # an application's own unit of work
     session: object = None
 
@@ -63,6 +67,7 @@ async def main(connection: MongoConnectionManager) -> None:
     reveal_type(Ticket().id)  # R9
     accounts = EventSourcedRepository(connection, Account)
     reveal_type(await accounts.get("a-1"))  # R10
+    reveal_type(await EventSourcedRepository(connection, Counter).get(7))  # R12
     by_int = MongoRepository[Order, int](connection, "orders", Order)
     reveal_type(await by_int.delete(7))  # R11
 
@@ -87,6 +92,7 @@ EXPECTED = {
     "R9": "str | None",
     "R10": "user_script.Account | None",
     "R11": "int | None",
+    "R12": "user_script.Counter | None",
 }
 
 

@@ -33,8 +33,8 @@ from ..core.model_mapper import MongoDBModelMapper
 from ..core.repository import MongoRepository
 from ..domain import BaseBackgroundJob, JobStatus, utc_now
 from ..exceptions import BackgroundJobError, InvalidStoreArgument
-from ._store import CollectionStore, require_int, require_limit, require_name
 from ..roles import ConnectionRole, UnitOfWorkRole
+from ._store import CollectionStore, require_int, require_limit, require_name
 
 #: the job class; ``MongoBackgroundJobRepository`` without a parameter stores ``BaseBackgroundJob``
 J = TypeVar("J", bound=BaseBackgroundJob, default=BaseBackgroundJob)

@@ -27,8 +27,8 @@ from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..core.search import SearchResult, search_collection
 from ..exceptions import MongoPersistenceError
-from .projection_store import MongoProjectionStore
 from ..roles import UnitOfWorkRole
+from .projection_store import MongoProjectionStore
 
 T_Entity = TypeVar("T_Entity")
 T_Result = TypeVar("T_Result")

@@ -16,8 +16,8 @@ from ..core._session import session_of
 from ..domain import utc_now
 from .._gateway import TRANSIENT
 from ..exceptions import ConcurrencyConflict, PositionStoreError
-from ._store import CollectionStore, require_int, require_name
 from ..roles import UnitOfWorkRole
+from ._store import CollectionStore, require_int, require_name
 
 _UPSERT_ATTEMPTS = 5
 

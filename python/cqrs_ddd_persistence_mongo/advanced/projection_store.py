@@ -31,6 +31,7 @@ from ..exceptions import (
     ProjectionVersionConflict,
     VersionMismatchError,
 )
+from ..roles import UnitOfWorkRole
 from .bulk_upserts import (
     MAX_BSON_BYTES,
     MAX_WRITE_BATCH_COUNT,
@@ -41,7 +42,6 @@ from .bulk_upserts import (
     is_id_conflict,
     write_upserts,
 )
-from ..roles import UnitOfWorkRole
 
 VERSION_FIELD = "_version"
 #: keys per query of :meth:`MongoProjectionStore.get_batch` (keeps each ``$in`` far below 16 MiB)

@@ -18,8 +18,8 @@ from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..domain import SagaState, SagaStatus, utc_now
 from ..exceptions import InvalidStoreArgument, SagaStoreError
-from ._store import require_limit, require_name
 from ..roles import ConnectionRole, UnitOfWorkRole
+from ._store import require_limit, require_name
 
 #: the saga class; ``MongoSagaRepository`` without a parameter stores ``SagaState``
 S = TypeVar("S", bound=SagaState, default=SagaState)

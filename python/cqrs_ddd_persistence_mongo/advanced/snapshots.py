@@ -23,8 +23,8 @@ from .._gateway import check_key
 from ..core._session import session_of
 from ..domain import utc_now
 from ..exceptions import InvalidStoreArgument, SnapshotStoreError
-from ._store import CollectionStore, require_int, require_name
 from ..roles import ConnectionRole, UnitOfWorkRole
+from ._store import CollectionStore, require_int, require_name
 
 _LATEST = [("aggregate_id", 1), ("aggregate_type", 1), ("version", -1)]
 

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 
 from ..domain.aggregate import AggregateRoot
 from ..exceptions import EventSourcingError, InvalidStoreArgument, MongoPersistenceError
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._session import session_of
 from .event_store import MongoEventStore
-from ..roles import ConnectionRole, UnitOfWorkRole
 
 logger = logging.getLogger(__name__)
 
-A = TypeVar("A", bound=AggregateRoot)
+A = TypeVar("A", bound="AggregateRoot[Any]")
 
 #: key of the aggregate's ``snapshot_schema`` inside ``snapshot_data``
 SNAPSHOT_SCHEMA_KEY = "_snapshot_schema"

@@ -48,6 +48,7 @@ from .._gateway import (
     duplicate_key_index,
 )
 from ..domain.events import StoredEvent
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ..sharding import is_mongos
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError, ResultTooLarge
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
@@ -55,7 +56,6 @@ from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ._session import session_of
 from .search import search_collection
 from .uow import MongoUnitOfWork, raised_by_server
-from ..roles import ConnectionRole, UnitOfWorkRole
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from .._gateway import Gateway, check_key, check_name
 from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._documents import checked_mapping
 from ._session import session_of
 from .search import search_collection
 from .outbox_publisher import OutboxPublisher
-from ..roles import ConnectionRole, UnitOfWorkRole
 
 PENDING = OutboxStatus.PENDING.value
 PUBLISHING = OutboxStatus.PUBLISHING.value

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from typing import Any, Generic
 
 import bson
-from pymongo import InsertOne, ReplaceOne
 from pydantic import BaseModel
+from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from typing_extensions import TypeVar
 
@@ -35,13 +35,13 @@ from ..exceptions import (
     MongoQueryError,
     VersionMismatchError,
 )
+from ..roles import ConnectionRole, UnitOfWorkRole
+from ..specifications import QueryOptions
 from ._session import session_of
 from .entity_stream import EntityStream, iterate_cursor_batches
 from .model_mapper import MongoDBModelMapper
 from .search import Criteria, SearchResult, search_collection
 from .uow import raised_by_server
-from ..roles import ConnectionRole, UnitOfWorkRole
-from ..specifications import QueryOptions
 
 #: the model class the repository stores
 T = TypeVar("T", bound=BaseModel)

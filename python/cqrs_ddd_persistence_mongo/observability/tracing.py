@@ -24,6 +24,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
 from ..roles import ConnectionRole
 
 SCOPE = "cqrs_ddd_persistence_mongo"

@@ -37,13 +37,13 @@ from pymongo import InsertOne, ReplaceOne
 from .. import _accel
 from .._gateway import call
 from ..exceptions import ProjectionError
+from ..roles import ConnectionRole
 from .applier import POSITION_FIELD, BatchOutcome, addressed, apply_batch, canonical, id_key, stopped_error
 from .base import Projection
 from .dead_letters import DeadLetters
 from .documents import load_documents
 from .partition import WHOLE, Partition
 from .progress import Reporter
-from ..roles import ConnectionRole
 
 DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 DEFAULT_FLUSH_SECONDS = 30.0

@@ -17,8 +17,8 @@ from .._gateway import call
 from ..domain import utc_now
 from ..exceptions import ProjectionError
 from ..indexes import ensure_indexes
-from .applier import Parked
 from ..roles import ConnectionRole
+from .applier import Parked
 
 DEFAULT_COLLECTION = "projection_dead_letters"
 

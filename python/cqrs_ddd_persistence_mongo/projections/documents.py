@@ -21,8 +21,8 @@ from pymongo.errors import BulkWriteError
 from .._gateway import TRANSIENT, WRITE_CONFLICT, call
 from ..advanced.bulk_upserts import DUPLICATE_KEY, Statement, build_upserts, write_upserts
 from ..exceptions import ConcurrencyConflict, ProjectionError
-from .applier import POSITION_FIELD, BatchOutcome, id_key
 from ..roles import ConnectionRole
+from .applier import POSITION_FIELD, BatchOutcome, id_key
 
 LOAD_CHUNK = 64
 

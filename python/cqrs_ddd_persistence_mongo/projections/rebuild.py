@@ -26,13 +26,13 @@ from typing import Any
 
 from .._gateway import call
 from ..exceptions import ProjectionError
+from ..roles import ConnectionRole
 from .base import Projection
 from .builder import BuildOptions, ShadowBuilder
 from .dead_letters import DeadLetters
 from .generations import flip_pointer, next_generation, resolve_read_models, shard_like, swaps_by_pointer
 from .progress import Progress
 from .workers import WorkerSpec, run_partitioned, worker_checkpoints
-from ..roles import ConnectionRole
 
 SHADOW_SUFFIX = "__rebuild"
 REBUILD_SUFFIX = "::rebuild"

@@ -27,6 +27,7 @@ from pymongo.errors import PyMongoError
 from .._gateway import deadline, translate
 from ..core.uow import MongoUnitOfWork
 from ..exceptions import ProjectionError, UnknownProjection
+from ..roles import ConnectionRole, UnitOfWorkRole
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
 from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
@@ -42,7 +43,6 @@ from .rebuild import (
     RebuildReport,
     empty_source_error,
 )
-from ..roles import ConnectionRole, UnitOfWorkRole
 
 logger = logging.getLogger(__name__)
 

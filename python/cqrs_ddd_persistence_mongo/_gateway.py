@@ -392,15 +392,16 @@ def deadline(connection: ConnectionRole) -> Any:
     return pymongo.timeout(timeout)
 
 
-def operation_timeout_of(connection: ConnectionRole) -> float | None:
+def operation_timeout_of(connection: ConnectionRole | None) -> float | None:
     """The connection's per-operation bound in seconds (None: unbounded / not configured)."""
     return getattr(connection, "operation_timeout", None)
 
 
 def call(
-    connection: ConnectionRole, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
+    connection: ConnectionRole | None, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
 ) -> _Call:
-    """Bound and translate one public operation of a store that has no :class:`Gateway`."""
+    """Bound and translate one public operation of a store that has no :class:`Gateway`
+    (``connection=None``: no bound of its own, the caller's applies)."""
     return _Call(what, error_cls, operation_timeout_of(connection), connection)
 
 

@@ -45,5 +45,6 @@ spec = SpecificationBuilder().where("total", "gte", 100).build()
 assert _accel.compile_filter(spec.to_dict()) == {"total": {"$gte": 100}}, _accel.compile_filter(spec.to_dict())
 files = [str(f) for f in md.files("cqrs-ddd-persistence-mongo") or []]
 assert any(f.endswith("licenses/LICENSE") for f in files), "LICENSE missing from the wheel"
+assert "cqrs_ddd_persistence_mongo/py.typed" in files, "py.typed missing from the wheel"
 print("pure wheel OK: BACKEND =", package.BACKEND)
 EOF

@@ -1,5 +1,6 @@
-"""Check what the installed (binary) wheel carries: the license file, complete metadata,
-Motor only as an extra, and a stripped native library. Exits non-zero with the reasons.
+"""Check what the installed (binary) wheel carries: the license file, the ``py.typed``
+marker, complete metadata, Motor only as an extra, and a stripped native library. Exits
+non-zero with the reasons.
 
     .venv-test/bin/python scripts/check_installed_package.py
 """
@@ -19,6 +20,8 @@ def problems() -> list[str]:
     files = [str(f) for f in dist.files or []]
     if not any(f.endswith("licenses/LICENSE") for f in files):
         found.append("LICENSE is not in the wheel's .dist-info/licenses")
+    if "cqrs_ddd_persistence_mongo/py.typed" not in [f.replace("\\", "/") for f in files]:
+        found.append("py.typed is not in the wheel: type checkers would treat the package as untyped")
     meta = dist.metadata
     for field in ("Classifier", "Project-URL", "Author-email", "License"):
         if not meta.get_all(field):
@@ -39,7 +42,7 @@ def main() -> int:
     for problem in found:
         print("package:", problem, file=sys.stderr)
     if not found:
-        print("package: license, metadata, extras and stripped library OK")
+        print("package: license, py.typed, metadata, extras and stripped library OK")
     return 1 if found else 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole suite: builds the package (native module included) into a
-# virtualenv, runs the tests with the native backend, again with the pure backend (both on
+# virtualenv, type-checks it (mypy --strict on the package and the documentation's code
+# against the installed wheel), runs the tests with the native backend, again with the pure backend (both on
 # the embedded Python server), the server tests again on the stricter Rust server
 # secantusd-rs, the benchmark gates on the Rust server (ratios measured in the same run),
 # then checks that the pure-Python wheel installs and imports where there is no Rust, and
@@ -30,6 +31,9 @@ if [ -f scripts/check-rust.sh ]; then
   phase "Rust checks (scripts/check-rust.sh)"
   PYTHON="$VPY" timed bash scripts/check-rust.sh
 fi
+
+phase "types: mypy --strict on the package, the README tour and every docs/*.md python block"
+timed "$VPY" scripts/check_types.py
 
 RUST_SERVER=1
 if [ -n "${MONGODB_URL:-}" ] || [ "${SKIP_RUST_SERVER:-0}" = 1 ]; then RUST_SERVER=0; fi

@@ -5,6 +5,8 @@ of the hot paths is bound: ``"native"`` (the Rust module) or ``"pure"`` (identic
 results, slower; forced by ``CQRS_DDD_MONGO_PURE=1``).
 """
 
+from typing import TYPE_CHECKING
+
 from . import exceptions as _exceptions
 from ._accel import BACKEND
 from .advanced import (
@@ -43,6 +45,7 @@ from .domain import (
 from .exceptions import *  # noqa: F403 - the whole hierarchy is public
 from .indexes import ensure_indexes
 from .query_builder import MongoQueryBuilder
+from .roles import ConnectionRole, TransactionalUnitOfWork, UnitOfWorkRole
 from .specifications import (
     OperatorRegistry,
     QueryOptions,
@@ -57,6 +60,9 @@ __version__ = "0.1.0"
 # The projection engine sits on top of every store; it is loaded on first use so that
 # importing the package stays cheap and nothing below it depends on it.
 _PROJECTION_NAMES = frozenset({"Projection", "ProjectionRunner"})
+
+if TYPE_CHECKING:  # type checkers see the real classes; at run time __getattr__ loads them
+    from .projections import Projection, ProjectionRunner
 
 
 def __getattr__(name: str) -> object:
@@ -74,6 +80,7 @@ __all__ = [
     "AggregateRoot",
     "BackgroundJob",
     "BaseBackgroundJob",
+    "ConnectionRole",
     "DomainEvent",
     "JobStatus",
     "MongoBackgroundJobRepository",
@@ -101,6 +108,8 @@ __all__ = [
     "SpecificationBuilder",
     "SpecificationOperator",
     "StoredEvent",
+    "TransactionalUnitOfWork",
+    "UnitOfWorkRole",
     "__version__",
     "build_default_registry",
     "ensure_indexes",

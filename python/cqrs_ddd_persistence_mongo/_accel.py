@@ -55,7 +55,7 @@ def _native_library_present() -> bool:
 def _load_native() -> tuple[ModuleType | None, str | None]:
     """Return (module, None) or (None, reason)."""
     try:
-        from . import _native  # type: ignore[attr-defined]
+        from . import _native
     except ImportError as exc:
         if not _native_library_present():
             return None, "this installation has no native module (a pure-Python wheel, or a source tree not built)"

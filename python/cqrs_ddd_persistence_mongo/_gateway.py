@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from decimal import Decimal
 from types import TracebackType
@@ -64,6 +64,7 @@ from .exceptions import (
     UnsafeKeyError,
     UnsafeQueryError,
 )
+from .roles import ConnectionRole, UnitOfWorkRole
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DUPLICATE_KEY = 11000
@@ -383,7 +384,7 @@ def _end_span(span: tuple[Any, Any], error: BaseException | None) -> None:
     trace.end(state, error)
 
 
-def deadline(connection: Any) -> Any:
+def deadline(connection: ConnectionRole) -> Any:
     """The connection's bound around a block whose errors are the caller's own (the body of
     ``uow.run``): a deadline without error translation."""
     timeout = operation_timeout_of(connection)
@@ -392,15 +393,16 @@ def deadline(connection: Any) -> Any:
     return pymongo.timeout(timeout)
 
 
-def operation_timeout_of(connection: Any) -> float | None:
+def operation_timeout_of(connection: ConnectionRole | None) -> float | None:
     """The connection's per-operation bound in seconds (None: unbounded / not configured)."""
     return getattr(connection, "operation_timeout", None)
 
 
 def call(
-    connection: Any, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
+    connection: ConnectionRole | None, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
 ) -> _Call:
-    """Bound and translate one public operation of a store that has no :class:`Gateway`."""
+    """Bound and translate one public operation of a store that has no :class:`Gateway`
+    (``connection=None``: no bound of its own, the caller's applies)."""
     return _Call(what, error_cls, operation_timeout_of(connection), connection)
 
 
@@ -408,7 +410,7 @@ NAMESPACE_EXISTS = 48
 
 
 async def create_missing_collections(
-    connection: Any, db: Any, names: Iterable[str], error_cls: type[MongoPersistenceError] = MongoPersistenceError
+    connection: ConnectionRole | None, db: Any, names: Iterable[str], error_cls: type[MongoPersistenceError] = MongoPersistenceError
 ) -> None:
     """Create those of ``names`` that do not exist yet, now, outside any transaction.
 
@@ -434,7 +436,7 @@ async def create_missing_collections(
 
 
 # --- sessions ---------------------------------------------------------------------------
-def session_of(uow: Any) -> Any:
+def session_of(uow: UnitOfWorkRole | None) -> Any:
     """The driver session to pass as ``session=`` for ``uow``, or None outside a unit of work.
 
     Any object with a ``session`` attribute works (duck typing); a unit of work running
@@ -461,7 +463,7 @@ class Gateway:
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         database: str | None,
         name: str,
         error_cls: type[MongoPersistenceError] = MongoPersistenceError,
@@ -511,7 +513,7 @@ class Gateway:
 
     def guarded(
         self, source: AsyncIterator[Any], what: str | Callable[[], str], timeout: float | None = None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Iterate ``source`` (a cursor or a generator of batches) with each step bounded and
         its errors translated; the bound never spans the consumer's code between steps."""
         trace = _TRACE
@@ -524,7 +526,7 @@ class Gateway:
         what: str | Callable[[], str],
         timeout: float | None,
         operation: tuple[str, str] | None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         iterator = source.__aiter__()
         try:
             while True:

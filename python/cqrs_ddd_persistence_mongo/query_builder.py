@@ -8,7 +8,7 @@ field path. ``build_match`` never passes a caller's raw filter through: it accep
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from . import _accel
 from .exceptions import InvalidSpecification, UnsafeQueryError
@@ -24,7 +24,7 @@ def find_operator(value: Any, names: frozenset[str], depth: int = 0) -> str | No
     if isinstance(value, dict):
         for key, child in value.items():
             if key in names:
-                return key
+                return cast(str, key)
             found = find_operator(child, names, depth + 1)
             if found:
                 return found

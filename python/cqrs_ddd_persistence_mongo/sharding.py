@@ -16,6 +16,7 @@ from pymongo.errors import OperationFailure
 
 from ._gateway import call, is_timeout
 from .exceptions import MongoPersistenceError
+from .roles import ConnectionRole
 
 #: collection (default name) -> shard key document
 _KEYS: dict[str, dict[str, Any]] = {
@@ -61,7 +62,7 @@ def _has_sharding_commands(hello: Mapping[str, Any]) -> bool:
     return hello.get("msg") == "isdbgrid"
 
 
-async def is_mongos(connection: Any) -> bool:
+async def is_mongos(connection: ConnectionRole) -> bool:
     """True when ``connection`` talks to a mongos router (one ``hello`` round trip; callers
     remember the answer). A mock client without commands is no mongos."""
     with call(connection, "asking the server whether it is a mongos router", ShardingError):
@@ -73,7 +74,7 @@ async def is_mongos(connection: Any) -> bool:
 
 
 async def shard_collections(
-    connection: Any,
+    connection: ConnectionRole,
     database: str | None = None,
     keys: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:

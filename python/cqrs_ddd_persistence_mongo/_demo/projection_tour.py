@@ -26,6 +26,7 @@ from ..exceptions import MongoPersistenceError
 from .orders import OrderSummaryProjection, differences, fold_orders, order_history, read_model
 from ..projections.progress import Progress, human_duration
 from ..projections.runner import ProjectionRunner
+from ..roles import ConnectionRole
 
 DEFAULT_ORDERS = 20_000
 APPEND_CHUNK = 5_000
@@ -65,7 +66,7 @@ class Order(AggregateRoot):
         self.record_event(OrderShipped())
 
 
-async def place_orders(connection: Any, events: MongoEventStore, outbox: MongoOutboxStorage, count: int) -> int:
+async def place_orders(connection: ConnectionRole, events: MongoEventStore, outbox: MongoOutboxStorage, count: int) -> int:
     """Save ``count`` orders; each commits with its events and outbox messages atomically."""
     repository: MongoRepository[Order, str] = MongoRepository(connection, "orders", Order)
     for i in range(count):
@@ -87,7 +88,7 @@ async def place_orders(connection: Any, events: MongoEventStore, outbox: MongoOu
     return count
 
 
-async def run_tour(connection: Any, orders: int = DEFAULT_ORDERS, out: Callable[[str], Any] = print,
+async def run_tour(connection: ConnectionRole, orders: int = DEFAULT_ORDERS, out: Callable[[str], Any] = print,
                    progress_stream: Any = None) -> dict[str, float]:
     """Run the projection tour on ``connection``'s database; raises if verification fails."""
     events = MongoEventStore(connection)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from bson.regex import Regex
 
@@ -107,7 +107,8 @@ def _like_to_regex(pattern: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    words, current = [], []
+    words: list[str] = []
+    current: list[str] = []
     for c in text:
         if c in WHITESPACE:
             if current:
@@ -256,7 +257,7 @@ def _payload(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str
             raise _error(path, f"operator '{op}' got unexpected key {key!r}; allowed: {', '.join(allowed)}")
     if "geometry" not in val:
         raise _error(path, f"operator '{op}' needs a 'geometry' (a GeoJSON Point)")
-    return val
+    return cast("dict[str, Any]", val)
 
 
 def _point_form(op: str, val: dict[str, Any], path: str, allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -127,7 +127,7 @@ def bid_to_decimal(high: int, low: int) -> Decimal:
 
 
 def _to_decimal128(value: Decimal, path: str) -> Decimal128:
-    return Decimal128(decimal_to_bid(value, path))
+    return Decimal128(decimal_to_bid(value, path))  # type: ignore[arg-type]  # the (high, low) BID form bson accepts
 
 
 def _from_decimal128(value: Decimal128) -> Decimal:
@@ -186,6 +186,8 @@ def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check
     if depth >= MAX_DEPTH:
         raise too_deep_error(path)
     out: dict[Any, Any] | None = None if type(value) is dict else stored(value)  # type: ignore[arg-type]
+    key: Any
+    child: Any
     for key, child in dict.items(value):  # type: ignore[arg-type]
         new = rule(child, checked_key(key, path) if check_keys else f"{path}.{str(key)}", depth + 1)
         if new is not child:

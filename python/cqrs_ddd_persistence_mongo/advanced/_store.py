@@ -10,6 +10,7 @@ from bson import Code
 
 from .._gateway import INT64_MAX, Gateway, _Call
 from ..exceptions import InvalidStoreArgument, MongoPersistenceError
+from ..roles import ConnectionRole
 
 
 class CollectionStore:
@@ -27,7 +28,7 @@ class CollectionStore:
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         database: str | None = None,
         collection: str | None = None,
         *,

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import bson
 from bson.errors import BSONError
@@ -174,12 +174,14 @@ def is_id_conflict(error: dict[str, Any]) -> bool:
     return error.get("code") == DUPLICATE_KEY and duplicate_key_index(error) == "_id"
 
 
-async def _bulk(collection: Any, models: list[UpdateOne], session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def _bulk(
+    collection: Any, models: Sequence[UpdateOne | InsertOne[Any]], session: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Send ``models`` unordered; return (result counts, write errors)."""
     try:
         result = await collection.bulk_write(models, ordered=False, session=session)
     except BulkWriteError as exc:
-        details = exc.details
+        details = cast("dict[str, Any]", exc.details)
         return details, list(details.get("writeErrors", []))
     except PyMongoError as exc:  # a timeout stays OperationTimedOut, a lost server ConnectionFailed
         raise translate(exc, f"bulk upsert into '{collection.name}'", ProjectionError) or exc from exc
@@ -204,7 +206,7 @@ def _raise_other_errors(
     raise ProjectionError(message)
 
 
-def to_insert_ones(statements: Sequence[Statement]) -> list[InsertOne]:
+def to_insert_ones(statements: Sequence[Statement]) -> list[InsertOne[Any]]:
     """``{"_id": key, **$set}``: exactly what each upsert would create for a missing key."""
     return [InsertOne({"_id": filter_["_id"], **update["$set"]}) for filter_, update in statements]
 

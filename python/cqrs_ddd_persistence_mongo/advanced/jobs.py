@@ -22,9 +22,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from pymongo import ReturnDocument
+from typing_extensions import TypeVar
 
 from .._gateway import check_key
 from ..core._session import session_of
@@ -32,9 +33,11 @@ from ..core.model_mapper import MongoDBModelMapper
 from ..core.repository import MongoRepository
 from ..domain import BaseBackgroundJob, JobStatus, utc_now
 from ..exceptions import BackgroundJobError, InvalidStoreArgument
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._store import CollectionStore, require_int, require_limit, require_name
 
-J = TypeVar("J", bound=BaseBackgroundJob)
+#: the job class; ``MongoBackgroundJobRepository`` without a parameter stores ``BaseBackgroundJob``
+J = TypeVar("J", bound=BaseBackgroundJob, default=BaseBackgroundJob)
 
 _PENDING, _RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
 _COMPLETED, _FAILED = JobStatus.COMPLETED.value, JobStatus.FAILED.value
@@ -84,7 +87,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         job_cls: type[J] = BaseBackgroundJob,  # type: ignore[assignment]
         collection: str = "background_jobs",
         stale_job_timeout_seconds: int = 3600,
@@ -107,7 +110,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         self._candidates: dict[Any, tuple[float, deque[Any]]] = {}
 
     # --- whole-job reads and writes -------------------------------------------------
-    async def add(self, job: J, *, uow: Any = None) -> J:
+    async def add(self, job: J, *, uow: UnitOfWorkRole | None = None) -> J:
         """Insert a new job or save a changed one: :meth:`MongoRepository.add`.
 
         Guarantee: one atomic statement. A new job (version 0) is inserted; a second insert
@@ -124,13 +127,13 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     save = add
 
-    async def get(self, job_id: Any, *, uow: Any = None) -> J | None:
+    async def get(self, job_id: Any, *, uow: UnitOfWorkRole | None = None) -> J | None:
         """The job with ``job_id``, or None."""
         return await self._repository.get(_id_of(job_id), uow)
 
     # --- claiming -------------------------------------------------------------------
     async def claim_next(
-        self, worker_id: str, job_types: Iterable[str] | None = None, *, uow: Any = None
+        self, worker_id: str, job_types: Iterable[str] | None = None, *, uow: UnitOfWorkRole | None = None
     ) -> J | None:
         """Claim the oldest pending job (of ``job_types``, if given) for ``worker_id``.
 
@@ -175,7 +178,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         # every candidate went to other workers _MAX_REFILLS times in a row: claim directly
         return await self._transition("claiming a job", query, update, uow, sort=sort)
 
-    async def _claim_candidate(self, job_id: Any, query: dict[str, Any], update: Any, uow: Any) -> J | None:
+    async def _claim_candidate(self, job_id: Any, query: dict[str, Any], update: Any, uow: UnitOfWorkRole | None) -> J | None:
         """Claim one candidate by ``_id``: the conditional point update is the claim; the job
         is read back right after (a plain update by ``_id`` is the cheapest atomic write on
         every server, where some scan for a ``findAndModify`` with extra conditions)."""
@@ -192,7 +195,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         read_at, queue = self._candidates.get(key, (0.0, deque()))
         return queue if time.monotonic() - read_at < _CANDIDATE_TTL_SECONDS else deque()
 
-    async def _refill(self, key: Any, query: dict[str, Any], sort: list[Any], uow: Any) -> bool:
+    async def _refill(self, key: Any, query: dict[str, Any], sort: list[Any], uow: UnitOfWorkRole | None) -> bool:
         """Read the ids of the oldest ``claim_prefetch`` pending jobs as claim candidates."""
         collection = self.collection
         with self._errors("finding jobs to claim"):
@@ -210,7 +213,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         *,
         total_items: int | None = None,
         worker_id: str | None = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> bool:
         """Record progress of a running job (also counts as a heartbeat).
 
@@ -225,11 +228,11 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
             fields["total_items"] = require_int(total_items, "total_items")
         return await self._touch(job_id, fields, worker_id, uow)
 
-    async def heartbeat(self, job_id: Any, *, worker_id: str | None = None, uow: Any = None) -> bool:
+    async def heartbeat(self, job_id: Any, *, worker_id: str | None = None, uow: UnitOfWorkRole | None = None) -> bool:
         """Tell the repository a running job is alive (see :meth:`update_progress`)."""
         return await self._touch(job_id, {}, worker_id, uow)
 
-    async def _touch(self, job_id: Any, fields: dict[str, Any], worker_id: str | None, uow: Any) -> bool:
+    async def _touch(self, job_id: Any, fields: dict[str, Any], worker_id: str | None, uow: UnitOfWorkRole | None) -> bool:
         now = utc_now()
         query = self._owned(job_id, [_RUNNING], worker_id)
         with self._errors(f"updating job {job_id!r}"):
@@ -237,10 +240,11 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
             result = await collection.update_one(
                 query, {"$set": {**fields, "heartbeat_at": now, "updated_at": now}}, session=session_of(uow)
             )
-        return result.matched_count == 1
+        matched: int = result.matched_count
+        return matched == 1
 
     # --- transitions ----------------------------------------------------------------
-    async def mark_completed(self, job_id: Any, *, worker_id: str | None = None, uow: Any = None) -> J | None:
+    async def mark_completed(self, job_id: Any, *, worker_id: str | None = None, uow: UnitOfWorkRole | None = None) -> J | None:
         """Running -> completed. Atomic and fenced (see the module docstring); returns the
         job, or None if it was not running (or not owned by ``worker_id``)."""
         now = utc_now()
@@ -248,7 +252,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         return await self._transition(f"completing job {job_id!r}", self._owned(job_id, [_RUNNING], worker_id), update, uow)
 
     async def mark_failed(
-        self, job_id: Any, error: str, *, worker_id: str | None = None, uow: Any = None
+        self, job_id: Any, error: str, *, worker_id: str | None = None, uow: UnitOfWorkRole | None = None
     ) -> J | None:
         """Pending or running -> failed with ``error``. Atomic; returns the job or None."""
         update = {
@@ -259,7 +263,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         return await self._transition(f"failing job {job_id!r}", query, update, uow)
 
     async def mark_for_retry(
-        self, job_id: Any, error: str | None = None, *, worker_id: str | None = None, uow: Any = None
+        self, job_id: Any, error: str | None = None, *, worker_id: str | None = None, uow: UnitOfWorkRole | None = None
     ) -> J | None:
         """Running or failed -> pending again (``retry_count + 1``), or -> failed once
         ``retry_count`` has reached ``max_retries``.
@@ -281,7 +285,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         query = self._owned(job_id, [_RUNNING, _FAILED], worker_id)
         return await self._transition(f"retrying job {job_id!r}", query, [{"$set": stage}], uow)
 
-    async def request_cancellation(self, job_id: Any, *, uow: Any = None) -> J | None:
+    async def request_cancellation(self, job_id: Any, *, uow: UnitOfWorkRole | None = None) -> J | None:
         """Cancel a job: a pending one is cancelled at once; a running one gets
         ``cancellation_requested`` set, and its worker should stop when it sees it.
 
@@ -300,7 +304,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
             f"cancelling job {job_id!r}", self._owned(job_id, [_RUNNING], None), running, uow
         )
 
-    async def is_cancellation_requested(self, job_id: Any, *, uow: Any = None) -> bool:
+    async def is_cancellation_requested(self, job_id: Any, *, uow: UnitOfWorkRole | None = None) -> bool:
         """True once :meth:`request_cancellation` was called for the job (or it is cancelled)."""
         collection = self.collection
         with self._errors(f"reading job {job_id!r}"):
@@ -320,7 +324,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         what: str,
         query: dict[str, Any],
         update: Any,
-        uow: Any,
+        uow: UnitOfWorkRole | None,
         sort: list[Any] | None = None,
     ) -> J | None:
         """One atomic conditional update; the job after it, or None if nothing matched."""
@@ -333,7 +337,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
 
     # --- queries --------------------------------------------------------------------
     async def get_stale_jobs(
-        self, timeout_seconds: int | None = None, limit: int = 100, *, uow: Any = None
+        self, timeout_seconds: int | None = None, limit: int = 100, *, uow: UnitOfWorkRole | None = None
     ) -> list[J]:
         """Running jobs without a heartbeat for ``timeout_seconds`` (default: the
         repository's ``stale_job_timeout_seconds``), longest silent first."""
@@ -350,7 +354,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         offset: int = 0,
         *,
         status: Any = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> list[J]:
         """Jobs in any of ``statuses`` (one status or several; ``status=`` is the seed's
         spelling), newest first, paged by ``limit``/``offset``."""
@@ -359,7 +363,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         query = {"status": _status_filter(values)}
         return await self._find(query, [("created_at", -1), ("_id", -1)], limit, offset, uow)
 
-    async def count_by_status(self, *, uow: Any = None) -> dict[JobStatus, int]:
+    async def count_by_status(self, *, uow: UnitOfWorkRole | None = None) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status present, zero included)."""
         collection = self.collection
         counts: dict[JobStatus, int] = {}
@@ -369,7 +373,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         return counts
 
     async def purge_completed(
-        self, before: datetime, *, statuses: Any = JobStatus.COMPLETED, uow: Any = None
+        self, before: datetime, *, statuses: Any = JobStatus.COMPLETED, uow: UnitOfWorkRole | None = None
     ) -> int:
         """Delete finished jobs last updated before ``before``; returns how many.
 
@@ -386,9 +390,10 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
             result = await collection.delete_many(
                 {"status": _status_filter(values), "updated_at": {"$lt": before}}, session=session_of(uow)
             )
-        return result.deleted_count
+        deleted: int = result.deleted_count
+        return deleted
 
-    async def _find(self, query: dict[str, Any], sort: list[Any], limit: int, offset: int, uow: Any) -> list[J]:
+    async def _find(self, query: dict[str, Any], sort: list[Any], limit: int, offset: int, uow: UnitOfWorkRole | None) -> list[J]:
         require_limit(limit)
         collection = self.collection
         with self._errors("finding jobs"):

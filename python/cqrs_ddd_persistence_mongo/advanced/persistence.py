@@ -19,14 +19,15 @@ writes, their optimistic concurrency:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 from ..connection import MongoConnectionManager
 from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..core.search import SearchResult, search_collection
 from ..exceptions import MongoPersistenceError
+from ..roles import UnitOfWorkRole
 from .projection_store import MongoProjectionStore
 
 T_Entity = TypeVar("T_Entity")
@@ -60,7 +61,9 @@ class _CollectionRole:
             )
         return repository
 
-    def _search(self, criteria: Any, uow: Any, decode: Any) -> SearchResult:
+    def _search(
+        self, criteria: Any, uow: UnitOfWorkRole | None, decode: Callable[[dict[str, Any]], T_Result]
+    ) -> SearchResult[T_Result]:
         self._require("connection", "collection_name")
         return search_collection(
             self.connection.db(self.database)[self.collection_name],
@@ -80,7 +83,7 @@ class MongoOperationPersistence(_CollectionRole, ABC, Generic[T_Entity, T_ID]):
     store or outbox, not through this call.
     """
 
-    async def persist(self, entity: T_Entity, uow: Any = None, events: Sequence[Any] | None = None) -> T_ID:
+    async def persist(self, entity: T_Entity, uow: UnitOfWorkRole | None = None, events: Sequence[Any] | None = None) -> T_ID:
         await self._repository(type(entity)).add(entity, uow=uow)
         return getattr(entity, self.id_field)  # type: ignore[no-any-return]
 
@@ -90,9 +93,10 @@ class MongoRetrievalPersistence(_CollectionRole, ABC, Generic[T_Entity, T_ID]):
 
     model_cls: type[T_Entity]
 
-    async def retrieve(self, ids: Sequence[T_ID], uow: Any = None) -> list[T_Entity]:
+    async def retrieve(self, ids: Sequence[T_ID], uow: UnitOfWorkRole | None = None) -> list[T_Entity]:
         self._require("model_cls")
-        return await self._repository(self.model_cls).list_all(list(ids), uow=uow)  # type: ignore[no-any-return]
+        entities: list[T_Entity] = await self._repository(self.model_cls).list_all(list(ids), uow=uow)
+        return entities
 
 
 class MongoQueryPersistence(_CollectionRole, ABC, Generic[T_Result, T_ID]):
@@ -102,7 +106,7 @@ class MongoQueryPersistence(_CollectionRole, ABC, Generic[T_Result, T_ID]):
     def to_dto(self, doc: dict[str, Any]) -> T_Result:
         """A stored document as the query's result type."""
 
-    async def fetch(self, ids: Sequence[T_ID], uow: Any = None) -> list[T_Result]:
+    async def fetch(self, ids: Sequence[T_ID], uow: UnitOfWorkRole | None = None) -> list[T_Result]:
         if isinstance(ids, (str, bytes)):
             raise MongoPersistenceError(f"fetch takes a list of ids, not the single id {ids!r}: use [{ids!r}]")
         if not ids:
@@ -117,7 +121,7 @@ class MongoQuerySpecificationPersistence(_CollectionRole, ABC, Generic[T_Result]
     def to_dto(self, doc: dict[str, Any]) -> T_Result:
         """A stored document as the query's result type."""
 
-    def fetch(self, criteria: Any, uow: Any = None) -> SearchResult:
+    def fetch(self, criteria: Any, uow: UnitOfWorkRole | None = None) -> SearchResult[T_Result]:
         """A :class:`SearchResult`: ``await`` it for a list, or ``.stream()`` it."""
         return self._search(criteria, uow, self.to_dto)
 
@@ -142,7 +146,7 @@ class _ProjectionRole(ABC, Generic[T_Result]):
 class MongoProjectionQueryPersistence(_ProjectionRole[T_Result], Generic[T_Result, T_ID]):
     """Projection reads by id, in the order of ``ids`` (missing ids skipped)."""
 
-    async def fetch(self, ids: Sequence[T_ID], uow: Any = None) -> list[T_Result]:
+    async def fetch(self, ids: Sequence[T_ID], uow: UnitOfWorkRole | None = None) -> list[T_Result]:
         if isinstance(ids, (str, bytes)):
             raise MongoPersistenceError(f"fetch takes a list of ids, not the single id {ids!r}: use [{ids!r}]")
         if not ids:
@@ -171,7 +175,7 @@ class MongoProjectionSpecPersistence(_ProjectionRole[T_Result]):
         if criteria is None:
             return {}
         if isinstance(criteria, Specification) or (isinstance(criteria, Mapping) and "op" in criteria):
-            return MongoQueryBuilder().build_match(criteria)
+            return MongoQueryBuilder().build_match(cast("Specification | dict[str, Any]", criteria))
         for method in ("to_mongo_filter", "to_filter_dict"):
             if callable(getattr(criteria, method, None)):
                 return dict(getattr(criteria, method)())
@@ -181,7 +185,7 @@ class MongoProjectionSpecPersistence(_ProjectionRole[T_Result]):
             f"{type(self).__name__} cannot turn a {type(criteria).__name__} into a filter: override build_filter()"
         )
 
-    async def fetch(self, criteria: Any, uow: Any = None) -> list[T_Result]:
+    async def fetch(self, criteria: Any, uow: UnitOfWorkRole | None = None) -> list[T_Result]:
         spec, limit, offset = criteria, self.default_limit, 0
         if hasattr(criteria, "specification") and not isinstance(criteria, Mapping):
             spec = criteria.specification
@@ -202,7 +206,7 @@ class MongoProjectionDualPersistence(MongoProjectionQueryPersistence[T_Result, T
     def writer(self) -> MongoProjectionStore:
         return self._store
 
-    async def fetch(self, criteria: Any, uow: Any = None) -> list[T_Result]:  # type: ignore[override]
+    async def fetch(self, criteria: Any, uow: UnitOfWorkRole | None = None) -> list[T_Result]:
         if isinstance(criteria, (list, tuple)):
             return await MongoProjectionQueryPersistence.fetch(self, criteria, uow=uow)
         return await MongoProjectionSpecPersistence.fetch(self, criteria, uow=uow)
@@ -214,7 +218,7 @@ class MongoProjectionDualPersistence(MongoProjectionQueryPersistence[T_Result, T
         *,
         event_position: int | None = None,
         event_id: str | None = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> bool:
         """Upsert one projection document (the store's guarantee: position-guarded, idempotent)."""
         if not isinstance(data, Mapping) and hasattr(data, "model_dump"):
@@ -223,7 +227,7 @@ class MongoProjectionDualPersistence(MongoProjectionQueryPersistence[T_Result, T
             self.collection, id_, dict(data), event_position=event_position, event_id=event_id, uow=uow
         )
 
-    async def refresh_batch(self, docs: Sequence[Mapping[str, Any] | Any], *, id_field: str = "id", uow: Any = None) -> None:
+    async def refresh_batch(self, docs: Sequence[Mapping[str, Any] | Any], *, id_field: str = "id", uow: UnitOfWorkRole | None = None) -> None:
         """Upsert many projection documents (the store's ``bulk_upsert`` guarantee)."""
         rows = [d.model_dump() if not isinstance(d, Mapping) and hasattr(d, "model_dump") else dict(d) for d in docs]
         await self._store.bulk_upsert(self.collection, rows, id_field=id_field, uow=uow)

@@ -16,6 +16,7 @@ from ..core._session import session_of
 from ..domain import utc_now
 from .._gateway import TRANSIENT
 from ..exceptions import ConcurrencyConflict, PositionStoreError
+from ..roles import UnitOfWorkRole
 from ._store import CollectionStore, require_int, require_name
 
 _UPSERT_ATTEMPTS = 5
@@ -34,7 +35,7 @@ class MongoProjectionPositionStore(CollectionStore):
     #: unique index above is prefixed by, routes each read and write to one shard
     error_cls = PositionStoreError
 
-    async def get_position(self, projection_name: str, *, uow: Any = None) -> int | None:
+    async def get_position(self, projection_name: str, *, uow: UnitOfWorkRole | None = None) -> int | None:
         """The saved position of ``projection_name``, or None if it never saved one."""
         require_name(projection_name, "projection_name")
         session = session_of(uow)
@@ -47,7 +48,7 @@ class MongoProjectionPositionStore(CollectionStore):
         projection_name: str,
         position: int,
         *,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
         only_forward: bool = False,
     ) -> int:
         """Store ``position`` as the checkpoint of ``projection_name``; returns the stored position.
@@ -68,7 +69,7 @@ class MongoProjectionPositionStore(CollectionStore):
             fields["position"] = position
         return await self._upsert(projection_name, update, uow)
 
-    async def _upsert(self, projection_name: str, update: dict[str, Any], uow: Any) -> int:
+    async def _upsert(self, projection_name: str, update: dict[str, Any], uow: UnitOfWorkRole | None) -> int:
         """Run the idempotent upsert ``update``; a racing first save is retried as an update.
 
         Two first saves of one name race on the insert: the loser gets DuplicateKeyError
@@ -102,7 +103,7 @@ class MongoProjectionPositionStore(CollectionStore):
             f"{_UPSERT_ATTEMPTS} upsert races in a row; retry the save"
         )
 
-    async def reset_position(self, projection_name: str, *, uow: Any = None) -> bool:
+    async def reset_position(self, projection_name: str, *, uow: UnitOfWorkRole | None = None) -> bool:
         """Forget the checkpoint of ``projection_name`` (the next run starts from the beginning).
 
         Guarantee: one atomic delete, idempotent; returns True if a checkpoint existed.
@@ -111,9 +112,10 @@ class MongoProjectionPositionStore(CollectionStore):
         session = session_of(uow)
         with self._errors(f"resetting the position of '{projection_name}'"):
             result = await self.collection.delete_one({"_id": projection_name, "projection_name": projection_name}, session=session)
-        return result.deleted_count == 1
+        deleted: int = result.deleted_count
+        return deleted == 1
 
-    async def get_all_positions(self, *, uow: Any = None) -> dict[str, int]:
+    async def get_all_positions(self, *, uow: UnitOfWorkRole | None = None) -> dict[str, int]:
         """Every projection's checkpoint, by name (for dashboards and the CLI)."""
         session = session_of(uow)
         with self._errors("listing positions"):

@@ -31,6 +31,7 @@ from ..exceptions import (
     ProjectionVersionConflict,
     VersionMismatchError,
 )
+from ..roles import UnitOfWorkRole
 from .bulk_upserts import (
     MAX_BSON_BYTES,
     MAX_WRITE_BATCH_COUNT,
@@ -176,7 +177,7 @@ class MongoProjectionStore:
         expected_version: int | None = None,
         event_position: int | None = None,
         event_id: Any = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> bool:
         """Insert or update one document (a dict or a pydantic model); True if written,
         False if skipped by its guard.
@@ -257,7 +258,7 @@ class MongoProjectionStore:
             try:
                 result = await coll.update_one(filter_, update, upsert=may_insert, session=session)
             except DuplicateKeyError as exc:
-                if not is_id_conflict(exc.details or {}):
+                if not is_id_conflict(dict(exc.details or {})):
                     raise DuplicateEntityError(f"upsert into '{coll.name}' violates a unique index: {exc}") from exc
                 continue
             return bool(result.matched_count or result.upserted_id is not None)
@@ -290,7 +291,7 @@ class MongoProjectionStore:
         collection: str,
         docs: Iterable[Mapping[str, Any] | BaseModel],
         id_field: str | None = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> BulkUpsertResult:
         """Upsert many documents (dicts or pydantic models) with unordered bulk writes;
         returns inserted/updated/skipped counts.
@@ -322,14 +323,15 @@ class MongoProjectionStore:
 
     upsert_batch = bulk_upsert
 
-    async def delete(self, collection: str, doc_id: Any, uow: Any = None) -> bool:
+    async def delete(self, collection: str, doc_id: Any, uow: UnitOfWorkRole | None = None) -> bool:
         """Delete one document; True if it existed. Atomic; idempotent (a second call returns False)."""
         gateway = self._gateway(collection)
         key = self._key(doc_id)
         session = session_of(uow)
         with gateway.call(f"deleting {doc_id!r} from '{collection}'"):
             result = await gateway.collection.delete_one({"_id": key}, session=session)
-        return result.deleted_count == 1
+        deleted: int = result.deleted_count
+        return deleted == 1
 
     async def drop_collection(self, collection: str) -> None:
         """Drop the whole collection (and its indexes); used by rebuilds. Idempotent."""
@@ -338,7 +340,7 @@ class MongoProjectionStore:
             await self.connection.db(self.database).drop_collection(gateway.name)
 
     # --- reads ------------------------------------------------------------------
-    async def find_one(self, collection: str, doc_id: Any, uow: Any = None) -> dict[str, Any] | None:
+    async def find_one(self, collection: str, doc_id: Any, uow: UnitOfWorkRole | None = None) -> dict[str, Any] | None:
         """The document with key ``doc_id`` (composite keys in any field order), or None."""
         gateway = self._gateway(collection)
         key = self._key(doc_id)
@@ -347,11 +349,11 @@ class MongoProjectionStore:
             doc = await gateway.collection.find_one({"_id": key}, session=session)
         return None if doc is None else self._restore(doc)
 
-    async def get(self, collection: str, doc_id: Any, uow: Any = None) -> dict[str, Any] | None:
+    async def get(self, collection: str, doc_id: Any, uow: UnitOfWorkRole | None = None) -> dict[str, Any] | None:
         """:meth:`find_one` under the original library's name."""
         return await self.find_one(collection, doc_id, uow=uow)
 
-    async def get_batch(self, collection: str, doc_ids: Iterable[Any], uow: Any = None) -> list[dict[str, Any]]:
+    async def get_batch(self, collection: str, doc_ids: Iterable[Any], uow: UnitOfWorkRole | None = None) -> list[dict[str, Any]]:
         """The documents with these keys that exist, in the order of ``doc_ids`` (a key
         given twice is returned once; missing keys are left out). Read in chunks of
         ``GET_BATCH_CHUNK`` keys, each its own time-bounded query."""
@@ -381,7 +383,7 @@ class MongoProjectionStore:
         limit: int | None = None,
         skip: int | None = None,
         projection: Any = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
         *,
         offset: int | None = None,
         timeout: float | None = None,
@@ -418,7 +420,7 @@ class MongoProjectionStore:
         return [self._restore(d) for d in docs]
 
     async def count(
-        self, collection: str, filter: Mapping[str, Any] | None = None, uow: Any = None, *, timeout: float | None = None
+        self, collection: str, filter: Mapping[str, Any] | None = None, uow: UnitOfWorkRole | None = None, *, timeout: float | None = None
     ) -> int:
         """Number of documents matching ``filter`` (checked like :meth:`find`)."""
         gateway = self._gateway(collection)
@@ -431,7 +433,7 @@ class MongoProjectionStore:
         self,
         collection: str,
         pipeline: Sequence[Mapping[str, Any]],
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
         *,
         timeout: float | None = None,
     ) -> list[dict[str, Any]]:

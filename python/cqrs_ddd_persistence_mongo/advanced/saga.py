@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import heapq
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
+
+from typing_extensions import TypeVar
 
 from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..domain import SagaState, SagaStatus, utc_now
 from ..exceptions import InvalidStoreArgument, SagaStoreError
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._store import require_limit, require_name
 
-S = TypeVar("S", bound=SagaState)
+#: the saga class; ``MongoSagaRepository`` without a parameter stores ``SagaState``
+S = TypeVar("S", bound=SagaState, default=SagaState)
 
 #: Statuses of sagas that should be making progress (suspended ones wait on purpose).
 ACTIVE_STATUSES = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
@@ -54,7 +58,7 @@ class MongoSagaRepository(MongoRepository[S, Any]):
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         saga_cls: type[S] = SagaState,  # type: ignore[assignment]
         collection: str = "sagas",
         *,
@@ -76,7 +80,7 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         self._indexed = True
         return names
 
-    async def add(self, entity: S, uow: Any = None) -> None:
+    async def add(self, entity: S, uow: UnitOfWorkRole | None = None) -> None:
         """Save a saga (:meth:`MongoRepository.add`); the finder indexes are created on the
         first save where that cannot meet an open transaction."""
         if self._auto_index and not self._indexed:
@@ -84,14 +88,14 @@ class MongoSagaRepository(MongoRepository[S, Any]):
                 self._indexed = await self._gateway.prepare_indexes(SAGA_INDEXES, session_of(uow), self._created_in)
         await super().add(entity, uow)
 
-    async def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, uow: Any) -> list[dict[str, Any]]:
+    async def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, uow: UnitOfWorkRole | None) -> list[dict[str, Any]]:
         require_limit(limit)
         with self._gateway.call(f"finding sagas in '{self.collection_name}'"):
             cursor = self.collection().find(query, session=session_of(uow)).sort(sort).limit(limit)
             return await self._gateway.to_list(cursor, limit)
 
     async def find_by_correlation_id(
-        self, correlation_id: str, saga_type: str | None = None, *, uow: Any = None
+        self, correlation_id: str, saga_type: str | None = None, *, uow: UnitOfWorkRole | None = None
     ) -> S | None:
         """The saga handling ``correlation_id`` (of ``saga_type``, if given); the most
         recently created one when several match, None when none does."""
@@ -103,7 +107,7 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         return self._mapper_from_doc(docs[0]) if docs else None
 
     async def find_stalled_sagas(
-        self, stalled_for: timedelta | float = DEFAULT_STALLED_FOR, limit: int = 100, *, uow: Any = None
+        self, stalled_for: timedelta | float = DEFAULT_STALLED_FOR, limit: int = 100, *, uow: UnitOfWorkRole | None = None
     ) -> list[S]:
         """Active sagas (pending, running, compensating) not updated for ``stalled_for``
         (a timedelta or seconds; default 5 minutes), least recently updated first.
@@ -119,14 +123,14 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         oldest = heapq.merge(*per_status, key=lambda doc: doc["updated_at"])
         return [self._mapper_from_doc(doc) for _, doc in zip(range(limit), oldest)]
 
-    async def find_suspended_sagas(self, limit: int = 100, *, uow: Any = None) -> list[S]:
+    async def find_suspended_sagas(self, limit: int = 100, *, uow: UnitOfWorkRole | None = None) -> list[S]:
         """Suspended sagas, longest suspended first."""
         query = {"status": SagaStatus.SUSPENDED.value}
         docs = await self._find(query, [("suspended_at", 1), ("_id", 1)], limit, uow)
         return [self._mapper_from_doc(doc) for doc in docs]
 
     async def find_expired_suspended_sagas(
-        self, limit: int = 100, *, now: datetime | None = None, uow: Any = None
+        self, limit: int = 100, *, now: datetime | None = None, uow: UnitOfWorkRole | None = None
     ) -> list[S]:
         """Suspended sagas whose ``timeout_at`` has passed (as of ``now``, default the
         current time), earliest deadline first. Sagas suspended without a timeout never expire."""

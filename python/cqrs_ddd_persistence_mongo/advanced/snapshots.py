@@ -23,6 +23,7 @@ from .._gateway import check_key
 from ..core._session import session_of
 from ..domain import utc_now
 from ..exceptions import InvalidStoreArgument, SnapshotStoreError
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._store import CollectionStore, require_int, require_name
 
 _LATEST = [("aggregate_id", 1), ("aggregate_type", 1), ("version", -1)]
@@ -41,7 +42,7 @@ class MongoSnapshotStore(CollectionStore):
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         database: str | None = None,
         collection: str | None = None,
         *,
@@ -65,7 +66,7 @@ class MongoSnapshotStore(CollectionStore):
         snapshot_data: Mapping[str, Any],
         version: int,
         *,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> bool:
         """Store the state of an aggregate at ``version``; returns False if it was not kept.
 
@@ -103,9 +104,10 @@ class MongoSnapshotStore(CollectionStore):
         return True
 
     async def _newer_count(self, collection: Any, key: dict[str, Any], version: int, session: Any) -> int:
-        return await collection.count_documents(
+        count: int = await collection.count_documents(
             {**key, "version": {"$gt": version}}, limit=self.keep_last, session=session
         )
+        return count
 
     async def _prune(self, collection: Any, key: dict[str, Any], keep: int, session: Any) -> int:
         """Delete every snapshot of the aggregate older than its ``keep`` newest ones."""
@@ -114,10 +116,11 @@ class MongoSnapshotStore(CollectionStore):
         if not cutoff:
             return 0
         result = await collection.delete_many({**key, "version": {"$lt": cutoff[0]["version"]}}, session=session)
-        return result.deleted_count
+        deleted: int = result.deleted_count
+        return deleted
 
     async def get_latest_snapshot(
-        self, aggregate_type: str, aggregate_id: Any, *, uow: Any = None
+        self, aggregate_type: str, aggregate_id: Any, *, uow: UnitOfWorkRole | None = None
     ) -> dict[str, Any] | None:
         """The newest snapshot (``aggregate_type``, ``aggregate_id``, ``version``,
         ``snapshot_data``, ``created_at``), or None when the aggregate has none."""
@@ -129,14 +132,17 @@ class MongoSnapshotStore(CollectionStore):
         return docs[0] if docs else None
 
     async def get_snapshot(
-        self, aggregate_type: str, aggregate_id: Any, version: int, *, uow: Any = None
+        self, aggregate_type: str, aggregate_id: Any, version: int, *, uow: UnitOfWorkRole | None = None
     ) -> dict[str, Any] | None:
         """The snapshot taken at exactly ``version``, or None."""
         key = self._key(aggregate_type, aggregate_id)
         require_int(version, "version")
         session = session_of(uow)
         with self._errors(f"reading the snapshot of {aggregate_type} {aggregate_id!r} v{version}"):
-            return await self.collection.find_one({**key, "version": version}, {"_id": 0}, session=session)
+            found: dict[str, Any] | None = await self.collection.find_one(
+                {**key, "version": version}, {"_id": 0}, session=session
+            )
+            return found
 
     async def delete_snapshot(
         self,
@@ -144,7 +150,7 @@ class MongoSnapshotStore(CollectionStore):
         aggregate_id: Any,
         *,
         before_version: int | None = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
     ) -> int:
         """Delete the aggregate's snapshots (all, or only those older than ``before_version``).
 
@@ -158,6 +164,7 @@ class MongoSnapshotStore(CollectionStore):
         session = session_of(uow)
         with self._errors(f"deleting the snapshots of {aggregate_type} {aggregate_id!r}"):
             result = await self.collection.delete_many(query, session=session)
-        return result.deleted_count
+        deleted: int = result.deleted_count
+        return deleted
 
     delete_snapshots = delete_snapshot

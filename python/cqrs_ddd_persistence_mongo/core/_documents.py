@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from .. import _accel
 from ..exceptions import InvalidDocument
@@ -20,4 +20,4 @@ def checked_mapping(value: Any, what: str, error: type[Exception]) -> dict[str, 
         _accel.validate_keys(value)
     except InvalidDocument as exc:
         raise error(f"{what}: {exc}") from exc
-    return value
+    return cast("dict[str, Any]", value)

@@ -6,7 +6,7 @@ so the writer, the readers and the fences agree on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -110,7 +110,7 @@ def from_document(doc: Mapping[str, Any], registry: UpcasterRegistry = upcasters
 
 def _from_any_document(doc: Mapping[str, Any], registry: UpcasterRegistry) -> StoredEvent:
     """:func:`from_document` for documents that may lack optional fields."""
-    get = doc.get
+    get: Callable[..., Any] = doc.get
     event_type = doc["event_type"]
     schema_version = get("schema_version", 1)
     payload = get("payload") or {}

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import inspect
 from contextlib import aclosing
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from typing import Any, Generic, TypeVar
 
 from ..exceptions import MongoQueryError, ResultTooLarge
 
 T = TypeVar("T")
 
-BatchSource = Callable[[int], AsyncIterator[list[dict[str, Any]]]]
+BatchSource = Callable[[int], AsyncGenerator[list[dict[str, Any]], None]]
 
 
 async def iterate_cursor_batches(cursor: Any, batch_size: int) -> AsyncIterator[list[dict[str, Any]]]:

@@ -14,12 +14,13 @@ from pydantic import ValidationError
 
 from ..domain.aggregate import AggregateRoot
 from ..exceptions import EventSourcingError, InvalidStoreArgument, MongoPersistenceError
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._session import session_of
 from .event_store import MongoEventStore
 
 logger = logging.getLogger(__name__)
 
-A = TypeVar("A", bound=AggregateRoot)
+A = TypeVar("A", bound="AggregateRoot[Any]")
 
 #: key of the aggregate's ``snapshot_schema`` inside ``snapshot_data``
 SNAPSHOT_SCHEMA_KEY = "_snapshot_schema"
@@ -63,7 +64,7 @@ class EventSourcedRepository(Generic[A]):
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         aggregate_class: type[A],
         *,
         event_store: Any = None,
@@ -97,7 +98,7 @@ class EventSourcedRepository(Generic[A]):
         self.snapshot_policy = policy
 
     # --- loading ----------------------------------------------------------------------
-    async def get(self, aggregate_id: Any, uow: Any = None) -> A | None:
+    async def get(self, aggregate_id: Any, uow: UnitOfWorkRole | None = None) -> A | None:
         """The aggregate folded from its latest usable snapshot and the events after it,
         or None when the stream does not exist. Reads only (events arrive upcast)."""
         if aggregate_id is None:
@@ -122,7 +123,7 @@ class EventSourcedRepository(Generic[A]):
                 "give every field of an event-sourced aggregate a default, its events set the state"
             ) from exc
 
-    async def _from_snapshot(self, aggregate_id: Any, uow: Any) -> A | None:
+    async def _from_snapshot(self, aggregate_id: Any, uow: UnitOfWorkRole | None) -> A | None:
         if self.snapshot_store is None:
             return None
         snapshot = await self.snapshot_store.get_latest_snapshot(self.aggregate_type, aggregate_id, uow=uow)
@@ -148,7 +149,7 @@ class EventSourcedRepository(Generic[A]):
         return aggregate
 
     # --- saving -----------------------------------------------------------------------
-    async def save(self, aggregate: A, uow: Any = None) -> list[int]:
+    async def save(self, aggregate: A, uow: UnitOfWorkRole | None = None) -> list[int]:
         """Append the aggregate's pending events; returns their positions.
 
         Guarantee: one ``append_batch`` (two round trips), the first event's version being
@@ -176,14 +177,16 @@ class EventSourcedRepository(Generic[A]):
         positions = list(await self.event_store.append_batch(events, uow=uow))
         del pending[: len(events)]
         transactional = session_of(uow) is not None
-        if transactional and callable(getattr(uow, "on_rollback", None)):
-            uow.on_rollback(lambda: pending.__setitem__(slice(0, 0), events))
+        on_rollback = getattr(uow, "on_rollback", None)
+        if transactional and callable(on_rollback):
+            on_rollback(lambda: pending.__setitem__(slice(0, 0), events))
         if self.snapshot_policy is not None and self.snapshot_policy.should_snapshot(loaded, aggregate.version):
             data = aggregate.model_dump()
             data[SNAPSHOT_SCHEMA_KEY] = self.aggregate_class.snapshot_schema
             version = aggregate.version
-            if transactional and callable(getattr(uow, "on_commit", None)):
-                uow.on_commit(lambda: self._snapshot(aggregate.id, data, version))
+            on_commit = getattr(uow, "on_commit", None)
+            if transactional and callable(on_commit):
+                on_commit(lambda: self._snapshot(aggregate.id, data, version))
             else:
                 await self._snapshot(aggregate.id, data, version)
         return positions

@@ -48,6 +48,7 @@ from .._gateway import (
     duplicate_key_index,
 )
 from ..domain.events import StoredEvent
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ..sharding import is_mongos
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError, ResultTooLarge
 from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
@@ -98,7 +99,7 @@ class MongoEventStore:
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         database: str | None = None,
         collection: str = "domain_events",
         *,
@@ -189,7 +190,7 @@ class MongoEventStore:
         return await self._events.to_list(cursor, None)
 
     # --- writing ----------------------------------------------------------------------
-    async def append(self, event: Any, uow: Any = None, expected_version: int | None = None) -> int:
+    async def append(self, event: Any, uow: UnitOfWorkRole | None = None, expected_version: int | None = None) -> int:
         """Append one event; returns its position. Same guarantees as :meth:`append_batch`.
 
         ``expected_version`` (the stream's version the caller decided on) is checked against
@@ -200,7 +201,7 @@ class MongoEventStore:
         with self._events.call(self._appending):
             return (await self._append_in(uow, [event], expected_version))[0]
 
-    async def append_batch(self, events: Iterable[Any], uow: Any = None) -> list[int]:
+    async def append_batch(self, events: Iterable[Any], uow: UnitOfWorkRole | None = None) -> list[int]:
         """Append events (of one or many streams) in order; returns their positions.
 
         Cost: one counter round trip and one insert, whatever the batch size.
@@ -228,7 +229,7 @@ class MongoEventStore:
     def _appending(self) -> str:
         return f"appending to '{self.collection_name}'"
 
-    async def _append_in(self, uow: Any, events: list[Any], expected_version: int | None) -> list[int]:
+    async def _append_in(self, uow: UnitOfWorkRole | None, events: list[Any], expected_version: int | None) -> list[int]:
         """Append with the caller's unit of work; a server error inside its transaction (the
         server then aborts it) marks it rollback-only, so it cannot commit the rest of its work."""
         try:
@@ -239,7 +240,7 @@ class MongoEventStore:
                 doom(f"appending to '{self.collection_name}' failed inside the transaction")
             raise
 
-    async def _append(self, events: list[Any], uow: Any, expected_version: int | None) -> list[int]:
+    async def _append(self, events: list[Any], uow: UnitOfWorkRole | None, expected_version: int | None) -> list[int]:
         if not events:
             return []
         stored = [as_stored(event) for event in events]
@@ -283,7 +284,7 @@ class MongoEventStore:
         bound. Indexes and counter are prepared first, outside the transaction."""
         await self._ready(None)
 
-        async def attempt(uow: Any) -> list[int]:
+        async def attempt(uow: MongoUnitOfWork) -> list[int]:
             if not self._events.in_transaction(uow.session):
                 raise EventStoreError(
                     f"appending to '{self.collection_name}' on a sharded cluster needs a transaction, "
@@ -404,14 +405,14 @@ class MongoEventStore:
 
     # --- reading ----------------------------------------------------------------------
     async def get_events(
-        self, aggregate_id: Any, after_version: int = 0, uow: Any = None, *, specification: Any = None
+        self, aggregate_id: Any, after_version: int = 0, uow: UnitOfWorkRole | None = None, *, specification: Any = None
     ) -> list[StoredEvent]:
         """The events of one stream in version order, those after ``after_version`` when > 0
         (and, with ``specification``, only those matching it)."""
         return await self._stream_events(aggregate_id, None, after_version, uow, specification)
 
     async def get_by_aggregate(
-        self, aggregate_id: Any, aggregate_type: str | None = None, *, uow: Any = None, specification: Any = None
+        self, aggregate_id: Any, aggregate_type: str | None = None, *, uow: UnitOfWorkRole | None = None, specification: Any = None
     ) -> list[StoredEvent]:
         """The events of one stream in version order; with ``aggregate_type`` only those
         recorded for that type (the original library's name for :meth:`get_events`)."""
@@ -420,7 +421,7 @@ class MongoEventStore:
         return await self._stream_events(aggregate_id, aggregate_type, 0, uow, specification)
 
     async def _stream_events(
-        self, aggregate_id: Any, aggregate_type: str | None, after_version: int, uow: Any, specification: Any
+        self, aggregate_id: Any, aggregate_type: str | None, after_version: int, uow: UnitOfWorkRole | None, specification: Any
     ) -> list[StoredEvent]:
         if aggregate_id is None:
             raise InvalidEvent("get_events needs an aggregate_id (the stream to read)")

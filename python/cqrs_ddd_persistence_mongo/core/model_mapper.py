@@ -127,7 +127,7 @@ class MongoDBModelMapper(Generic[T]):
     def to_doc(self, entity: T) -> dict[str, Any]:
         """The document to store for ``entity`` (raises ``InvalidDocument`` naming the path)."""
         if self._direct_dump:
-            return self._codec.to_doc(entity)  # type: ignore[no-any-return]
+            return self._codec.to_doc(entity)
         data = entity.model_dump(exclude=self._exclude)
         return _accel.map_to_doc(data, self.id_field, self._forward_map, self.versioned)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from .._gateway import Gateway, check_key, check_name
 from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
 from ..exceptions import InvalidOutboxMessage, OutboxError
+from ..roles import ConnectionRole, UnitOfWorkRole
 from ._documents import checked_mapping
 from ._session import session_of
 from .search import search_collection
@@ -79,7 +80,7 @@ def _to_document(message: Any) -> dict[str, Any]:
 
 
 def _from_document(doc: Mapping[str, Any]) -> OutboxMessage:
-    get = doc.get
+    get: Callable[..., Any] = doc.get
     return OutboxMessage(
         message_id=doc["_id"],
         event_type=doc["event_type"],
@@ -106,7 +107,7 @@ class MongoOutboxStorage:
 
     def __init__(
         self,
-        connection: Any,
+        connection: ConnectionRole,
         database: str | None = None,
         collection: str = "outbox",
         *,
@@ -167,7 +168,7 @@ class MongoOutboxStorage:
         return {"$and": [filter_, match]} if match else filter_
 
     # --- writing ----------------------------------------------------------------------
-    async def save_messages(self, messages: Iterable[Any], uow: Any = None) -> None:
+    async def save_messages(self, messages: Iterable[Any], uow: UnitOfWorkRole | None = None) -> None:
         """Store new messages, due at once; an empty list is a no-op.
 
         With ``uow=`` the insert is part of the caller's transaction: the messages exist
@@ -251,7 +252,7 @@ class MongoOutboxStorage:
                 {"$set": {"status": PENDING, "locked_by": None, "next_attempt_at": utc_now()}},
             )
 
-    async def mark_published(self, ids: Iterable[Any], uow: Any = None) -> int:
+    async def mark_published(self, ids: Iterable[Any], uow: UnitOfWorkRole | None = None) -> int:
         """Mark messages published (final); returns how many changed. Idempotent, one round trip.
 
         With ``uow=`` the change commits (or vanishes) with the unit of work.
@@ -269,9 +270,10 @@ class MongoOutboxStorage:
 
     def backoff(self, failures: int) -> timedelta:
         """How long the ``failures``-th failure waits before the next attempt."""
-        return min(self.retry_backoff * (2 ** max(failures - 1, 0)), self.max_backoff)
+        delay: timedelta = min(self.retry_backoff * (2 ** max(failures - 1, 0)), self.max_backoff)
+        return delay
 
-    async def mark_failed(self, message_id: Any, error: str, uow: Any = None) -> str:
+    async def mark_failed(self, message_id: Any, error: str, uow: UnitOfWorkRole | None = None) -> str:
         """Record a failed attempt; returns the new status ('failed' or 'dead').
 
         Atomic compare-and-set on ``retry_count``: concurrent calls each count once.
@@ -327,7 +329,7 @@ class MongoOutboxStorage:
 
     # --- reading ----------------------------------------------------------------------
     async def get_pending(
-        self, limit: int = 100, uow: Any = None, *, specification: Any = None
+        self, limit: int = 100, uow: UnitOfWorkRole | None = None, *, specification: Any = None
     ) -> list[OutboxMessage]:
         """Due messages (new, retries due, expired leases), oldest due first, without leasing.
 

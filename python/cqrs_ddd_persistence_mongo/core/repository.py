@@ -10,13 +10,15 @@ without a ``version`` field are upserted plainly (last writer wins).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import bson
+from pydantic import BaseModel
 from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from typing_extensions import TypeVar
 
 from .. import _accel
 from .._gateway import (
@@ -27,21 +29,24 @@ from .._gateway import (
     duplicate_key_index,
     session_of as _session,
 )
-from ..connection import MongoConnectionManager
 from ..exceptions import (
     DuplicateEntityError,
     MongoPersistenceError,
     MongoQueryError,
     VersionMismatchError,
 )
+from ..roles import ConnectionRole, UnitOfWorkRole
+from ..specifications import QueryOptions
 from ._session import session_of
 from .entity_stream import EntityStream, iterate_cursor_batches
 from .model_mapper import MongoDBModelMapper
-from .search import SearchResult, search_collection
+from .search import Criteria, SearchResult, search_collection
 from .uow import raised_by_server
 
-T = TypeVar("T")
-ID = TypeVar("ID")
+#: the model class the repository stores
+T = TypeVar("T", bound=BaseModel)
+#: the id type; ``str`` unless the repository is annotated ``MongoRepository[Order, int]``
+ID = TypeVar("ID", default=str)
 
 WRITE_CONFLICT = 112
 DUPLICATE_KEY = 11000
@@ -70,13 +75,13 @@ class MongoRepository(Generic[T, ID]):
 
     def __init__(
         self,
-        connection: MongoConnectionManager,
+        connection: ConnectionRole,
         collection: str,
         model_cls: type[T],
         id_field: str = "id",
         database: str | None = None,
         *,
-        mapper: MongoDBModelMapper | None = None,
+        mapper: MongoDBModelMapper[T] | None = None,
         error_cls: type[MongoPersistenceError] = MongoQueryError,
     ) -> None:
         self._connection = connection
@@ -129,7 +134,7 @@ class MongoRepository(Generic[T, ID]):
         return _accel.map_to_doc({"_id_": value}, "_id_", None, False)["_id"]
 
     # --- writes -------------------------------------------------------------------
-    async def add(self, entity: T, uow: Any = None) -> Any:
+    async def add(self, entity: T, uow: UnitOfWorkRole | None = None) -> Any:
         """Insert a new aggregate or save a loaded one.
 
         Guarantee (versioned model): atomic, single document, one round trip. A new
@@ -157,7 +162,7 @@ class MongoRepository(Generic[T, ID]):
             await self._add(entity, doc, session, uow)
         return doc["_id"]
 
-    async def _add(self, entity: T, doc: dict[str, Any], session: Any, uow: Any) -> None:
+    async def _add(self, entity: T, doc: dict[str, Any], session: Any, uow: UnitOfWorkRole | None) -> None:
         collection = self.collection()
         if "_id" not in doc:  # id None: the driver assigns an ObjectId, the entity gets it
             await self._insert_with_generated_id(entity, doc, session, uow)
@@ -181,14 +186,14 @@ class MongoRepository(Generic[T, ID]):
                         entity_id=doc_id, expected=expected, actual=actual, collection=self.collection_name
                     )
         except DuplicateKeyError as exc:
-            raise self._duplicate(doc_id, exc.details) from exc
+            raise self._duplicate(doc_id, dict(exc.details or {})) from exc
         except OperationFailure as exc:
             if exc.code == WRITE_CONFLICT:
                 raise await self._write_conflict(doc_id, expected) from exc
             raise MongoQueryError(f"saving {doc_id!r} in '{self.collection_name}' failed: {exc}") from exc
         self._set_version(entity, new, uow)
 
-    async def _insert_with_generated_id(self, entity: Any, doc: dict[str, Any], session: Any, uow: Any) -> None:
+    async def _insert_with_generated_id(self, entity: Any, doc: dict[str, Any], session: Any, uow: UnitOfWorkRole | None) -> None:
         expected = self._version_of(entity) if self.versioned else 0
         if expected:
             raise self._lost_id(entity, expected)
@@ -210,7 +215,7 @@ class MongoRepository(Generic[T, ID]):
         for index in indexes:
             setattr(items[index], self.id_field, docs[index]["_id"])
 
-    async def add_many(self, entities: Iterable[T], uow: Any = None) -> None:
+    async def add_many(self, entities: Iterable[T], uow: UnitOfWorkRole | None = None) -> None:
         """Save many aggregates with one ``bulk_write`` (same rules per entity as :meth:`add`).
 
         Guarantee: inside a transactional unit of work, all or nothing: a conflict raises
@@ -235,7 +240,7 @@ class MongoRepository(Generic[T, ID]):
         with self._gateway.call(self._saving):
             await self._add_many(items, docs, session, uow)
 
-    async def _add_many(self, items: list[Any], docs: list[dict[str, Any]], session: Any, uow: Any) -> None:
+    async def _add_many(self, items: list[Any], docs: list[dict[str, Any]], session: Any, uow: UnitOfWorkRole | None) -> None:
         collection = self.collection()
         generated = [i for i, d in enumerate(docs) if "_id" not in d]  # the driver assigns these
         if not self.versioned:
@@ -302,8 +307,8 @@ class MongoRepository(Generic[T, ID]):
         await self._raise_conflicts(docs, expected, conflicts, collection, session)
 
     async def delete(
-        self, entity_id: ID, uow: Any = None, *, expected_version: int | None = None, specification: Any = None
-    ) -> Any:
+        self, entity_id: ID, uow: UnitOfWorkRole | None = None, *, expected_version: int | None = None, specification: Any = None
+    ) -> ID | None:
         """Delete by id; returns the id when a document was deleted, None when none was.
 
         Guarantee: atomic, idempotent (deleting a missing id returns None). With
@@ -350,7 +355,7 @@ class MongoRepository(Generic[T, ID]):
         return {"$and": [query, match]} if match else query
 
     # --- reads ----------------------------------------------------------------------
-    async def get(self, entity_id: ID, uow: Any = None, *, specification: Any = None) -> T | None:
+    async def get(self, entity_id: ID, uow: UnitOfWorkRole | None = None, *, specification: Any = None) -> T | None:
         """The aggregate with this id, or None; its ``version`` is the stored ``_version``.
 
         With ``specification`` the aggregate is returned only if it also matches it.
@@ -362,7 +367,7 @@ class MongoRepository(Generic[T, ID]):
             doc = await self._guarded(self.collection().find_one(query, session=session))
         return None if doc is None else self._mapper_from_doc(doc)
 
-    async def exists(self, entity_id: ID, uow: Any = None) -> bool:
+    async def exists(self, entity_id: ID, uow: UnitOfWorkRole | None = None) -> bool:
         """True when a document with this id exists (reads only ``_id``)."""
         key = self._key(entity_id)
         session = _session(uow)
@@ -373,7 +378,7 @@ class MongoRepository(Generic[T, ID]):
     def list_all(
         self,
         ids: Sequence[ID] | None = None,
-        uow: Any = None,
+        uow: UnitOfWorkRole | None = None,
         *,
         batch_size: int | None = None,
         entity_ids: Sequence[ID] | None = None,
@@ -418,18 +423,18 @@ class MongoRepository(Generic[T, ID]):
             max_items=None,  # bounded by the ids given
         )
 
-    def _scan(self, batch_size: int, session: Any, match: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+    def _scan(self, batch_size: int, session: Any, match: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         cursor = self.collection().find(match, session=session).sort("_id", 1).batch_size(batch_size)
         return self._gateway.guarded(iterate_cursor_batches(cursor, batch_size), self._reading)
 
     def _by_ids(
         self, keys: list[Any], batch_size: int, session: Any, match: dict[str, Any]
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         return self._gateway.guarded(self._by_ids_unguarded(keys, batch_size, session, match), self._reading)
 
     async def _by_ids_unguarded(
         self, keys: list[Any], batch_size: int, session: Any, match: dict[str, Any]
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         step = max(1, min(batch_size, self.ids_per_query))
         for start in range(0, len(keys), step):
             chunk = keys[start : start + step]
@@ -465,7 +470,7 @@ class MongoRepository(Generic[T, ID]):
         return version
 
     @staticmethod
-    def _set_version(entity: Any, new: int, uow: Any) -> None:
+    def _set_version(entity: Any, new: int, uow: UnitOfWorkRole | None) -> None:
         """Set the saved version; restore the old one if the transaction rolls back."""
         old = entity.version
         entity.version = new
@@ -480,7 +485,7 @@ class MongoRepository(Generic[T, ID]):
 
     @classmethod
     @contextmanager
-    def _dooming(cls, uow: Any) -> Iterator[None]:
+    def _dooming(cls, uow: UnitOfWorkRole | None) -> Iterator[None]:
         """A server error (write conflict, duplicate id, ...) aborts the server transaction:
         mark ``uow`` rollback-only so leaving its block rolls back instead of committing a
         transaction that is gone."""
@@ -492,7 +497,7 @@ class MongoRepository(Generic[T, ID]):
             raise
 
     @staticmethod
-    def _doom(uow: Any, reason: str) -> None:
+    def _doom(uow: UnitOfWorkRole | None, reason: str) -> None:
         doom = getattr(uow, "set_rollback_only", None)
         if doom is not None and session_of(uow) is not None:
             doom(reason)
@@ -636,8 +641,13 @@ class MongoRepository(Generic[T, ID]):
         return self._stored_key(value)
 
     async def search(
-        self, criteria: Any = None, options: Any = None, uow: Any = None, *, timeout: float | None = None
-    ) -> SearchResult:
+        self,
+        criteria: Criteria = None,
+        options: QueryOptions | None = None,
+        uow: UnitOfWorkRole | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> SearchResult[T]:
         """Entities matching a specification (or spec dict / ``QueryOptions``) as a
         :class:`SearchResult`: ``await result`` -> list, ``result.stream(batch_size=)``,
         ``await result.first()``, ``await result.count()``.

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, Generic, TypeAlias, cast
 
 from pymongo.errors import OperationFailure
-
-from contextlib import nullcontext
+from typing_extensions import TypeVar
 
 from .._gateway import Gateway
 from ..connection import DriverAdapter
 from ..exceptions import InvalidSpecification, MongoQueryError
 from ..query_builder import MongoQueryBuilder, find_operator
 from ..specifications import OperatorRegistry, QueryOptions, Specification
+
+#: what a search selects: a Specification, its dict form, QueryOptions, or None (everything)
+Criteria: TypeAlias = "Specification | dict[str, Any] | QueryOptions | None"
+#: the item type: the model for a repository, the raw document (the default) otherwise
+T = TypeVar("T", default=dict[str, Any])
 
 DEFAULT_BATCH_SIZE = 100
 _NEAR = frozenset({"$near", "$nearSphere"})
@@ -44,12 +49,13 @@ def _server_errors(collection: Any) -> Iterator[None]:
         ) from exc
 
 
-class SearchResult:
+class SearchResult(Generic[T]):
     """``await result`` -> list, ``result.stream(batch_size=...)`` -> async iterator holding one
     batch, ``await result.first()`` -> one item or None, ``await result.count()`` -> server count.
 
     With selected fields (a projection) items are the raw documents: a partial document
-    usually cannot be decoded into the model.
+    usually cannot be decoded into the model. Type checkers still see the model type
+    there; annotate such a search as ``SearchResult[dict[str, Any]]`` (via ``cast``).
     """
 
     def __init__(
@@ -62,7 +68,7 @@ class SearchResult:
         skip: int = 0,
         limit: int | None = None,
         session: Any = None,
-        decode: Callable[[dict[str, Any]], Any] | None = None,
+        decode: Callable[[dict[str, Any]], T] | None = None,
         adapter: DriverAdapter | None = None,
         gateway: Gateway | None = None,
         timeout: float | None = None,
@@ -76,7 +82,9 @@ class SearchResult:
         self.skip = skip
         self.limit = limit
         self.session = session
-        self._decode = _identity if projection is not None or decode is None else decode
+        self._decode: Callable[[dict[str, Any]], T] = (
+            _identity if projection is not None or decode is None else decode
+        )
         self._adapter: Any = adapter or DriverAdapter
 
     def _cursor(self, *, limit: int | None = None, batch_size: int | None = None) -> Any:
@@ -100,15 +108,15 @@ class SearchResult:
             return nullcontext()
         return self._gateway.call(lambda: f"searching '{getattr(self.collection, 'name', '?')}'", self.timeout)
 
-    async def to_list(self) -> list[Any]:
+    async def to_list(self) -> list[T]:
         with self._bounded(), _server_errors(self.collection):
             docs = await self._adapter.to_list(self._cursor())
         return [self._decode(doc) for doc in docs]
 
-    def __await__(self) -> Generator[Any, None, list[Any]]:
+    def __await__(self) -> Generator[Any, None, list[T]]:
         return self.to_list().__await__()
 
-    async def stream(self, batch_size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[Any]:
+    async def stream(self, batch_size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[T]:
         """Yield items as the server sends them; at most one batch is held in memory."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidSpecification(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -130,7 +138,7 @@ class SearchResult:
                 if hasattr(result, "__await__"):
                     await result
 
-    async def first(self) -> Any:
+    async def first(self) -> T | None:
         """The first item in the search's order (one document fetched), or None."""
         with self._bounded(), _server_errors(self.collection):
             docs = await self._adapter.to_list(self._cursor(limit=1), 1)
@@ -179,7 +187,7 @@ def rename_tree(
 def _renamed_order_field(text: str, names: Mapping[str, str]) -> str:
     text = text.strip()
     sign = text[:1] if text[:1] in ("-", "+") else ""
-    return sign + _renamed(text[len(sign):], names)
+    return sign + cast(str, _renamed(text[len(sign):], names))
 
 
 def _renamed_order(item: Any, names: Mapping[str, str]) -> Any:
@@ -192,18 +200,18 @@ def _renamed_order(item: Any, names: Mapping[str, str]) -> Any:
 
 def search_collection(
     collection: Any,
-    criteria: Specification | dict[str, Any] | QueryOptions | None = None,
+    criteria: Criteria = None,
     options: QueryOptions | None = None,
     *,
     session: Any = None,
-    decode: Callable[[dict[str, Any]], Any] | None = None,
+    decode: Callable[[dict[str, Any]], T] | None = None,
     adapter: DriverAdapter | None = None,
     registry: OperatorRegistry | None = None,
     field_names: Mapping[str, str] | None = None,
     encode_value: Callable[[Any], Any] | None = None,
     gateway: Gateway | None = None,
     timeout: float | None = None,
-) -> SearchResult:
+) -> SearchResult[T]:
     """Build the :class:`SearchResult` of ``criteria`` (a Specification, a spec dict or
     QueryOptions) and ``options``; a specification in both is combined with AND.
 

@@ -27,6 +27,7 @@ from pymongo.errors import PyMongoError
 from .._gateway import TRANSIENT, UNKNOWN_COMMIT, call, deadline, translate
 from ..connection import DriverAdapter, MongoConnectionManager
 from ..exceptions import MongoPersistenceError, MongoUnitOfWorkError, TransactionsNotSupported, VersionMismatchError
+from ..roles import ConnectionRole
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class MongoUnitOfWork:
 
     def __init__(
         self,
-        connection: MongoConnectionManager | None = None,
+        connection: ConnectionRole | None = None,
         session: Any = None,
         *,
         require_replica_set: bool = True,
@@ -175,7 +176,7 @@ class MongoUnitOfWork:
         return self._session if self._transactional else None
 
     @property
-    def connection(self) -> MongoConnectionManager:
+    def connection(self) -> ConnectionRole:
         return self._connection
 
     @property

@@ -9,15 +9,17 @@ and the domain events they record until someone pulls them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from ..exceptions import EventOutOfOrder, EventSourcingError, UnhandledEvent
 from .events import DomainEvent
 
 F = TypeVar("F", bound=Callable[..., Any])
-ID = TypeVar("ID")
+#: the id type; ``AggregateRoot`` without a parameter means ``AggregateRoot[str]``
+ID = TypeVar("ID", default=str)
 
 _APPLIES = "__applies_events__"
 
@@ -63,7 +65,8 @@ def _handler_table(cls: type) -> dict[str, tuple[str, type[DomainEvent] | None]]
 
 
 class AggregateRoot(BaseModel, Generic[ID]):
-    """Base class of aggregates; ``AggregateRoot[str]`` names the id type for type checkers.
+    """Base class of aggregates; ``AggregateRoot[int]`` names the id type for type checkers
+    (without a parameter: ``str``).
 
     The id is validated as given (``Any``) whatever the parameter, so loading stays as fast
     as without it and a generated ObjectId fits any id type; declare ``id: str`` in the
@@ -197,7 +200,7 @@ class AggregateRoot(BaseModel, Generic[ID]):
     __hash__ = None  # type: ignore[assignment]
 
 
-class EventSourcedAggregate(AggregateRoot):
+class EventSourcedAggregate(AggregateRoot[ID]):
     """An aggregate whose state is the fold of its events.
 
     Change state only by recording events (``self.record_event(ItemAdded(...))``); the

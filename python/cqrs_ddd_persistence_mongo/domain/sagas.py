@@ -126,7 +126,8 @@ class SagaState(AggregateRoot):
         if private is None:
             private = {}
             object.__setattr__(self, "__pydantic_private__", private)
-        return private.setdefault("_saga_step_arguments", {})
+        arguments: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = private.setdefault("_saga_step_arguments", {})
+        return arguments
 
     async def compensate_all(self, *args: Any, **kwargs: Any) -> list[str]:
         """Undo every completed step that names a compensation, last step first.

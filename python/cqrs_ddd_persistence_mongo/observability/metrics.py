@@ -25,6 +25,7 @@ from ..domain import utc_now
 from ..domain.jobs import JobStatus
 from ..domain.outbox import OutboxStatus
 from ..exceptions import InvalidStoreArgument, MongoPersistenceError
+from ..roles import ConnectionRole
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class StoreMetrics:
     def __init__(
         self,
         meter: Any,
-        connection: Any = None,
+        connection: ConnectionRole | None = None,
         *,
         event_store: Any = None,
         positions: Any = None,
@@ -70,7 +71,9 @@ class StoreMetrics:
         self._outbox = outbox
         self._jobs = jobs
         self._stale_after = stale_after
-        self._dead_letters = None if dead_letters is None else Gateway(connection, None, dead_letters)
+        self._dead_letters = (
+            None if dead_letters is None or connection is None else Gateway(connection, None, dead_letters)
+        )
         self._values: dict[str, _Sample] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_refresh: float | None = None
@@ -187,7 +190,7 @@ class StoreMetrics:
         return {JOB_QUEUE_DEPTH: depth, JOB_STALE: [(stale, {})]}
 
 
-def register_metrics(meter: Any = None, connection: Any = None, **stores: Any) -> StoreMetrics:
+def register_metrics(meter: Any = None, connection: ConnectionRole | None = None, **stores: Any) -> StoreMetrics:
     """Create the gauges on ``meter`` (default: the global meter provider's) for the stores
     given: ``event_store=`` with ``positions=`` (and optionally ``projections=[names]``) for
     projection lag, ``outbox=``, ``jobs=`` (``stale_after=``), ``dead_letters=`` (the

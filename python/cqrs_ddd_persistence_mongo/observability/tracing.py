@@ -25,6 +25,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from ..roles import ConnectionRole
+
 SCOPE = "cqrs_ddd_persistence_mongo"
 SYSTEM = "mongodb"
 #: attribute holding the error labels of a failed call (TransientTransactionError, ...)
@@ -159,7 +161,7 @@ def _server_code(error: BaseException) -> Any:
     return None
 
 
-def _base_attributes(connection: Any) -> dict[str, Any]:
+def _base_attributes(connection: ConnectionRole) -> dict[str, Any]:
     """System, default database and first host of a connection, computed once per
     connection manager (they do not change while it lives)."""
     try:

@@ -20,12 +20,13 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from ..exceptions import ProjectionError
 
 OnError = Literal["continue", "stop"]
 KeyFn = Callable[[Any], Any]
+F = TypeVar("F", bound=Callable[..., Any])
 
 _HANDLER_PREFIX = "on_"
 _MARK = "__projection_handles__"
@@ -39,7 +40,7 @@ def handles(
     *event_types: str,
     collection: str | None = None,
     key: KeyFn | None = None,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[F], F]:
     """Declare that the decorated method handles ``event_types``.
 
     For document handlers, ``collection`` names the read-model collection (default: the
@@ -50,7 +51,7 @@ def handles(
     if not event_types or not all(isinstance(t, str) and t for t in event_types):
         raise ProjectionError("@handles needs at least one event type name, e.g. @handles('OrderPlaced')")
 
-    def mark(method: Callable[..., Any]) -> Callable[..., Any]:
+    def mark(method: F) -> F:
         marks = list(getattr(method, _MARK, ()))
         marks.extend((event_type, collection, key) for event_type in event_types)
         setattr(method, _MARK, tuple(marks))

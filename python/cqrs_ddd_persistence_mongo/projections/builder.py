@@ -37,6 +37,7 @@ from pymongo import InsertOne, ReplaceOne
 from .. import _accel
 from .._gateway import call
 from ..exceptions import ProjectionError
+from ..roles import ConnectionRole
 from .applier import POSITION_FIELD, BatchOutcome, addressed, apply_batch, canonical, id_key, stopped_error
 from .base import Projection
 from .dead_letters import DeadLetters
@@ -90,7 +91,7 @@ class ShadowBuilder:
         *,
         position: int,
         resumed: bool,
-        connection: Any,
+        connection: ConnectionRole,
         dead_letters: DeadLetters,
         partition: Partition = WHOLE,
         options: BuildOptions = BuildOptions(),

@@ -17,6 +17,7 @@ from .._gateway import call
 from ..domain import utc_now
 from ..exceptions import ProjectionError
 from ..indexes import ensure_indexes
+from ..roles import ConnectionRole
 from .applier import Parked
 
 DEFAULT_COLLECTION = "projection_dead_letters"
@@ -25,7 +26,7 @@ DEFAULT_COLLECTION = "projection_dead_letters"
 class DeadLetters:
     """The dead-letter collection of the projection engine."""
 
-    def __init__(self, db: Any, collection: str = DEFAULT_COLLECTION, *, connection: Any) -> None:
+    def __init__(self, db: Any, collection: str = DEFAULT_COLLECTION, *, connection: ConnectionRole) -> None:
         self.collection = db[collection]
         self.connection = connection  # its operation_timeout bounds each round trip
 

@@ -21,6 +21,7 @@ from pymongo.errors import BulkWriteError
 from .._gateway import TRANSIENT, WRITE_CONFLICT, call
 from ..advanced.bulk_upserts import DUPLICATE_KEY, Statement, build_upserts, write_upserts
 from ..exceptions import ConcurrencyConflict, ProjectionError
+from ..roles import ConnectionRole
 from .applier import POSITION_FIELD, BatchOutcome, id_key
 
 LOAD_CHUNK = 64
@@ -38,7 +39,7 @@ async def load_documents(
     wanted: Mapping[str, Mapping[Any, Any]],
     physical: Mapping[str, str],
     *,
-    connection: Any,
+    connection: ConnectionRole,
     session: Any = None,
 ) -> dict[str, dict[Any, dict[str, Any]]]:
     """Fetch the documents ``wanted`` (collection -> {id key: _id}) that exist.
@@ -67,7 +68,7 @@ async def write_documents(
     outcome: BatchOutcome,
     physical: Mapping[str, str],
     *,
-    connection: Any,
+    connection: ConnectionRole,
     session: Any = None,
     in_transaction: bool = False,
 ) -> WriteCounts:

@@ -26,6 +26,7 @@ from typing import Any
 
 from .._gateway import call
 from ..exceptions import ProjectionError
+from ..roles import ConnectionRole
 from .base import Projection
 from .builder import BuildOptions, ShadowBuilder
 from .dead_letters import DeadLetters
@@ -90,7 +91,7 @@ def empty_source_error(projection: str, events: Any, database: str) -> Projectio
 class Rebuild:
     """One rebuild of one document projection (see the module docstring)."""
 
-    connection: Any
+    connection: ConnectionRole
     db: Any
     events: Any
     positions: Any

@@ -27,6 +27,7 @@ from pymongo.errors import PyMongoError
 from .._gateway import create_missing_collections, deadline, translate
 from ..core.uow import MongoUnitOfWork
 from ..exceptions import ProjectionError, UnknownProjection
+from ..roles import ConnectionRole, UnitOfWorkRole
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
 from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
@@ -94,7 +95,7 @@ class ProjectionRunner:
         position_store: Any,
         projections: Iterable[Projection],
         *,
-        connection: Any = None,
+        connection: ConnectionRole | None = None,
         database: str | None = None,
         dead_letter_collection: str = DEFAULT_COLLECTION,
         transactions: bool | None = None,
@@ -104,9 +105,12 @@ class ProjectionRunner:
         self.events = event_store
         self.positions = position_store
         self.projections = by_name(projections)
-        self.connection: Any = connection if connection is not None else getattr(event_store, "_connection", None)
-        if self.connection is None:
+        found: ConnectionRole | None = (
+            connection if connection is not None else getattr(event_store, "_connection", None)
+        )
+        if found is None:
             raise ProjectionError("ProjectionRunner needs connection=MongoConnectionManager(...)")
+        self.connection = found
         self.database = database if database is not None else getattr(event_store, "_database", None)
         self._dead_letter_collection = dead_letter_collection
         self._transactions = transactions
@@ -190,7 +194,7 @@ class ProjectionRunner:
     async def _document_batch(self, target: Target, events: list[Any]) -> BatchStats:
         projection = target.projection
 
-        async def work(uow: Any) -> Any:
+        async def work(uow: UnitOfWorkRole | None) -> Any:
             session = None if uow is None else uow.session
             deadline = self._clock() + self.batch_seconds
 

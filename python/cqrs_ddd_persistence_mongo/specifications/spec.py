@@ -26,13 +26,15 @@ _set_tree = object.__setattr__
 def _copy(tree: dict[str, Any]) -> dict[str, Any]:
     """A copy of a tree built from validated parts (depth checked again: composing can
     nest one level deeper than either part)."""
-    return _normalize(tree, None, True)
+    copied: dict[str, Any] = _normalize(tree, None, True)
+    return copied
 
 
 class Specification:
     """An immutable, validated specification tree."""
 
     __slots__ = ("_tree",)
+    _tree: dict[str, Any]
 
     def __init__(self, tree: dict[str, Any], *, registry: OperatorRegistry | None = None) -> None:
         custom = registry.custom if registry is not None and registry.custom else None
@@ -82,9 +84,7 @@ class Specification:
 
     # --- composition ------------------------------------------------------------------
     @staticmethod
-    def _combine(op: str, left: Specification, right: Any) -> Specification:
-        if not isinstance(right, Specification):
-            return NotImplemented
+    def _combine(op: str, left: Specification, right: Specification) -> Specification:
         conditions: list[dict[str, Any]] = []
         for part in (left._tree, right._tree):
             if part.get("op") == op and "conditions" in part:
@@ -101,9 +101,13 @@ class Specification:
         return spec
 
     def __and__(self, other: Any) -> Specification:
+        if not isinstance(other, Specification):
+            return NotImplemented
         return self._combine("and", self, other)
 
     def __or__(self, other: Any) -> Specification:
+        if not isinstance(other, Specification):
+            return NotImplemented
         return self._combine("or", self, other)
 
     def __invert__(self) -> Specification:

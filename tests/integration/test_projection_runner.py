@@ -727,3 +727,24 @@ async def test_a_handler_failing_in_a_fresh_rebuild_gets_the_careful_fold(stores
     assert [(p["aggregate_id"], p["attempts"]) for p in parked] == [(poison, 2)]
     expected = fold_orders(e for e in history if not (e.aggregate_id == poison and e.event_type == "OrderShipped"))
     assert differences(expected, await read_model(stores.connection.db())) == []
+
+
+@pytest.mark.parametrize("gc_threshold", [12_345, None])
+async def test_a_rebuild_folds_with_fewer_garbage_collections_and_restores_the_collector(
+    stores: Stores, gc_threshold: int | None
+) -> None:
+    import gc
+
+    seen: set[int] = set()
+
+    class Recording(OrderSummaryProjection):
+        def on_OrderShipped(self, doc: dict[str, Any], event: Any) -> None:
+            seen.add(gc.get_threshold()[0])
+            super().on_OrderShipped(doc, event)
+
+    await stores.append(list(order_history(20, 5, concurrent=5)))
+    before = gc.get_threshold()
+    report = await stores.runner(Recording()).rebuild("order_summary", batch_size=30, gc_threshold=gc_threshold)
+    assert report.events == len(stores.history) and await stores.problems() == []
+    assert seen == {gc_threshold if gc_threshold is not None else before[0]}
+    assert gc.get_threshold() == before

@@ -339,3 +339,39 @@ def test_human_durations() -> None:
     assert human_duration(42) == "42 s"
     assert human_duration(271.155) == "4 min 31 s"
     assert human_duration(3725) == "1 h 02 min"
+
+
+def test_fewer_collections_raises_the_first_threshold_for_the_block_and_restores_it() -> None:
+    import gc
+
+    from cqrs_ddd_persistence_mongo.projections.builder import fewer_collections
+
+    original = gc.get_threshold()
+    gc.set_threshold(700, original[1], original[2])
+    try:
+        with fewer_collections(20_000):
+            assert gc.get_threshold()[0] == 20_000
+            with fewer_collections(50_000):  # a concurrent rebuild shares the raise
+                assert gc.get_threshold()[0] == 20_000
+            assert gc.get_threshold()[0] == 20_000  # not restored while the first still runs
+        assert gc.get_threshold()[0] == 700
+        with pytest.raises(RuntimeError), fewer_collections(20_000):
+            raise RuntimeError("a failing rebuild")
+        assert gc.get_threshold()[0] == 700
+        with fewer_collections(None):
+            assert gc.get_threshold()[0] == 700
+        gc.set_threshold(100_000, original[1], original[2])  # the application's own, higher
+        with fewer_collections(20_000):
+            assert gc.get_threshold()[0] == 100_000
+        assert gc.get_threshold()[0] == 100_000
+    finally:
+        gc.set_threshold(*original)
+
+
+def test_gc_threshold_is_a_positive_int_or_none() -> None:
+    from cqrs_ddd_persistence_mongo.projections.builder import BuildOptions
+
+    assert BuildOptions(gc_threshold=None).gc_threshold is None
+    for bad in (0, -5, 1.5, "20000", True):
+        with pytest.raises(ProjectionError, match="gc_threshold"):
+            BuildOptions(gc_threshold=bad)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from ..exceptions import ProjectionError, UnknownProjection
 from ..roles import ConnectionRole, UnitOfWorkRole
 from .applier import Parked, addressed, apply_batch, sort_events, stopped_error
 from .base import Projection, by_name
-from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_MEMORY_BUDGET, BuildOptions
+from .builder import DEFAULT_FLUSH_SECONDS, DEFAULT_GC_THRESHOLD, DEFAULT_MEMORY_BUDGET, BuildOptions
 from .dead_letters import DEFAULT_COLLECTION, DeadLetters
 from .generations import resolve_read_models
 from .documents import load_documents, write_documents
@@ -386,6 +386,7 @@ class ProjectionRunner:
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         flush_seconds: float = DEFAULT_FLUSH_SECONDS,
         before_swap: BeforeSwap | None = None,
+        gc_threshold: int | None = DEFAULT_GC_THRESHOLD,
     ) -> RebuildReport:
         """Rebuild ``projection_name`` from the first event while the old read model serves.
 
@@ -396,14 +397,17 @@ class ProjectionRunner:
         catch-up and the swap. ``before_swap(events, counts)`` is called just before the
         swap. A rebuild that crashed resumes from its last flush (``fresh=True`` starts
         over). ``workers > 1`` splits documents by a hash of their id across processes.
-        Imperative projections are reset and replayed in place (no shadow).
+        Imperative projections are reset and replayed in place (no shadow). While it folds,
+        the interpreter's first garbage-collection threshold is raised to ``gc_threshold``
+        (process-wide, restored afterwards; None: left alone), see
+        :func:`.builder.fewer_collections`.
 
         Refuses (``ProjectionError``, nothing written) to rebuild from an empty event store,
         and to swap in collections with fewer documents than the live ones, unless
         ``allow_empty=True``.
         """
         projection = self.projection(projection_name)
-        options = BuildOptions(batch_size, memory_budget, flush_seconds)
+        options = BuildOptions(batch_size, memory_budget, flush_seconds, gc_threshold)
         if not allow_empty and await self.events.get_latest_position() == 0:
             raise empty_source_error(projection.projection_name, self.events, self.db.name)
         await self._start()

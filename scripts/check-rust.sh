@@ -20,4 +20,9 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test --no-default-features"
 cargo test --no-default-features
 echo "== stubtest (the typed stub against the built module)"
-"$PYTHON" -m mypy.stubtest cqrs_ddd_persistence_mongo._native
+# the installed package when there is one (CI), else the source tree with a built _native
+if env -u PYTHONPATH "$PYTHON" -c 'import cqrs_ddd_persistence_mongo._native' 2>/dev/null; then
+  env -u PYTHONPATH "$PYTHON" -m mypy.stubtest cqrs_ddd_persistence_mongo._native
+else
+  "$PYTHON" -m mypy.stubtest cqrs_ddd_persistence_mongo._native
+fi

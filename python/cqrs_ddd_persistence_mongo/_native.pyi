@@ -11,12 +11,17 @@ from typing import Any, TypeAlias, final
 
 from pydantic import BaseModel
 
-Document: TypeAlias = dict[str, Any]
+__all__ = [
+    "validate_keys", "map_to_doc", "map_from_doc", "ModelCodec", "compile_filter", "compile_sort",
+    "compile_projection", "normalize_spec", "build_upserts", "canonical_id",
+]
+
+_Document: TypeAlias = dict[str, Any]
 """A MongoDB document: str keys, BSON-encodable values (any depth up to 100)."""
-SpecTree: TypeAlias = Mapping[str, Any]
+_SpecTree: TypeAlias = Mapping[str, Any]
 """``{"attr", "op", "val"}`` leaves and ``{"op": "and"|"or"|"not", "conditions"}`` groups."""
-CustomCompiler: TypeAlias = Callable[[str, Any], Mapping[str, Any]]
-OrderItem: TypeAlias = str | tuple[str, int | str] | list[str | int]
+_CustomCompiler: TypeAlias = Callable[[str, Any], Mapping[str, Any]]
+_OrderItem: TypeAlias = str | tuple[str, int | str] | list[str | int]
 
 # --- keys ---------------------------------------------------------------------
 def validate_keys(doc: object) -> None: ...
@@ -28,10 +33,10 @@ def map_to_doc(
     field_map: dict[str, str] | None,
     versioned: bool,
     owned: bool = False,
-) -> Document: ...
+) -> _Document: ...
 def map_from_doc(
     doc: Mapping[str, Any], id_field: str, reverse_map: dict[str, str] | None, versioned: bool
-) -> Document: ...
+) -> _Document: ...
 @final
 class ModelCodec:
     def __new__(
@@ -44,22 +49,12 @@ class ModelCodec:
         exclude: set[str] | None,
         owned_dump: bool,
     ) -> ModelCodec: ...
-    def __init__(
-        self,
-        model_cls: type[BaseModel],
-        id_field: str,
-        field_map: dict[str, str] | None,
-        reverse_map: dict[str, str] | None,
-        versioned: bool,
-        exclude: set[str] | None,
-        owned_dump: bool,
-    ) -> None: ...
-    def to_doc(self, entity: BaseModel) -> Document: ...
+    def to_doc(self, entity: BaseModel) -> _Document: ...
     def from_doc(self, doc: Mapping[str, Any]) -> BaseModel: ...
 
 # --- filters --------------------------------------------------------------------
-def compile_filter(spec: SpecTree, custom: Mapping[str, CustomCompiler] | None = None) -> Document: ...
-def compile_sort(order_by: str | Sequence[OrderItem] | None) -> list[tuple[str, int]]: ...
+def compile_filter(spec: _SpecTree, custom: Mapping[str, _CustomCompiler] | None = None) -> _Document: ...
+def compile_sort(order_by: str | Sequence[_OrderItem] | None) -> list[tuple[str, int]]: ...
 def compile_projection(fields: str | Sequence[str] | None) -> dict[str, int] | None: ...
 def normalize_spec(
     tree: object,
@@ -72,8 +67,8 @@ def normalize_spec(
 def build_upserts(
     docs: Sequence[Mapping[str, Any]],
     id_field: str = "id",
-    position_field: str | None = "_last_position",
-    event_id_field: str | None = "_last_event_id",
+    position_field: str | None = ...,  # "_last_position"
+    event_id_field: str | None = ...,  # "_last_event_id"
     label: str = "docs",
-) -> list[tuple[Document, Document]]: ...
+) -> list[tuple[_Document, _Document]]: ...
 def canonical_id(key: object) -> object: ...

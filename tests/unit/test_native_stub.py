@@ -19,13 +19,13 @@ def _params(node: ast.FunctionDef) -> list[str]:
 
 
 def _stub_functions() -> dict[str, list[str]]:
-    """Each stub function's parameters; for a class, its constructor's (without self)."""
+    """Each stub function's parameters; for a class, its constructor's (without cls)."""
     tree = ast.parse(STUB.read_text())
     found = {node.name: _params(node) for node in tree.body if isinstance(node, ast.FunctionDef)}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            init = next(f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
-            found[node.name] = _params(init)[1:]
+            new = next(f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__new__")
+            found[node.name] = _params(new)[1:]
     return found
 
 

@@ -748,3 +748,52 @@ async def test_a_rebuild_folds_with_fewer_garbage_collections_and_restores_the_c
     assert report.events == len(stores.history) and await stores.problems() == []
     assert seen == {gc_threshold if gc_threshold is not None else before[0]}
     assert gc.get_threshold() == before
+
+
+async def test_cold_documents_are_written_during_the_build_and_a_crash_after_them_resumes_cleanly(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents no event of the current batch touched are written while the build goes on
+    (without a checkpoint); products keep changing after such a write and are written again.
+    A crash then leaves the shadow ahead of its checkpoint, which the resumed build handles."""
+    from cqrs_ddd_persistence_mongo.projections import builder
+
+    monkeypatch.setattr(builder, "COLD_WRITE_MIN", 1)
+    await stores.append(list(order_history(150, 5, concurrent=10)))
+    await stores.runner().rebuild("order_summary", batch_size=100)
+    expected = await read_model(stores.connection.db())
+    recording = RecordingPositionStore(stores.positions)
+    crashing = ProjectionRunner(FailingEventStore(stores.events, 5), recording,
+                                [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=100, fresh=True)
+    # the crash's idempotent flush saved the position it reached; the cold writes came before it
+    assert [p for name, p in recording.saved if name == rebuild_checkpoint("order_summary")][0] == 0
+    shadow = stores.connection.db()[ORDER_SUMMARIES + "__rebuild"]
+    assert await shadow.count_documents({}) > 0
+    report = await stores.runner().rebuild("order_summary", batch_size=100)
+    assert report.events == len(stores.history) - report.resumed_from
+    assert await read_model(stores.connection.db()) == expected
+    assert await stores.problems() == []
+
+
+async def test_cold_writes_and_the_final_flush_together_write_each_document_at_least_once(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cqrs_ddd_persistence_mongo.projections import builder
+
+    monkeypatch.setattr(builder, "COLD_WRITE_MIN", 1)
+    writes: list[tuple[str, int]] = []
+    write = builder.ShadowBuilder._write
+
+    async def counting(self: Any, collection: str, models: list[Any]) -> None:
+        writes.append((collection, len(models)))
+        await write(self, collection, models)
+
+    monkeypatch.setattr(builder.ShadowBuilder, "_write", counting)
+    await stores.append(list(order_history(150, 5, concurrent=10)))
+    await stores.runner().rebuild("order_summary", batch_size=100)
+    assert await stores.problems() == []
+    summaries = [n for c, n in writes if c == ORDER_SUMMARIES]
+    assert len(summaries) > 2  # written while the build went on, not only at the end
+    assert sum(summaries) == 150  # an order closed a batch ago never changes again: written once

@@ -21,7 +21,11 @@ run does, with the careful fold of :func:`.applier.apply_batch` (retries on fres
 parking, ``on_error="stop"``). So a failing handler costs at most one flush interval of
 refolding, and its outcome is the careful fold's.
 
-The next batch of events is read while the current one is folded and written.
+The next batch of events is read while the current one is folded and written. Changed
+documents that no event of the current batch touched ("cold": an order closed a batch ago)
+are written in the background meanwhile, without a checkpoint, so the server's write time
+hides behind the fold; one that changes again later is written again. A document is thus
+written at least once per flush interval in which it changed, always in order.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ DEFAULT_FLUSH_SECONDS = 30.0
 #: interpreter's default (700) has the cyclic collector walk the growing working set and
 #: event batches ~200 times per 30,000 events, 10-15% of a rebuild's time
 DEFAULT_GC_THRESHOLD = 20_000
+#: fewer cold documents than this wait for the next flush (a write per batch costs a round trip)
+COLD_WRITE_MIN = 256
 #: in-memory dicts take several times their BSON size
 PYTHON_OVERHEAD = 4
 SIZE_SAMPLE = 16
@@ -132,6 +138,8 @@ class ShadowBuilder:
         self._flushed = (position, 0)  # (position, consumed) at the last flush
         self._saved: int | None = None  # the checkpoint this builder last saved
         self._plans: dict[str, _Plan] = {}
+        self._writing: asyncio.Future[None] | None = None  # a write of cold documents in flight
+        self._cold_count = 0
 
     # --- the loop -------------------------------------------------------------------------
     async def run(self, upto: int | None = None, progress: Reporter | None = None, done_before: int = 0) -> int:
@@ -146,6 +154,7 @@ class ShadowBuilder:
                 try:
                     await self._run(upto, progress, done_before)
                 except _DirectFoldFailed:
+                    await self._cold_written()
                     self._refold_from_last_flush()
                     continue
                 return self.consumed - consumed_before
@@ -181,6 +190,7 @@ class ShadowBuilder:
                     if self._evicted:
                         await self._load_misses(batch)
                     self._fold_directly(batch)
+                    await self._write_cold(since=batch[0].position)
                 if self._over_budget():
                     await self.flush(evict=True)
                 elif self._clock() - self._last_flush >= self.options.flush_seconds:
@@ -191,6 +201,10 @@ class ShadowBuilder:
             await self.flush(idempotent=True)
             raise
         finally:
+            if self._writing is not None:
+                await asyncio.wait([self._writing])  # never leave a write running behind
+                if not self._writing.cancelled():
+                    self._writing.exception()  # seen here; the next flush still raises it
             if pending is not None:
                 pending.cancel()
                 try:
@@ -308,21 +322,13 @@ class ShadowBuilder:
         as a replacement (for a flush that may repeat one cut off halfway). Returns the
         documents written.
         """
-        written = 0
+        written = await self._cold_written()
         for collection, keys in self._dirty.items():
             if not keys:
                 continue
-            docs, stored = self._docs[collection], self._stored.setdefault(collection, set())
-            models: list[Any] = []
-            for key in keys:
-                doc = docs[key]
-                if idempotent or key in stored:
-                    models.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-                else:
-                    models.append(InsertOne(doc))
-            _accel.validate_keys([doc for doc in (docs[key] for key in keys)])
+            models = self._models(collection, keys, idempotent)
             await self._write(collection, models)
-            stored.update(keys)
+            self._stored.setdefault(collection, set()).update(keys)
             written += len(models)
             keys.clear()
         if written or self._saved != self.position:
@@ -335,6 +341,61 @@ class ShadowBuilder:
                 docs.clear()
             self._evicted = True
         return written
+
+    def _models(self, collection: str, keys: set[Any] | list[Any], idempotent: bool = False) -> list[Any]:
+        """One write per document: an insert when no flush wrote it yet, else a replacement."""
+        docs, stored = self._docs[collection], self._stored.setdefault(collection, set())
+        models: list[Any] = []
+        for key in keys:
+            doc = docs[key]
+            if idempotent or key in stored:
+                models.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+            else:
+                models.append(InsertOne(doc))
+        _accel.validate_keys([docs[key] for key in keys])
+        return models
+
+    async def _write_cold(self, since: int) -> None:
+        """Start writing, while the next batch is read and folded, the changed documents
+        that no event from ``since`` on touched (an order that was shipped a batch ago).
+
+        Cold documents rarely change again, so writing them now hides the server's write
+        time behind the fold; one that does change is written again (a replacement) later.
+        The checkpoint is not saved: documents newer than the checkpoint are what a resumed
+        build already expects (skipped per document). One such write runs at a time, and
+        every flush waits for it first, so a document's writes reach the server in order.
+        """
+        await self._cold_written()
+        cold: dict[str, list[Any]] = {}
+        count = 0
+        for collection, keys in self._dirty.items():
+            docs = self._docs[collection]
+            found = [key for key in keys if docs[key][POSITION_FIELD] < since]
+            if found:
+                cold[collection] = found
+                count += len(found)
+        if count < COLD_WRITE_MIN:
+            return
+        writes = []
+        for collection, cold_keys in cold.items():
+            writes.append((collection, self._models(collection, cold_keys)))
+            self._dirty[collection].difference_update(cold_keys)
+            self._stored.setdefault(collection, set()).update(cold_keys)
+        self._cold_count = count
+        self._writing = asyncio.ensure_future(self._write_all(writes))
+
+    async def _write_all(self, writes: list[tuple[str, list[Any]]]) -> None:
+        for collection, models in writes:
+            await self._write(collection, models)
+
+    async def _cold_written(self) -> int:
+        """Wait for the write of cold documents in flight (its error is raised here);
+        returns the documents it wrote."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return 0
+        await writing
+        return self._cold_count
 
     async def _write(self, collection: str, models: list[Any]) -> None:
         target = self.db[self.physical.get(collection, collection)]

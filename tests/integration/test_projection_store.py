@@ -255,3 +255,53 @@ async def test_bulk_upserts_probe_whether_keys_exist_and_skip_wasted_inserts(
     assert collection.sent == [("InsertOne", 64), ("UpdateOne", 500)]
     stored = await pymongo_connection.db()["probed"].find({"v": -1}).to_list(None)
     assert len(stored) == 500
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["own writes", "in a transaction"])
+async def test_bulk_upsert_replace_writes_documents_whole_with_the_same_guards(
+    store: MongoProjectionStore, in_transaction: bool
+) -> None:
+    if in_transaction and not await store.connection.supports_transactions():
+        pytest.skip("server without transactions")
+    first = [{"id": f"r{i}", "_last_position": 10, "status": "placed", "note": "old"} for i in range(100)]
+    await store.bulk_upsert(C, first)
+    later = [{"id": f"r{i}", "_last_position": 10 + (i % 2) * 5, "status": "shipped"} for i in range(100)]
+    later.append({"id": "new", "_last_position": 1, "status": "placed"})
+    if in_transaction:
+        async with TransactionScope(store.connection) as uow:
+            result = await store.bulk_upsert(C, later, replace=True, uow=uow)
+            await uow.commit()
+    else:
+        result = await store.bulk_upsert(C, later, replace=True)
+    assert (result.inserted, result.updated, result.skipped) == (1, 50, 50)
+    stored = {d["id"]: d for d in await store.find(C)}
+    assert stored["r1"]["status"] == "shipped" and "note" not in stored["r1"]  # replaced whole
+    assert stored["r0"] == {**first[0]}  # its guard failed: untouched
+    assert stored["new"]["status"] == "placed"
+    merged = await store.bulk_upsert(C, [{"id": "r3", "_last_position": 20, "extra": 1}])
+    assert merged.updated == 1
+    assert (await store.find_one(C, "r3"))["status"] == "shipped"  # the default sets, keeps the rest
+
+
+async def test_bulk_upsert_builds_with_fewer_garbage_collections_and_restores_the_collector(
+    store: MongoProjectionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from cqrs_ddd_persistence_mongo.advanced import projection_store
+
+    seen: list[int] = []
+    build = projection_store.build_upserts
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold()[0])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(projection_store, "build_upserts", recording)
+    before = gc.get_threshold()
+    gc.set_threshold(700, before[1], before[2])
+    try:
+        await store.bulk_upsert(C, [{"id": f"g{i}", "n": i} for i in range(10)])
+        assert seen == [20_000] and gc.get_threshold()[0] == 700
+    finally:
+        gc.set_threshold(*before)

@@ -13,6 +13,7 @@ from cqrs_ddd_persistence_mongo import _accel
 from cqrs_ddd_persistence_mongo.advanced import BulkLimits, build_upserts, to_update_ones
 from cqrs_ddd_persistence_mongo.advanced.bulk_upserts import (
     check_unique_keys,
+    plan_batches,
     is_id_conflict,
     split_batches,
     statement_sizes,
@@ -105,11 +106,26 @@ def test_statement_sizes_use_codec_options_and_report_unencodable() -> None:
         statement_sizes(build_upserts([{"id": 1}, {"id": 2, "s": {1, 2}}]), codec)
 
 
+def test_plan_batches_encodes_a_batch_that_fits_once_and_splits_the_others_like_the_sizes() -> None:
+    codec = CodecOptions(uuid_representation=UuidRepresentation.STANDARD, tz_aware=True)
+    statements = build_upserts([{"id": f"k{i}", "payload": "x" * (i % 5) * 40} for i in range(60)])
+    assert plan_batches(statements, codec, BulkLimits()) == [range(60)]
+    small = BulkLimits(max_count=7, max_bytes=2_000)
+    assert plan_batches(statements, codec, small) == split_batches(statement_sizes(statements, codec), small)
+    assert plan_batches([], codec, BulkLimits()) == []
+    with pytest.raises(InvalidDocument, match=r"docs\[1\] cannot be encoded"):
+        plan_batches(build_upserts([{"id": 1}, {"id": 2, "s": {1, 2}}]), codec, BulkLimits())
+    with pytest.raises(InvalidDocument, match=r"docs\[0\] encodes to \d+ bytes"):
+        plan_batches(build_upserts([{"id": "big", "payload": "x" * 3_000}]), codec, BulkLimits(max_bytes=2_000))
+
+
 def test_duplicate_keys_in_one_batch_are_refused() -> None:
     statements = build_upserts([{"id": {"a": 1, "b": 2}}, {"id": "x"}, {"id": {"b": 2, "a": 1}}])
     with pytest.raises(InvalidDocument, match=r"docs\[0\] and docs\[2\] have the same key"):
         check_unique_keys(statements)
     check_unique_keys(build_upserts([{"id": 1}, {"id": "1"}, {"id": 1.5}]))
+    with pytest.raises(InvalidDocument, match=r"docs\[1\] and docs\[3\] have the same key 'b'"):
+        check_unique_keys(build_upserts([{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "b"}]))  # all str
 
 
 def test_id_conflict_recognises_only_the_id_index() -> None:

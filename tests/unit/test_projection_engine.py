@@ -344,7 +344,7 @@ def test_human_durations() -> None:
 def test_fewer_collections_raises_the_first_threshold_for_the_block_and_restores_it() -> None:
     import gc
 
-    from cqrs_ddd_persistence_mongo.projections.builder import fewer_collections
+    from cqrs_ddd_persistence_mongo._gc import fewer_collections
 
     original = gc.get_threshold()
     gc.set_threshold(700, original[1], original[2])

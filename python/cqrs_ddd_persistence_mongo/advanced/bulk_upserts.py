@@ -9,6 +9,11 @@ native builder (``_accel.build_upserts``, twin ``_pure/bulk.py``):
               "_last_event_id": {"$ne": e}}               # when the doc carries _last_event_id
     update = {"$set": <every field but the key>}          # sent with upsert=True
 
+With ``replace=True`` each existing document is replaced by the given fields (fields it
+had and the new document lacks are removed) instead of having them set: the same guards,
+and a cheaper write for the server (no update to apply field by field). For read models
+written whole, as projections write them, the two are the same document.
+
 Sending (outside a transaction): for new keys the cheapest write is the insert of
 ``{"_id": key, **$set}`` (exactly what its upsert would create); keys that already exist
 answer E11000 on ``_id`` and only those get their guarded upsert statement. For existing
@@ -40,7 +45,7 @@ from typing import Any, cast
 
 import bson
 from bson.errors import BSONError
-from pymongo import InsertOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .. import _accel
@@ -104,6 +109,14 @@ def to_update_ones(statements: Sequence[Statement]) -> list[UpdateOne]:
     return [UpdateOne(filter_, update, upsert=True) for filter_, update in statements]
 
 
+def to_writes(statements: Sequence[Statement], replace: bool, upsert: bool = True) -> list[UpdateOne | ReplaceOne[Any]]:
+    """The guarded write of each statement: its ``$set`` update, or with ``replace`` the
+    replacement of the document by the same fields."""
+    if replace:
+        return [ReplaceOne(filter_, {"_id": filter_["_id"], **update["$set"]}, upsert=upsert) for filter_, update in statements]
+    return [UpdateOne(filter_, update, upsert=upsert) for filter_, update in statements]
+
+
 def _identity(value: Any) -> Any:
     """A hashable stand-in for a canonical ``_id`` (dicts are already in sorted order)."""
     if isinstance(value, dict):
@@ -119,6 +132,9 @@ def _identity(value: Any) -> Any:
 
 def check_unique_keys(statements: Sequence[Statement]) -> None:
     """Refuse two statements for one ``_id``: an unordered bulk write gives them no order."""
+    keys = [filter_["_id"] for filter_, _ in statements]
+    if all(type(key) is str for key in keys) and len(set(keys)) == len(keys):
+        return  # the common case, checked in C; the loop below names the duplicates
     seen: dict[Any, int] = {}
     for index, (filter_, _) in enumerate(statements):
         identity = _identity(filter_["_id"])
@@ -144,6 +160,27 @@ def statement_sizes(statements: Sequence[Statement], codec_options: Any) -> list
             raise InvalidDocument(f"docs[{index}] cannot be encoded as BSON: {exc}") from exc
         sizes.append(size)
     return sizes
+
+
+def plan_batches(statements: Sequence[Statement], codec_options: Any, limits: BulkLimits) -> list[range]:
+    """The index ranges to send as bulk writes, every statement checked first.
+
+    One encode of the whole batch when it fits in one write (the common case: sizing each
+    statement would encode every document twice, once here and once by the driver);
+    statement by statement otherwise, to split it and to name a statement that cannot be
+    encoded or is too large. The one-shot total counts more overhead per statement than the
+    per-statement sizes, so a batch it lets through fits by those too.
+    """
+    if not statements:
+        return []
+    if len(statements) <= limits.max_count:
+        try:
+            total = len(bson.encode({"s": list(statements)}, codec_options=codec_options))
+        except (BSONError, TypeError, ValueError, OverflowError):
+            total = None  # statement_sizes names the one that fails
+        if total is not None and total + len(statements) * STATEMENT_OVERHEAD <= limits.max_bytes:
+            return [range(len(statements))]
+    return split_batches(statement_sizes(statements, codec_options), limits)
 
 
 def split_batches(sizes: Sequence[int], limits: BulkLimits) -> list[range]:
@@ -175,7 +212,7 @@ def is_id_conflict(error: dict[str, Any]) -> bool:
 
 
 async def _bulk(
-    collection: Any, models: Sequence[UpdateOne | InsertOne[Any]], session: Any
+    collection: Any, models: Sequence[UpdateOne | ReplaceOne[Any] | InsertOne[Any]], session: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Send ``models`` unordered; return (result counts, write errors)."""
     try:
@@ -224,7 +261,8 @@ async def _insert_first(
 
 
 async def _write_batch(
-    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, insert_first: bool | None
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, insert_first: bool | None,
+    replace: bool = False,
 ) -> None:
     """Insert first, then guarded upserts for the keys that exist, then one retry of E11000s.
 
@@ -245,7 +283,7 @@ async def _write_batch(
     for _ in range(2):  # the guarded upserts, then one retry of their E11000s
         if not pending:
             return
-        counts, errors = await _bulk(collection, to_update_ones(pending), session)
+        counts, errors = await _bulk(collection, to_writes(pending, replace), session)
         result.inserted += counts.get("nUpserted", 0)
         result.updated += counts.get("nMatched", 0)
         _raise_other_errors(collection, errors, result)
@@ -254,9 +292,9 @@ async def _write_batch(
 
 
 async def _write_batch_in_transaction(
-    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult
+    collection: Any, batch: list[Statement], session: Any, result: BulkUpsertResult, replace: bool = False
 ) -> None:
-    guarded = [UpdateOne(f, u, upsert=False) for f, u in batch]
+    guarded = to_writes(batch, replace, upsert=False)
     inserts = [UpdateOne({"_id": f["_id"]}, {"$setOnInsert": u["$set"]}, upsert=True) for f, u in batch]
     counts, errors = await _bulk(collection, guarded, session)
     _raise_other_errors(collection, errors, result, tolerate_id_conflicts=False)
@@ -277,6 +315,7 @@ async def write_upserts(
     in_transaction: bool = False,
     limits: BulkLimits = BulkLimits(),
     insert_first: bool | None = None,
+    replace: bool = False,
 ) -> BulkUpsertResult:
     """Send guarded upsert ``statements`` as unordered bulk writes within ``limits``.
 
@@ -291,15 +330,16 @@ async def write_upserts(
     ``insert_first`` (outside transactions): ``True`` tries every statement as an insert
     first (a caller that knows most keys are new), ``False`` sends the upserts at once (most
     keys exist); ``None`` (default) probes the first ``PROBE`` keys and decides.
+    ``replace``: existing documents are replaced by the statements' fields, not updated.
     """
     check_unique_keys(statements)
-    sizes = statement_sizes(statements, collection.codec_options)
+    spans = plan_batches(statements, collection.codec_options, limits)
     result = BulkUpsertResult()
-    for span in split_batches(sizes, limits):
+    for span in spans:
         batch = statements[span.start : span.stop]
         if in_transaction:
-            await _write_batch_in_transaction(collection, batch, session, result)
+            await _write_batch_in_transaction(collection, batch, session, result, replace)
         else:
-            await _write_batch(collection, batch, session, result, insert_first)
+            await _write_batch(collection, batch, session, result, insert_first, replace)
         result.batches += 1
     return result

@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .. import _accel
 from .._gateway import Gateway, check_key, check_pipeline, check_position, check_query
+from .._gc import fewer_collections
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..connection import MongoConnectionManager
 from ..core._session import session_of
@@ -292,9 +293,15 @@ class MongoProjectionStore:
         docs: Iterable[Mapping[str, Any] | BaseModel],
         id_field: str | None = None,
         uow: UnitOfWorkRole | None = None,
+        *,
+        replace: bool = False,
     ) -> BulkUpsertResult:
         """Upsert many documents (dicts or pydantic models) with unordered bulk writes;
         returns inserted/updated/skipped counts.
+
+        An existing document gets the given fields set (others it has are kept); with
+        ``replace=True`` it is replaced by them (others are removed), a cheaper write for
+        the server when documents are written whole, as read models usually are.
 
         Each doc carries its key under ``id_field`` (default: the store's) and may carry its
         own guards ``_last_position`` / ``_last_event_id`` (as :meth:`upsert`'s
@@ -306,20 +313,22 @@ class MongoProjectionStore:
         """
         if isinstance(docs, (Mapping, str, bytes)) or not isinstance(docs, Iterable):
             raise InvalidDocument(f"docs must be a list of dicts, not {type(docs).__name__}")
-        rows = [as_document(doc, f"docs[{i}]") for i, doc in enumerate(docs)]
-        statements = build_upserts(rows, id_field or self.id_field)
-        if not statements:
-            return BulkUpsertResult()
-        gateway = self._gateway(collection)
-        session = session_of(uow)
-        with _version_conflicts(), gateway.call(f"bulk upsert into '{collection}'"):
-            return await write_upserts(
-                self._collection(collection),
-                statements,
-                session=session,
-                in_transaction=gateway.in_transaction(session),
-                limits=await self._limits(),
-            )
+        with fewer_collections():
+            rows = [as_document(doc, f"docs[{i}]") for i, doc in enumerate(docs)]
+            statements = build_upserts(rows, id_field or self.id_field)
+            if not statements:
+                return BulkUpsertResult()
+            gateway = self._gateway(collection)
+            session = session_of(uow)
+            with _version_conflicts(), gateway.call(f"bulk upsert into '{collection}'"):
+                return await write_upserts(
+                    self._collection(collection),
+                    statements,
+                    session=session,
+                    in_transaction=gateway.in_transaction(session),
+                    limits=await self._limits(),
+                    replace=replace,
+                )
 
     upsert_batch = bulk_upsert
 

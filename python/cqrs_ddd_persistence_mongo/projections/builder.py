@@ -31,16 +31,15 @@ written at least once per flush interval in which it changed, always in order.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bson
 from pymongo import InsertOne, ReplaceOne
 from .. import _accel
+from .._gc import GC_THRESHOLD, fewer_collections
 from .._gateway import call
 from ..exceptions import ProjectionError
 from ..roles import ConnectionRole
@@ -56,7 +55,7 @@ DEFAULT_FLUSH_SECONDS = 30.0
 #: new containers between two young-generation collections while a rebuild folds: the
 #: interpreter's default (700) has the cyclic collector walk the growing working set and
 #: event batches ~200 times per 30,000 events, 10-15% of a rebuild's time
-DEFAULT_GC_THRESHOLD = 20_000
+DEFAULT_GC_THRESHOLD = GC_THRESHOLD
 #: fewer cold documents than this wait for the next flush (a write per batch costs a round trip)
 COLD_WRITE_MIN = 256
 #: in-memory dicts take several times their BSON size
@@ -81,7 +80,7 @@ class BuildOptions:
     flush_seconds: float = DEFAULT_FLUSH_SECONDS
     gc_threshold: int | None = DEFAULT_GC_THRESHOLD
     """the interpreter's first garbage-collection threshold while folding (see
-    :func:`fewer_collections`); None leaves the collector alone"""
+    docs/projections.md); None leaves the collector alone"""
 
     def __post_init__(self) -> None:
         threshold = self.gc_threshold
@@ -404,36 +403,6 @@ class ShadowBuilder:
             await target.bulk_write(models, ordered=False)
 
 
-_raised_by = 0  # blocks of fewer_collections running now (concurrent rebuilds share one raise)
-_saved_threshold: tuple[int, int, int] | None = None
-
-
-@contextmanager
-def fewer_collections(first: int | None) -> Iterator[None]:
-    """Raise the interpreter's first garbage-collection threshold to ``first`` for the block.
-
-    Process-wide while any such block runs; the last one to end restores the thresholds it
-    found. Never lowers a threshold the application set higher. Reference counting still
-    frees every object that is not part of a cycle at once; only cycles wait a little
-    longer to be collected.
-    """
-    global _raised_by, _saved_threshold
-    if first is None or (_raised_by == 0 and gc.get_threshold()[0] >= first):
-        yield
-        return
-    if _raised_by == 0:
-        _saved_threshold = gc.get_threshold()
-        gc.set_threshold(first, *_saved_threshold[1:])
-    _raised_by += 1
-    try:
-        yield
-    finally:
-        _raised_by -= 1
-        if _raised_by == 0 and _saved_threshold is not None:
-            gc.set_threshold(*_saved_threshold)
-            _saved_threshold = None
-
-
 def _cancel_requested() -> bool:
     """True when this task was asked to stop (Ctrl-C) but the cancel did not land."""
     task = asyncio.current_task()
@@ -448,4 +417,4 @@ async def _next(batches: AsyncIterator[list[Any]]) -> list[Any] | None:
         return None
 
 
-__all__ = ["DEFAULT_GC_THRESHOLD", "POSITION_FIELD", "BuildOptions", "ShadowBuilder", "fewer_collections"]
+__all__ = ["DEFAULT_GC_THRESHOLD", "POSITION_FIELD", "BuildOptions", "ShadowBuilder"]

@@ -400,7 +400,7 @@ class ProjectionRunner:
         Imperative projections are reset and replayed in place (no shadow). While it folds,
         the interpreter's first garbage-collection threshold is raised to ``gc_threshold``
         (process-wide, restored afterwards; None: left alone), see
-        :func:`.builder.fewer_collections`.
+        docs/projections.md.
 
         Refuses (``ProjectionError``, nothing written) to rebuild from an empty event store,
         and to swap in collections with fewer documents than the live ones, unless

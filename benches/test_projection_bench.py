@@ -9,11 +9,12 @@ The server is the embedded SecantusDB in its own process (or ``MONGODB_URL``).
   script would do with no safety at all: a raw driver cursor over the events sorted by
   position, a fold into Python dicts, one ``insert_many`` per collection; no checkpoints,
   no guards. Goal: the engine's rebuild (checkpoints, shadow collections, swap, parity
-  with a direct fold) >= 0.9x its speed. Not met yet (0.63-0.84x measured on the Rust test
-  server under load): the test servers' ``renameCollection`` copies every document (about
-  11% of the near-floor's time; a metadata change on mongod) and decoding events into
-  ``StoredEvent`` costs 0.07-0.18 s per 30,000 events more than the raw cursor. The gate
-  is ``REBUILD_GATE`` (a regression guard below the measured range) until the goal is met.
+  with a direct fold) >= 0.9x its speed. Not met steadily yet: best-of-3 ratios on the Rust
+  test server on a quiet machine are 0.84-0.94x (local) and 0.84-0.91x (scattered). What
+  is left: the test servers' ``renameCollection`` copies every document (a metadata change
+  on mongod), and the gap-safe windowed reads with majority read concern cost ~10% over one
+  raw cursor. The gate is ``REBUILD_GATE``, a regression guard below the measured range,
+  until the goal is met.
   Events/s of 1 and 2 workers are reported.
 * **bulk_upsert of existing documents**, each mode against its raw twin on the same
   documents: ``replace=True`` vs raw ``ReplaceOne`` upserts, the default (fields set) vs raw
@@ -55,7 +56,7 @@ from cqrs_ddd_persistence_mongo._demo.orders import (
 from .conftest import report
 
 ORDERS = int(os.environ.get("PROJECTION_BENCH_ORDERS", "3000"))
-REBUILD_GATE = 0.6  # the goal is 0.9: see the module docstring
+REBUILD_GATE = 0.7  # the goal is 0.9: see the module docstring
 ROUNDS = int(os.environ.get("PROJECTION_BENCH_ROUNDS", "3"))
 BULK_ROUNDS = 3 * ROUNDS  # a write of 10,000 documents takes ~0.3 s: more rounds to see past the noise
 BATCH = 5_000

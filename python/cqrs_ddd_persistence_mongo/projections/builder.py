@@ -58,6 +58,8 @@ DEFAULT_FLUSH_SECONDS = 30.0
 DEFAULT_GC_THRESHOLD = GC_THRESHOLD
 #: fewer cold documents than this wait for the next flush (a write per batch costs a round trip)
 COLD_WRITE_MIN = 256
+#: cold writes stop once more than this share of the documents written cold changed again
+COLD_RELAPSE_LIMIT = 0.25
 #: in-memory dicts take several times their BSON size
 PYTHON_OVERHEAD = 4
 SIZE_SAMPLE = 16
@@ -138,7 +140,9 @@ class ShadowBuilder:
         self._saved: int | None = None  # the checkpoint this builder last saved
         self._plans: dict[str, _Plan] = {}
         self._writing: asyncio.Future[None] | None = None  # a write of cold documents in flight
-        self._cold_count = 0
+        self._cold_count = 0  # documents the last cold write wrote
+        self._cold_writes = True
+        self._previous_batch_start = position  # documents untouched since are cold
 
     # --- the loop -------------------------------------------------------------------------
     async def run(self, upto: int | None = None, progress: Reporter | None = None, done_before: int = 0) -> int:
@@ -189,7 +193,7 @@ class ShadowBuilder:
                     if self._evicted:
                         await self._load_misses(batch)
                     self._fold_directly(batch)
-                    await self._write_cold(since=batch[0].position)
+                    await self._write_cold(batch[0].position)
                 if self._over_budget():
                     await self.flush(evict=True)
                 elif self._clock() - self._last_flush >= self.options.flush_seconds:
@@ -354,17 +358,26 @@ class ShadowBuilder:
         _accel.validate_keys([docs[key] for key in keys])
         return models
 
-    async def _write_cold(self, since: int) -> None:
+    async def _write_cold(self, batch_start: int) -> None:
         """Start writing, while the next batch is read and folded, the changed documents
-        that no event from ``since`` on touched (an order that was shipped a batch ago).
+        that no event of the last two batches touched (an order shipped a while ago).
 
         Cold documents rarely change again, so writing them now hides the server's write
         time behind the fold; one that does change is written again (a replacement) later.
+        Where that happens to many (a history in which every document keeps changing), cold
+        writes stop for the rest of the build: they would only multiply the writes.
         The checkpoint is not saved: documents newer than the checkpoint are what a resumed
         build already expects (skipped per document). One such write runs at a time, and
         every flush waits for it first, so a document's writes reach the server in order.
         """
+        since, self._previous_batch_start = self._previous_batch_start, batch_start
         await self._cold_written()
+        if not self._cold_writes:
+            return
+        rewarmed = sum(len(keys & self._stored.get(c, set())) for c, keys in self._dirty.items())
+        if self._cold_count and rewarmed > self._cold_count * COLD_RELAPSE_LIMIT:
+            self._cold_writes = False
+            return
         cold: dict[str, list[Any]] = {}
         count = 0
         for collection, keys in self._dirty.items():

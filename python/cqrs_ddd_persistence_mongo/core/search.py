@@ -23,7 +23,7 @@ from ..query_builder import MongoQueryBuilder, find_operator
 from ..specifications import OperatorRegistry, QueryOptions, Specification
 
 #: what a search selects: a Specification, its dict form, QueryOptions, or None (everything)
-Criteria: TypeAlias = "Specification | dict[str, Any] | QueryOptions | None"
+Criteria: TypeAlias = Specification | dict[str, Any] | QueryOptions | None
 #: the item type: the model for a repository, the raw document (the default) otherwise
 T = TypeVar("T", default=dict[str, Any])
 

@@ -89,10 +89,9 @@ class AggregateRoot(BaseModel, Generic[ID]):
     snapshot_schema: ClassVar[int] = 1
     __event_handlers__: ClassVar[dict[str, tuple[str, type[DomainEvent] | None]]] = {}
 
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # type checkers see the parameter; pydantic validates any id as given
         id: ID | None = None
-    else:
-        id: Any = None
+    id: Any = None  # type: ignore[no-redef]
     version: int = 0
 
     @classmethod

@@ -227,7 +227,7 @@ def test_gap_safe_streaming_vs_a_raw_sorted_cursor(histories: dict[str, tuple[st
                 events = [from_document(doc) async for doc in cursor]
                 assert len(events) == total
 
-            return tuple(await best_of(ROUNDS + 2, stream, raw))  # type: ignore[return-value]
+            return tuple(await best_of(BULK_ROUNDS, stream, raw))  # type: ignore[return-value]
         finally:
             await connection.disconnect()
 

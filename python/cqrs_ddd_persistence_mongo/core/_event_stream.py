@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ContextManager, Generator
 
+from .._gc import fewer_collections
 from ..domain.events import StoredEvent
 
 
@@ -70,7 +71,7 @@ async def gap_safe_batches(
         batch: list[StoredEvent] = []
         try:
             while hole is None:
-                with guard():
+                with guard(), fewer_collections():  # thousands of documents decoded at once
                     docs = await fetch(cursor, batch_size)
                 if not docs:
                     break

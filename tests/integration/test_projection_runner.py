@@ -746,7 +746,12 @@ async def test_a_rebuild_folds_with_fewer_garbage_collections_and_restores_the_c
     before = gc.get_threshold()
     report = await stores.runner(Recording()).rebuild("order_summary", batch_size=30, gc_threshold=gc_threshold)
     assert report.events == len(stores.history) and await stores.problems() == []
-    assert seen == {gc_threshold if gc_threshold is not None else before[0]}
+    if gc_threshold is not None:
+        assert seen == {gc_threshold}
+    else:  # the fold leaves the collector alone; reads of the next batch, in flight meanwhile, do not
+        from cqrs_ddd_persistence_mongo._gc import GC_THRESHOLD
+
+        assert seen and seen <= {before[0], GC_THRESHOLD}
     assert gc.get_threshold() == before
 
 

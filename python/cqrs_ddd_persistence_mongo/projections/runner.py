@@ -399,7 +399,7 @@ class ProjectionRunner:
         over). ``workers > 1`` splits documents by a hash of their id across processes.
         Imperative projections are reset and replayed in place (no shadow). While it folds,
         the interpreter's first garbage-collection threshold is raised to ``gc_threshold``
-        (process-wide, restored afterwards; None: left alone), see
+        (process-wide, restored afterwards; None: the fold does not raise it), see
         docs/projections.md.
 
         Refuses (``ProjectionError``, nothing written) to rebuild from an empty event store,

@@ -141,6 +141,32 @@ async def test_crashed_rebuild_resumes_and_equals_a_clean_rebuild(stores: Stores
     assert await stores.connection.db()[ORDER_SUMMARIES].count_documents({"old": True}) == 0
 
 
+async def counted(db: Any, collections: Any) -> list[int]:
+    return [await db[c].count_documents({}) for c in collections]
+
+
+@pytest.mark.parametrize("memory_budget", [1, 256 * 1024 * 1024])
+async def test_the_counts_before_the_swap_are_the_documents_swapped_in(stores: Stores, memory_budget: int) -> None:
+    """Fresh builds count what they wrote (also after evicting and writing cold documents);
+    a resumed build, which did not write all of its shadow, asks the server."""
+    await stores.append(list(order_history(120, 6, concurrent=30)))
+    collections = OrderSummaryProjection.collections
+    db = stores.connection.db()
+    fresh = await stores.runner().rebuild("order_summary", batch_size=50, memory_budget=memory_budget)
+    assert [c.rebuilt for c in fresh.counts] == await counted(db, collections)
+    assert [c.collection for c in fresh.counts] == list(collections)
+    crashing = ProjectionRunner(FailingEventStore(stores.events, 3), stores.positions,
+                                [OrderSummaryProjection()], connection=stores.connection)
+    with pytest.raises(ConnectionError):
+        await crashing.rebuild("order_summary", batch_size=50, memory_budget=1, fresh=True)  # flushes each batch
+    live = await counted(db, collections)
+    resumed = await stores.runner().rebuild("order_summary", batch_size=50, memory_budget=memory_budget)
+    assert resumed.resumed_from > 0
+    assert [c.live for c in resumed.counts] == live
+    assert [c.rebuilt for c in resumed.counts] == await counted(db, collections)
+    assert await stores.problems() == []
+
+
 async def test_a_rebuild_that_lost_a_flush_checkpoint_resumes_to_a_clean_result(stores: Stores) -> None:
     await stores.append(list(order_history(100, 6, concurrent=20)))
     # saves: 1 = the fresh rebuild's 0, 2 = the first flush, 3 = the second flush (lost after its writes)

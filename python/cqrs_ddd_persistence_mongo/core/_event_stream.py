@@ -65,7 +65,10 @@ async def gap_safe_batches(
     batches never does.
     """
     while True:
-        cursor = collection.find({"position": {"$gt": after}}, sort=[("position", 1)], batch_size=batch_size)
+        # positions start at 1: from the start, no filter (servers scan the index without
+        # evaluating a predicate per document)
+        query = {"position": {"$gt": after}} if after > 0 else {}
+        cursor = collection.find(query, sort=[("position", 1)], batch_size=batch_size)
         expected = after + 1
         hole: tuple[int, int] | None = None
         batch: list[StoredEvent] = []
@@ -75,18 +78,17 @@ async def gap_safe_batches(
                     docs = await fetch(cursor, batch_size)
                 if not docs:
                     break
-                for doc in docs:
-                    found = doc["position"]
-                    if found != expected:
-                        hole = (expected, found - 1)
-                        break
-                    after = found
-                    expected = found + 1
-                    if not is_gap(doc):
-                        batch.append(decode(doc))
-                        if len(batch) >= batch_size:
-                            yield batch
-                            batch = []
+                dense = _dense_prefix(docs, expected)
+                if dense < len(docs):
+                    hole = (expected + dense, docs[dense]["position"] - 1)
+                if dense:
+                    after = expected + dense - 1
+                    expected = after + 1
+                    with fewer_collections():
+                        batch.extend([decode(doc) for doc in docs[:dense] if not is_gap(doc)])
+                while len(batch) >= batch_size:
+                    ready, batch = batch[:batch_size], batch[batch_size:]
+                    yield ready
         finally:
             closing = cursor.close()
             if inspect.isawaitable(closing):
@@ -101,6 +103,17 @@ async def gap_safe_batches(
                 hole = (expected, head)
             if not await resolve_hole(*hole):
                 return  # a hole that may still be filled: stop before it
+
+
+def _dense_prefix(docs: list[Mapping[str, Any]], expected: int) -> int:
+    """How many of ``docs`` (sorted by position) continue the dense sequence from ``expected``."""
+    positions = [doc["position"] for doc in docs]
+    if positions == list(range(expected, expected + len(positions))):  # the common case, at C speed
+        return len(positions)
+    for index, found in enumerate(positions):
+        if found != expected + index:
+            return index
+    return len(positions)
 
 
 class EventIterator:

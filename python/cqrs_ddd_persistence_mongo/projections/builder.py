@@ -128,6 +128,7 @@ class ShadowBuilder:
         self.consumed = 0
         self.dead_letters = dead_letters
         self._resumed = resumed
+        self._started_empty = not resumed  # then every document of the shadow is one it wrote
         self.connection = connection
         self._clock = clock
         self._docs: dict[str, dict[Any, dict[str, Any]]] = {c: {} for c in projection.collections}
@@ -310,6 +311,13 @@ class ShadowBuilder:
         for collection, docs in loaded.items():
             self._docs.setdefault(collection, {}).update(docs)
             self._stored.setdefault(collection, set()).update(docs)
+
+    def written_counts(self) -> dict[str, int] | None:
+        """Documents per shadow collection, known without asking the server when this
+        builder started from the empty shadow and wrote every document in it; else None."""
+        if not self._started_empty:
+            return None
+        return {collection: len(self._stored.get(collection, ())) for collection in self.physical}
 
     def _over_budget(self) -> bool:
         held = sum(len(docs) for docs in self._docs.values())

@@ -156,8 +156,15 @@ class Rebuild:
             covered = low - position
         await builder.run(None, reporter, covered)
         async with self.pause_followers:
-            await builder.run(None, reporter, covered)
-            counts = await self._counts(shadow)
+            # the live read model no longer changes: count it while the rebuild catches up
+            live = asyncio.ensure_future(self._live_counts(shadow))
+            try:
+                await builder.run(None, reporter, covered)
+            except BaseException:
+                live.cancel()
+                await asyncio.gather(live, return_exceptions=True)
+                raise
+            counts = await self._counts(shadow, await live, builder.written_counts())
             self._refuse_to_shrink(counts)
             if self.before_swap is not None:
                 self.before_swap(covered + builder.consumed, counts)
@@ -194,18 +201,23 @@ class Rebuild:
             options=self.options,
         )
 
-    async def _counts(self, shadow: dict[str, str]) -> list[SwapCount]:
-        """Documents per collection, from the collections' metadata (no scan)."""
+    async def _live_counts(self, shadow: dict[str, str]) -> dict[str, int]:
+        """Documents per live collection, from the collections' metadata (no scan)."""
         serving = await resolve_read_models(self.db, self.name, shadow)
+        return dict(zip(shadow, await asyncio.gather(*(self._count(serving[live]) for live in shadow))))
 
-        async def count(live: str, physical: str) -> SwapCount:
-            with call(self.connection, f"counting the documents of '{live}' before the swap", ProjectionError):
-                rebuilt, current = await asyncio.gather(
-                    self.db[physical].estimated_document_count(), self.db[serving[live]].estimated_document_count()
-                )
-            return SwapCount(live, rebuilt, current)
+    async def _counts(
+        self, shadow: dict[str, str], live: dict[str, int], rebuilt: dict[str, int] | None
+    ) -> list[SwapCount]:
+        """Rebuilt and live documents per collection; the rebuilt ones from the builder when
+        it knows them, else from the shadows' metadata."""
+        if rebuilt is None:
+            rebuilt = dict(zip(shadow, await asyncio.gather(*(self._count(p) for p in shadow.values()))))
+        return [SwapCount(collection, rebuilt[collection], live[collection]) for collection in shadow]
 
-        return list(await asyncio.gather(*(count(live, physical) for live, physical in shadow.items())))
+    async def _count(self, physical: str) -> int:
+        with call(self.connection, f"counting the documents of '{physical}' before the swap", ProjectionError):
+            return int(await self.db[physical].estimated_document_count())
 
     def _refuse_to_shrink(self, counts: list[SwapCount]) -> None:
         if self.allow_empty:

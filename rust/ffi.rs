@@ -275,7 +275,19 @@ impl DateLayout {
     pub fn midnight<'py>(
         &self,
         datetime_cls: &Bound<'py, PyType>,
+        ymd: Ymd,
+        tz: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.datetime(datetime_cls, ymd, (0, 0, 0, 0), tz)
+    }
+
+    /// `datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tz)` of the
+    /// exact `datetime_cls` the layout was checked with.
+    pub fn datetime<'py>(
+        &self,
+        datetime_cls: &Bound<'py, PyType>,
         (year, month, day): Ymd,
+        (hour, minute, second, micro): (i32, i32, i32, i32),
         tz: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY: the constructor from the checked capsule validates its arguments and
@@ -285,10 +297,10 @@ impl DateLayout {
                 year,
                 month,
                 day,
-                0,
-                0,
-                0,
-                0,
+                hour,
+                minute,
+                second,
+                micro,
                 tz.as_ptr(),
                 datetime_cls.as_ptr().cast::<ffi::PyTypeObject>(),
             );

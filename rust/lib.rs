@@ -6,6 +6,7 @@ mod bulk;
 mod codec;
 mod decimal128;
 mod errors;
+mod events;
 mod ffi;
 mod filters;
 mod keys;
@@ -19,5 +20,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     filters::register(m)?;
     bulk::register(m)?;
+    events::register(m)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ._pure import bulk as _pure_bulk
 from ._pure import codec as _pure_codec
+from ._pure import events as _pure_events
 from ._pure import filters as _pure_filters
 from ._pure import keys as _pure_keys
 from ._pure import mapping as _pure_mapping
@@ -37,6 +38,8 @@ _TWINS: dict[str, Callable[..., Any]] = {
     # bulk (issue 6)
     "build_upserts": _pure_bulk.build_upserts,
     "canonical_id": _pure_bulk.canonical_id,
+    # event decoding
+    "decode_events": _pure_events.decode_events,
 }
 
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -118,3 +121,8 @@ build_upserts: Callable[..., list[tuple[dict[str, Any], dict[str, Any]]]] = _BOU
 
 canonical_id: Callable[[Any], Any] = _BOUND["canonical_id"]
 """The ``_id`` stored for a key (composite dict keys in sorted field order)."""
+
+# event decoding
+decode_events: Callable[[bytes], tuple[list[Any], list[Any]]] = _BOUND["decode_events"]
+"""(positions, StoredEvents or None for hole markers) of one raw batch of event documents
+(twin of ``rust/events.rs``)."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 __all__ = [
     "validate_keys", "map_to_doc", "map_from_doc", "ModelCodec", "compile_filter", "compile_sort",
-    "compile_projection", "normalize_spec", "build_upserts", "canonical_id",
+    "compile_projection", "normalize_spec", "build_upserts", "canonical_id", "decode_events",
 ]
 
 _Document: TypeAlias = dict[str, Any]
@@ -72,3 +72,6 @@ def build_upserts(
     label: str = "docs",
 ) -> list[tuple[_Document, _Document]]: ...
 def canonical_id(key: object) -> object: ...
+
+# --- events ---------------------------------------------------------------------
+def decode_events(data: bytes) -> tuple[list[int], list[Any]]: ...

@@ -7,8 +7,8 @@ from hypothesis import given, strategies as st
 from cqrs_ddd_persistence_mongo.core._event_stream import _dense_prefix
 
 
-def page(*positions: int) -> list[dict[str, int]]:
-    return [{"position": p} for p in positions]
+def page(*positions: int) -> list[int]:
+    return list(positions)
 
 
 def test_a_dense_page_is_taken_whole() -> None:

@@ -10,6 +10,7 @@ from typing import Any, ContextManager, Generator
 
 from .._gc import fewer_collections
 from ..domain.events import StoredEvent
+from ._event_codec import Page
 
 
 class GapClock:
@@ -42,19 +43,18 @@ class GapClock:
 
 
 async def gap_safe_batches(
-    collection: Any,
     after: int,
     batch_size: int,
     *,
-    fetch: Callable[[Any, int], Awaitable[list[Mapping[str, Any]]]],
-    decode: Callable[[Mapping[str, Any]], StoredEvent],
-    is_gap: Callable[[Mapping[str, Any]], bool],
+    open_cursor: Callable[[dict[str, Any]], Any],
+    fetch: Callable[[Any], Awaitable[Page | None]],
     reserved_head: Callable[[], Awaitable[int]],
     resolve_hole: Callable[[int, int], Awaitable[bool]],
     guard: Callable[[], ContextManager[Any]],
 ) -> AsyncIterator[list[StoredEvent]]:
     """Lists of at most ``batch_size`` events after position ``after``, from one cursor
-    sorted by position (``fetch(cursor, batch_size)`` per round trip).
+    sorted by position (``open_cursor(query)``; ``fetch(cursor)`` decodes the next page of
+    it, None at its end).
 
     Positions are dense (each reserved one is an event, a hole marker or still in flight),
     so the first missing position is a hole: the stream ends there unless
@@ -67,25 +67,24 @@ async def gap_safe_batches(
     while True:
         # positions start at 1: from the start, no filter (servers scan the index without
         # evaluating a predicate per document)
-        query = {"position": {"$gt": after}} if after > 0 else {}
-        cursor = collection.find(query, sort=[("position", 1)], batch_size=batch_size)
+        cursor = open_cursor({"position": {"$gt": after}} if after > 0 else {})
         expected = after + 1
         hole: tuple[int, int] | None = None
         batch: list[StoredEvent] = []
         try:
             while hole is None:
                 with guard(), fewer_collections():  # thousands of documents decoded at once
-                    docs = await fetch(cursor, batch_size)
-                if not docs:
+                    page = await fetch(cursor)
+                if page is None:
                     break
-                dense = _dense_prefix(docs, expected)
-                if dense < len(docs):
-                    hole = (expected + dense, docs[dense]["position"] - 1)
+                positions, events = page
+                dense = _dense_prefix(positions, expected)
+                if dense < len(positions):
+                    hole = (expected + dense, positions[dense] - 1)
                 if dense:
                     after = expected + dense - 1
                     expected = after + 1
-                    with fewer_collections():
-                        batch.extend([decode(doc) for doc in docs[:dense] if not is_gap(doc)])
+                    batch.extend([event for event in events[:dense] if event is not None])
                 while len(batch) >= batch_size:
                     ready, batch = batch[:batch_size], batch[batch_size:]
                     yield ready
@@ -105,9 +104,8 @@ async def gap_safe_batches(
                 return  # a hole that may still be filled: stop before it
 
 
-def _dense_prefix(docs: list[Mapping[str, Any]], expected: int) -> int:
-    """How many of ``docs`` (sorted by position) continue the dense sequence from ``expected``."""
-    positions = [doc["position"] for doc in docs]
+def _dense_prefix(positions: list[Any], expected: int) -> int:
+    """How many of ``positions`` (sorted) continue the dense sequence from ``expected``."""
     if positions == list(range(expected, expected + len(positions))):  # the common case, at C speed
         return len(positions)
     for index, found in enumerate(positions):

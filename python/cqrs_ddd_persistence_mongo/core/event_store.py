@@ -51,7 +51,9 @@ from ..domain.events import StoredEvent
 from ..roles import ConnectionRole, UnitOfWorkRole
 from ..sharding import is_mongos
 from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, MongoPersistenceError, ResultTooLarge
-from ._event_codec import as_stored, from_document, gap_document, is_gap, to_document
+from ._event_codec import (
+    EVENT_CODEC, Page, as_stored, decode_page, from_document, gap_document, is_gap, page_of_documents, to_document,
+)
 from ._event_stream import EventStream, GapClock, gap_safe_batches
 from ._session import session_of
 from .search import search_collection
@@ -558,9 +560,32 @@ class MongoEventStore:
         return self.get_events_from_position(0, batch_size, specification=specification)
 
     def _stream(self, position: int, batch_size: int) -> AsyncIterator[list[StoredEvent]]:
+        collection = self._events.majority(None)
+        sort = [("position", 1)]
+        to_list = self._events.to_list
+        if self._connection.driver().kind != "mongomock" and collection.codec_options == EVENT_CODEC:
+            # raw batches: decoded in one native call each when the module is built
+
+            async def fetch_raw(cursor: Any) -> Page | None:
+                raw = await to_list(cursor, 1)
+                return decode_page(raw[0]) if raw else None
+
+            def open_raw(query: dict[str, Any]) -> Any:
+                return collection.find_raw_batches(query, sort=sort, batch_size=batch_size)
+
+            open_cursor, fetch = open_raw, fetch_raw
+        else:
+
+            async def fetch_documents(cursor: Any) -> Page | None:
+                docs = await to_list(cursor, batch_size)
+                return page_of_documents(docs) if docs else None
+
+            def open_documents(query: dict[str, Any]) -> Any:
+                return collection.find(query, sort=sort, batch_size=batch_size)
+
+            open_cursor, fetch = open_documents, fetch_documents
         return gap_safe_batches(
-            self._events.majority(None), max(position, 0), batch_size,
-            fetch=self._events.to_list, decode=from_document, is_gap=is_gap,
+            max(position, 0), batch_size, open_cursor=open_cursor, fetch=fetch,
             reserved_head=self._reserved_head, resolve_hole=self._resolve_hole,
             guard=lambda: self._events.call(f"streaming '{self.collection_name}'"),
         )

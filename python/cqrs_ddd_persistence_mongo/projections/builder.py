@@ -146,30 +146,41 @@ class ShadowBuilder:
         self._previous_batch_start = position  # documents untouched since are cold
 
     # --- the loop -------------------------------------------------------------------------
-    async def run(self, upto: int | None = None, progress: Reporter | None = None, done_before: int = 0) -> int:
+    async def run(
+        self, upto: int | None = None, progress: Reporter | None = None, done_before: int = 0,
+        ready: asyncio.Future[Any] | None = None,
+    ) -> int:
         """Fold every readable event after the position (up to ``upto``), then flush.
 
         Returns the events consumed by this call. Stops at the head or at a hole that may
-        still be filled (the event store's stream is gap-safe).
+        still be filled (the event store's stream is gap-safe). ``ready``: the preparation
+        of the shadow collections, awaited once the first read is on its way (nothing is
+        written before).
         """
         consumed_before = self.consumed
         with fewer_collections(self.options.gc_threshold):
             while True:
                 try:
-                    await self._run(upto, progress, done_before)
+                    await self._run(upto, progress, done_before, ready)
                 except _DirectFoldFailed:
                     await self._cold_written()
                     self._refold_from_last_flush()
                     continue
                 return self.consumed - consumed_before
 
-    async def _run(self, upto: int | None, progress: Reporter | None, done_before: int) -> None:
+    async def _run(
+        self, upto: int | None, progress: Reporter | None, done_before: int, ready: asyncio.Future[Any] | None
+    ) -> None:
         if upto is not None and upto <= self.position:
+            if ready is not None:
+                await ready
             await self.flush()
             return
         batches = self.events.get_events_from_position(self.position, self.options.batch_size).batches()
         pending: asyncio.Future[list[Any] | None] | None = asyncio.ensure_future(_next(batches))
         try:
+            if ready is not None:
+                await ready
             while pending is not None:
                 batch = await pending
                 pending = None
@@ -201,8 +212,9 @@ class ShadowBuilder:
                     await self.flush()
                 if progress is not None:
                     progress.update(done_before + self.consumed)
-        except asyncio.CancelledError:  # interrupted: keep what is folded, then stop
-            await self.flush(idempotent=True)
+        except asyncio.CancelledError:  # interrupted: keep what is folded (into a prepared shadow), then stop
+            if ready is None or (ready.done() and not ready.cancelled() and ready.exception() is None):
+                await self.flush(idempotent=True)
             raise
         finally:
             if self._writing is not None:

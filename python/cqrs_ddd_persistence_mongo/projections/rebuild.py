@@ -132,9 +132,23 @@ class Rebuild:
                 await self._finish(checkpoint, position)
             return RebuildReport(name, 0, time.perf_counter() - started, position, self.workers, position, swapped)
         resumed = position is not None
-        if position is None:
-            await self._prepare_shadow(shadow, checkpoint, by_pointer)
+        preparing: asyncio.Future[None] | None = None
+        if position is None:  # prepared while the first events are read (the builder waits for it)
+            preparing = asyncio.ensure_future(self._prepare_shadow(shadow, checkpoint, by_pointer))
             position = 0
+        try:
+            return await self._build_and_swap(started, shadow, checkpoint, position, resumed, by_pointer,
+                                              preparing, progress)
+        finally:
+            if preparing is not None and not preparing.done():
+                preparing.cancel()
+                await asyncio.gather(preparing, return_exceptions=True)
+
+    async def _build_and_swap(
+        self, started: float, shadow: dict[str, str], checkpoint: str, position: int, resumed: bool,
+        by_pointer: bool, preparing: asyncio.Future[None] | None, progress: ProgressFactory | None,
+    ) -> RebuildReport:
+        name = self.name
         resumed_from = position
         head = await self.events.get_latest_position()
         reporter = progress(name, max(0, head - position)) if progress is not None else None
@@ -145,6 +159,8 @@ class Rebuild:
         )
         covered = 0
         if self.workers > 1 and head > position:
+            if preparing is not None:
+                await preparing
             results = await run_partitioned(self._worker_spec(builder, head, resumed), self.workers, reporter)
             low = min(result.position for result in results)
             await self.positions.save_position(checkpoint, low)
@@ -154,7 +170,7 @@ class Rebuild:
                 dead_letters=self.dead_letters, options=self.options,
             )
             covered = low - position
-        await builder.run(None, reporter, covered)
+        await builder.run(None, reporter, covered, ready=preparing)
         async with self.pause_followers:
             # the live read model no longer changes: count it while the rebuild catches up
             live = asyncio.ensure_future(self._live_counts(shadow))

@@ -110,6 +110,22 @@ async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
     assert [[e.position for e in b] for b in batches] == [[1, 2, 3], [4, 5, 8], [9, 10]]  # 6, 7 are fenced now
 
 
+async def test_pages_stop_at_an_in_flight_hole_and_pass_an_abandoned_one(
+    real_connection: MongoConnectionManager,
+) -> None:
+    store = MongoEventStore(real_connection, gap_timeout=30)
+    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="a", version=v) for v in range(1, 6)])
+    await store._reserve(2, None)  # positions 6 and 7: reserved by an appender still writing
+    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="b", version=v) for v in range(1, 4)])
+    await store._reserve(1, None)  # position 11: a hole at the tail
+    assert [e.position for e in await store.get_events_after(0, 100)] == [1, 2, 3, 4, 5]
+    assert [e.position for e in await store.get_events_after(7, 100)] == [8, 9, 10]
+    impatient = MongoEventStore(real_connection, gap_timeout=0)
+    assert [e.position for e in await impatient.get_events_after(0, 100)] == [1, 2, 3, 4, 5, 8, 9, 10]
+    assert [e.position for e in await impatient.get_events_after(3, 3)] == [4, 5, 8]  # markers fill 6, 7
+    assert [e.position for e in await store.get_events_after(10, 100)] == []  # 11 is fenced, nothing after
+
+
 async def test_reading_an_event_store_creates_nothing(real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection, collection="never_written")
     assert await store.get_events_after(0) == []

@@ -78,7 +78,7 @@ async def gap_safe_batches(
                 if page is None:
                     break
                 positions, events = page
-                dense = _dense_prefix(positions, expected)
+                dense = dense_prefix(positions, expected)
                 if dense < len(positions):
                     hole = (expected + dense, positions[dense] - 1)
                 if dense:
@@ -104,7 +104,7 @@ async def gap_safe_batches(
                 return  # a hole that may still be filled: stop before it
 
 
-def _dense_prefix(positions: list[Any], expected: int) -> int:
+def dense_prefix(positions: list[Any], expected: int) -> int:
     """How many of ``positions`` (sorted) continue the dense sequence from ``expected``."""
     if positions == list(range(expected, expected + len(positions))):  # the common case, at C speed
         return len(positions)

@@ -47,6 +47,7 @@ from .._gateway import (
     check_position,
     duplicate_key_index,
 )
+from .._gc import fewer_collections
 from ..domain.events import StoredEvent
 from ..roles import ConnectionRole, UnitOfWorkRole
 from ..sharding import is_mongos
@@ -54,7 +55,7 @@ from ..exceptions import ConcurrencyConflict, EventStoreError, InvalidEvent, Mon
 from ._event_codec import (
     EVENT_CODEC, Page, as_stored, decode_page, from_document, gap_document, is_gap, page_of_documents, to_document,
 )
-from ._event_stream import EventStream, GapClock, gap_safe_batches
+from ._event_stream import EventStream, GapClock, dense_prefix, gap_safe_batches
 from ._session import session_of
 from .search import search_collection
 from .uow import MongoUnitOfWork, raised_by_server
@@ -563,29 +564,21 @@ class MongoEventStore:
         collection = self._events.majority(None)
         sort = [("position", 1)]
         to_list = self._events.to_list
-        if self._connection.driver().kind != "mongomock" and collection.codec_options == EVENT_CODEC:
-            # raw batches: decoded in one native call each when the module is built
 
-            async def fetch_raw(cursor: Any) -> Page | None:
-                raw = await to_list(cursor, 1)
-                return decode_page(raw[0]) if raw else None
+        async def fetch_raw(cursor: Any) -> Page | None:
+            raw = await to_list(cursor, 1)
+            return decode_page(raw[0]) if raw else None
 
-            def open_raw(query: dict[str, Any]) -> Any:
-                return collection.find_raw_batches(query, sort=sort, batch_size=batch_size)
+        async def fetch_documents(cursor: Any) -> Page | None:
+            docs = await to_list(cursor, batch_size)
+            return page_of_documents(docs) if docs else None
 
-            open_cursor, fetch = open_raw, fetch_raw
-        else:
-
-            async def fetch_documents(cursor: Any) -> Page | None:
-                docs = await to_list(cursor, batch_size)
-                return page_of_documents(docs) if docs else None
-
-            def open_documents(query: dict[str, Any]) -> Any:
-                return collection.find(query, sort=sort, batch_size=batch_size)
-
-            open_cursor, fetch = open_documents, fetch_documents
+        raw = self._reads_raw_batches(collection)
+        find = collection.find_raw_batches if raw else collection.find
         return gap_safe_batches(
-            max(position, 0), batch_size, open_cursor=open_cursor, fetch=fetch,
+            max(position, 0), batch_size,
+            open_cursor=lambda query: find(query, sort=sort, batch_size=batch_size),
+            fetch=fetch_raw if raw else fetch_documents,
             reserved_head=self._reserved_head, resolve_hole=self._resolve_hole,
             guard=lambda: self._events.call(f"streaming '{self.collection_name}'"),
         )
@@ -598,24 +591,38 @@ class MongoEventStore:
         stop early. Returns (events, last position consumed incl. markers, whether to read on).
         """
         window_end = after + limit
-        docs = await self._find(
-            {"position": {"$gt": after, "$lte": window_end}}, [("position", 1)], limit, majority=True
-        )
-        events: list[StoredEvent] = []
-        expected = after + 1
-        for doc in docs:
-            found = doc["position"]
-            if found != expected:  # positions expected..found-1 are reserved, not visible
-                return events, after, await self._resolve_hole(expected, found - 1)
-            after, expected = found, found + 1
-            if not is_gap(doc):
-                events.append(from_document(doc))
-        if len(docs) == limit:
-            return events, after, True
+        positions, events = await self._find_page({"position": {"$gt": after, "$lte": window_end}}, limit)
+        dense = dense_prefix(positions, after + 1)
+        readable = [event for event in events[:dense] if event is not None]
+        after += dense
+        if dense < len(positions):  # positions after+1..found-1 are reserved, not visible
+            return readable, after, await self._resolve_hole(after + 1, positions[dense] - 1)
+        if len(positions) == limit:
+            return readable, after, True
         head = await self._reserved_head()  # is anything reserved beyond what we saw?
-        if expected > head:
-            return events, after, False  # caught up
-        return events, after, await self._resolve_hole(expected, min(window_end, head))
+        if after + 1 > head:
+            return readable, after, False  # caught up
+        return readable, after, await self._resolve_hole(after + 1, min(window_end, head))
+
+    def _reads_raw_batches(self, collection: Any) -> bool:
+        """Whether reads of ``collection`` can take raw batches for :func:`decode_page`
+        (a real driver, decoding with the connection's options)."""
+        return self._connection.driver().kind != "mongomock" and collection.codec_options == EVENT_CODEC
+
+    async def _find_page(self, filter_: dict[str, Any], limit: int) -> Page:
+        """The majority-committed documents matching ``filter_``, by position, as a page."""
+        collection = self._events.majority(None)
+        if not self._reads_raw_batches(collection):
+            return page_of_documents(await self._find(filter_, [("position", 1)], limit, majority=True))
+        cursor = collection.find_raw_batches(filter_, sort=[("position", 1)], limit=limit, batch_size=limit)
+        positions: list[Any] = []
+        events: list[StoredEvent | None] = []
+        with fewer_collections():
+            for raw in await self._events.to_list(cursor, None):
+                batch_positions, batch_events = decode_page(raw)
+                positions += batch_positions
+                events += batch_events
+        return positions, events
 
     async def _resolve_hole(self, first: int, last: int) -> bool:
         """Hold back at a hole that may still be filled (False), or fence an abandoned one

@@ -6,7 +6,7 @@ so the writer, the readers and the fences agree on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -150,7 +150,7 @@ def _from_any_document(doc: Mapping[str, Any], registry: UpcasterRegistry) -> St
     )
 
 
-def page_of_documents(docs: list[Mapping[str, Any]], registry: UpcasterRegistry = upcasters) -> Page:
+def page_of_documents(docs: Sequence[Mapping[str, Any]], registry: UpcasterRegistry = upcasters) -> Page:
     """The :data:`Page` of decoded documents sorted by position."""
     return [doc["position"] for doc in docs], [None if is_gap(doc) else from_document(doc, registry) for doc in docs]
 

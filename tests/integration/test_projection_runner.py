@@ -492,6 +492,46 @@ async def test_rebuild_while_the_same_runner_follows_new_events(stores: Stores) 
     assert await stores.problems() == []
 
 
+@pytest.mark.parametrize("failure", ["error", "cancel"])
+async def test_a_rebuild_whose_shadow_preparation_fails_writes_nothing(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """The shadow is prepared while the first events are read: when the preparation fails
+    or the rebuild is cancelled meanwhile, the builder writes nothing and saves no
+    checkpoint, and the next rebuild starts clean."""
+    from cqrs_ddd_persistence_mongo.projections.rebuild import Rebuild
+
+    await stores.append(list(order_history(40, 5, concurrent=10)))
+    prepare = Rebuild._prepare_shadow
+    started = asyncio.Event()
+
+    async def failing_prepare(self: Rebuild, *args: Any) -> None:
+        started.set()
+        await asyncio.sleep(0.2)  # the first read is done by now
+        if failure == "error":
+            raise ProjectionError("cannot create the shadow")
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(Rebuild, "_prepare_shadow", failing_prepare)
+    rebuild = asyncio.create_task(stores.runner().rebuild("order_summary", batch_size=20))
+    if failure == "error":
+        with pytest.raises(ProjectionError, match="cannot create the shadow"):
+            await rebuild
+    else:
+        await started.wait()
+        await asyncio.sleep(0.3)
+        rebuild.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await rebuild
+    db = stores.connection.db()
+    assert await stores.positions.get_position(rebuild_checkpoint("order_summary")) is None
+    assert not {c for c in await db.list_collection_names() if c.endswith("__rebuild")}
+    monkeypatch.setattr(Rebuild, "_prepare_shadow", prepare)
+    report = await stores.runner().rebuild("order_summary", batch_size=20)
+    assert report.resumed_from == 0 and report.events == len(stores.history)
+    assert await stores.problems() == []
+
+
 async def test_a_rebuild_killed_during_the_swap_is_finished_by_the_next_call(
     stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoEventStore, MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
+from cqrs_ddd_persistence_mongo.exceptions import EventStoreError
 
 
 APPENDERS = 8
@@ -124,6 +127,16 @@ async def test_pages_stop_at_an_in_flight_hole_and_pass_an_abandoned_one(
     assert [e.position for e in await impatient.get_events_after(0, 100)] == [1, 2, 3, 4, 5, 8, 9, 10]
     assert [e.position for e in await impatient.get_events_after(3, 3)] == [4, 5, 8]  # markers fill 6, 7
     assert [e.position for e in await store.get_events_after(10, 100)] == []  # 11 is fenced, nothing after
+
+
+async def test_a_foreign_document_in_the_events_collection_is_a_clear_error(
+    real_connection: MongoConnectionManager,
+) -> None:
+    store = MongoEventStore(real_connection, collection="events_with_a_stranger")
+    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="a", version=v) for v in range(1, 3)])
+    await real_connection.db()["events_with_a_stranger"].insert_one({"_id": "stranger", "note": "not an event"})
+    with pytest.raises(EventStoreError, match="has no 'position' field"):
+        [e async for e in store.get_events_from_position(0)]
 
 
 async def test_reading_an_event_store_creates_nothing(real_connection: MongoConnectionManager) -> None:

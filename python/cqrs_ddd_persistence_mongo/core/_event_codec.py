@@ -15,7 +15,7 @@ from bson.codec_options import CodecOptions
 
 from .. import _accel
 from ..domain.events import StoredEvent, utc_now
-from ..exceptions import InvalidEvent
+from ..exceptions import EventStoreError, InvalidEvent
 from ._documents import checked_mapping
 from .upcasting import UpcasterRegistry, upcasters
 
@@ -151,8 +151,18 @@ def _from_any_document(doc: Mapping[str, Any], registry: UpcasterRegistry) -> St
 
 
 def page_of_documents(docs: Sequence[Mapping[str, Any]], registry: UpcasterRegistry = upcasters) -> Page:
-    """The :data:`Page` of decoded documents sorted by position."""
-    return [doc["position"] for doc in docs], [None if is_gap(doc) else from_document(doc, registry) for doc in docs]
+    """The :data:`Page` of decoded documents sorted by position.
+
+    Raises :class:`EventStoreError` for a document that lacks a field every stored event
+    has (it was not written by the store).
+    """
+    try:
+        return [doc["position"] for doc in docs], [None if is_gap(doc) else from_document(doc, registry) for doc in docs]
+    except KeyError as exc:
+        raise EventStoreError(
+            f"a document of the events collection has no {exc} field, so it is not an event this store "
+            "wrote; remove it or point the store at a collection only the store writes to"
+        ) from exc
 
 
 def decode_page(data: bytes, registry: UpcasterRegistry = upcasters) -> Page:

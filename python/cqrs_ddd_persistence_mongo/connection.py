@@ -186,6 +186,7 @@ class MongoConnectionManager:
             "serverSelectionTimeoutMS": server_selection_timeout_ms,
         }
         self._options: dict[str, Any] = {
+            # what core/_event_codec.EVENT_CODEC reproduces: raw event batches are decoded alike
             "tz_aware": True,
             "uuidRepresentation": "standard",
             **{k: v for k, v in explicit.items() if v is not None},

@@ -10,6 +10,7 @@ import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoEventStore, MongoUnitOfWork
+from cqrs_ddd_persistence_mongo.core._event_codec import EVENT_CODEC
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
 from cqrs_ddd_persistence_mongo.exceptions import EventStoreError
 
@@ -97,14 +98,21 @@ async def test_follower_with_transactional_appenders(real_connection: MongoConne
     assert attempts > appenders * each  # conflicts happened and were retried
 
 
-async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
-    real_connection: MongoConnectionManager,
-) -> None:
-    store = MongoEventStore(real_connection, gap_timeout=30)
+async def history_with_holes(connection: MongoConnectionManager) -> MongoEventStore:
+    """Events at 1-5 and 8-10; 6, 7 and 11 reserved by appenders still writing. The store
+    holds back at holes for 30 s."""
+    store = MongoEventStore(connection, gap_timeout=30)
     await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="a", version=v) for v in range(1, 6)])
     await store._reserve(2, None)  # positions 6 and 7: reserved by an appender still writing
     await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="b", version=v) for v in range(1, 4)])
     await store._reserve(1, None)  # position 11: a hole at the tail
+    return store
+
+
+async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
+    real_connection: MongoConnectionManager,
+) -> None:
+    store = await history_with_holes(real_connection)
     assert [e.position async for e in store.get_events_from_position(0, batch_size=2)] == [1, 2, 3, 4, 5]
     assert [e.position async for e in store.get_events_from_position(7, batch_size=2)] == [8, 9, 10]
     impatient = MongoEventStore(real_connection, gap_timeout=0)
@@ -116,11 +124,7 @@ async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
 async def test_pages_stop_at_an_in_flight_hole_and_pass_an_abandoned_one(
     real_connection: MongoConnectionManager,
 ) -> None:
-    store = MongoEventStore(real_connection, gap_timeout=30)
-    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="a", version=v) for v in range(1, 6)])
-    await store._reserve(2, None)  # positions 6 and 7: reserved by an appender still writing
-    await store.append_batch([StoredEvent(event_type="Tick", aggregate_id="b", version=v) for v in range(1, 4)])
-    await store._reserve(1, None)  # position 11: a hole at the tail
+    store = await history_with_holes(real_connection)
     assert [e.position for e in await store.get_events_after(0, 100)] == [1, 2, 3, 4, 5]
     assert [e.position for e in await store.get_events_after(7, 100)] == [8, 9, 10]
     impatient = MongoEventStore(real_connection, gap_timeout=0)
@@ -137,6 +141,17 @@ async def test_a_foreign_document_in_the_events_collection_is_a_clear_error(
     await real_connection.db()["events_with_a_stranger"].insert_one({"_id": "stranger", "note": "not an event"})
     with pytest.raises(EventStoreError, match="has no 'position' field"):
         [e async for e in store.get_events_from_position(0)]
+
+
+async def test_the_connections_clients_decode_as_the_raw_batch_decoder_does(
+    real_connection: MongoConnectionManager,
+) -> None:
+    """Streams and pages read raw batches only when the client decodes with EVENT_CODEC;
+    a default of the connection changed alone would silently turn the native decoder off."""
+    store = MongoEventStore(real_connection)
+    collection = real_connection.db()[store.collection_name]
+    assert collection.codec_options == EVENT_CODEC
+    assert store._reads_raw_batches(collection)
 
 
 async def test_reading_an_event_store_creates_nothing(real_connection: MongoConnectionManager) -> None:

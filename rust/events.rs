@@ -40,7 +40,7 @@ const PAYLOAD: usize = 6;
 const METADATA: usize = 7;
 const POSITION: usize = 12;
 /// `event_type` of a hole marker (`core/_event_codec.py`): only its position is read.
-const GAP_EVENT_TYPE: &[u8] = b"$gap";
+const GAP_EVENT_TYPE: &str = "$gap";
 /// Deeper sub-documents go to the twin (which has its own bound).
 const MAX_DEPTH: usize = 100;
 /// Milliseconds since the epoch of 0001-01-01 and of the end of 9999-12-31 (UTC).
@@ -192,35 +192,42 @@ impl<'a, 'py> Decoder<'a, 'py> {
         })
     }
 
-    fn document(&mut self, body: &'a [u8], depth: usize) -> Decoded<Bound<'py, PyDict>> {
+    /// Each element of a document body in order, as (its type, its name, its value decoded
+    /// one level below `depth`), given to `each` with this decoder.
+    fn elements(
+        &mut self,
+        body: &'a [u8],
+        depth: usize,
+        mut each: impl FnMut(&mut Self, u8, &'a [u8], Bound<'py, PyAny>) -> Decoded<()>,
+    ) -> Decoded<()> {
         if depth > MAX_DEPTH {
             return Err(Stop::Unsupported);
         }
-        let dict = PyDict::new(self.py);
         let mut reader = Reader { buf: body, at: 0 };
         while !reader.done() {
             let kind = reader.byte()?;
             let name = reader.cstring()?;
+            let value = self.value(kind, &mut reader, depth)?;
+            each(self, kind, name, value)?;
+        }
+        Ok(())
+    }
+
+    fn document(&mut self, body: &'a [u8], depth: usize) -> Decoded<Bound<'py, PyDict>> {
+        let dict = PyDict::new(self.py);
+        self.elements(body, depth, |decoder, _, name, value| {
             if name == b"$ref" {
                 return Err(Stop::Unsupported); // pymongo may make it a DBRef
             }
-            let value = self.value(kind, &mut reader, depth)?;
-            dict.set_item(self.key(name), value)?;
-        }
+            Ok(dict.set_item(decoder.key(name), value)?)
+        })?;
         Ok(dict)
     }
 
     fn array(&mut self, body: &'a [u8], depth: usize) -> Decoded<Bound<'py, PyList>> {
-        if depth > MAX_DEPTH {
-            return Err(Stop::Unsupported);
-        }
         let list = PyList::empty(self.py);
-        let mut reader = Reader { buf: body, at: 0 };
-        while !reader.done() {
-            let kind = reader.byte()?;
-            reader.cstring()?; // array keys are "0", "1", ...: pymongo ignores them
-            list.append(self.value(kind, &mut reader, depth)?)?;
-        }
+        // array keys are "0", "1", ...: pymongo ignores them
+        self.elements(body, depth, |_, _, _, value| Ok(list.append(value)?))?;
         Ok(list)
     }
 
@@ -228,34 +235,22 @@ impl<'a, 'py> Decoder<'a, 'py> {
     fn event(&mut self, body: &'a [u8], c: &Classes) -> Decoded<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
         let py = self.py;
         let mut values: [Option<Bound<'py, PyAny>>; 13] = Default::default();
-        let mut position = None;
-        let mut is_gap = false;
-        let mut reader = Reader { buf: body, at: 0 };
-        while !reader.done() {
-            let kind = reader.byte()?;
-            let name = reader.cstring()?;
+        self.elements(body, 0, |_, kind, name, value| {
             let field = FIELDS.iter().position(|f| *f == name).ok_or(Stop::Unsupported)?;
-            let start = reader.at;
-            let value = self.value(kind, &mut reader, 0)?;
-            match field {
-                POSITION => {
-                    if kind != 0x10 && kind != 0x12 {
-                        return Err(Stop::Unsupported);
-                    }
-                    position = Some(value.clone());
-                }
-                EVENT_TYPE => {
-                    if kind != 0x02 {
-                        return Err(Stop::Unsupported); // the twin's registry lookup needs a hashable name
-                    }
-                    is_gap = body.get(start + 4..reader.at - 1) == Some(GAP_EVENT_TYPE);
-                }
-                _ => {}
+            let covered = match field {
+                POSITION => kind == 0x10 || kind == 0x12,
+                EVENT_TYPE => kind == 0x02, // the twin's registry lookup needs a hashable name
+                _ => true,
+            };
+            if !covered {
+                return Err(Stop::Unsupported);
             }
             values[field] = Some(value); // a repeated field: the last wins, as in pymongo's dict
-        }
-        let position = position.ok_or(Stop::Unsupported)?;
-        if is_gap {
+            Ok(())
+        })?;
+        let position = values[POSITION].clone().ok_or(Stop::Unsupported)?;
+        let event_type = values[EVENT_TYPE].as_ref().ok_or(Stop::Unsupported)?;
+        if event_type.downcast::<PyString>().map_err(|_| Stop::Unsupported)?.to_str()? == GAP_EVENT_TYPE {
             return Ok((position, None));
         }
         let event = c.object_new.bind(py).call1((c.stored_event.bind(py),))?;

@@ -59,7 +59,7 @@ from .conftest import report
 ORDERS = int(os.environ.get("PROJECTION_BENCH_ORDERS", "3000"))
 REBUILD_GATE = 0.9
 ROUNDS = int(os.environ.get("PROJECTION_BENCH_ROUNDS", "3"))
-BULK_ROUNDS = 3 * ROUNDS  # a write of 10,000 documents takes ~0.3 s: more rounds to see past the noise
+BULK_ROUNDS = 5 * ROUNDS  # a write of 10,000 documents takes ~0.3 s: more rounds to see past the noise
 BATCH = 5_000
 HISTORIES = {"local": 200, "scattered": ORDERS}  # orders open at a time
 

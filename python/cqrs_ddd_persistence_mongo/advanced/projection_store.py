@@ -314,7 +314,10 @@ class MongoProjectionStore:
         if isinstance(docs, (Mapping, str, bytes)) or not isinstance(docs, Iterable):
             raise InvalidDocument(f"docs must be a list of dicts, not {type(docs).__name__}")
         with fewer_collections():
-            rows = [as_document(doc, f"docs[{i}]") for i, doc in enumerate(docs)]
+            if isinstance(docs, list) and all(type(doc) is dict for doc in docs):
+                rows = cast("list[dict[str, Any]]", docs)  # the common case: nothing to convert
+            else:
+                rows = [as_document(doc, f"docs[{i}]") for i, doc in enumerate(docs)]
             statements = build_upserts(rows, id_field or self.id_field)
             if not statements:
                 return BulkUpsertResult()

@@ -19,17 +19,25 @@ model, so the rebuild measured 0.90-0.97x there and straddles its gate.
   Events/s of 1 and 2 workers are reported.
 * **bulk_upsert of existing documents**, each mode against its raw twin on the same
   documents: ``replace=True`` vs raw ``ReplaceOne`` upserts, the default (fields set) vs raw
-  ``UpdateOne($set)`` upserts: >= 0.9x each.
+  ``UpdateOne($set)`` upserts: >= 0.9x each, as the median of per-round ratios (below).
 * **Gap-safe streaming** (``get_events_from_position``) vs a raw cursor sorted by position
   decoding the same events with the same codec: >= 0.9x (the price of gap safety).
 
-Each gate is the ratio of the best of several alternating rounds.
+Each gate is the ratio of the best of several alternating rounds, except bulk_upsert's: a
+bulk write of 10,000 documents is ~0.3 s of server time, and on these shared machines the
+best of either side moved run to run by more than the gap being measured (ratios of best
+times of 0.87-0.98x in repeated runs of one build; the gap is the ~15 ms of checks and
+probing of 10,000 statements). Each of its rounds times all four writes back to back, in
+alternating order, so each pair shares the machine's speed of that moment; the gate is the
+median of the per-round ratios (0.92-0.98x in the same runs). The best-of ratios are
+reported beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -59,7 +67,8 @@ from .conftest import report
 ORDERS = int(os.environ.get("PROJECTION_BENCH_ORDERS", "3000"))
 REBUILD_GATE = 0.9
 ROUNDS = int(os.environ.get("PROJECTION_BENCH_ROUNDS", "3"))
-BULK_ROUNDS = 5 * ROUNDS  # a write of 10,000 documents takes ~0.3 s: more rounds to see past the noise
+BULK_ROUNDS = 25  # rounds of the four bulk writes (~0.3 s each)
+STREAM_ROUNDS = 3 * ROUNDS
 BATCH = 5_000
 HISTORIES = {"local": 200, "scattered": ORDERS}  # orders open at a time
 
@@ -127,6 +136,24 @@ async def best_of(rounds: int, *fns: Callable[[], Awaitable[Any]]) -> list[float
     return best
 
 
+async def timed_rounds(rounds: int, *fns: Callable[[], Awaitable[Any]]) -> list[list[float]]:
+    """Seconds of each coroutine function in each round; a round runs them all back to back,
+    in order in even rounds and in reverse in odd ones (none always follows the same one)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(rounds):
+        order = range(len(fns)) if round_ % 2 == 0 else range(len(fns) - 1, -1, -1)
+        for index in order:
+            started = time.perf_counter()
+            await fns[index]()
+            times[index].append(time.perf_counter() - started)
+    return times
+
+
+def paired_ratio(floor: list[float], ours: list[float]) -> float:
+    """Median over the rounds of floor / ours timed in the same round."""
+    return statistics.median(f / o for f, o in zip(floor, ours, strict=True))
+
+
 @pytest.mark.parametrize("history", list(HISTORIES))
 def test_rebuild_is_near_the_floor(benchmark: Any, histories: dict[str, tuple[str, str, int]], history: str) -> None:
     url, database, total = histories[history]
@@ -163,7 +190,7 @@ def test_bulk_upsert_of_existing_documents_vs_raw_replace_one(mongo_url: str) ->
     count = 10_000
     docs = [{"id": f"o-{i:06d}", "status": "placed", "total": i * 1.5, "lines": {"a": i % 7}} for i in range(count)]
 
-    async def measure() -> tuple[float, float, float, float]:
+    async def measure() -> list[list[float]]:
         connection = await connect(mongo_url, f"bench_bulk_{uuid.uuid4().hex[:6]}")
         try:
             store = MongoProjectionStore(connection)
@@ -192,17 +219,25 @@ def test_bulk_upsert_of_existing_documents_vs_raw_replace_one(mongo_url: str) ->
                     ordered=False,
                 )
 
-            return tuple(await best_of(BULK_ROUNDS, ours_replace, raw_replace, ours_set, raw_set))  # type: ignore[return-value]
+            return await timed_rounds(BULK_ROUNDS, ours_replace, raw_replace, ours_set, raw_set)
         finally:
             await connection.disconnect()
 
     ours_replace_s, raw_replace_s, ours_set_s, raw_set_s = run(measure())
-    replace_ratio = raw_replace_s / ours_replace_s
-    set_ratio = raw_set_s / ours_set_s
+    replace_ratio = paired_ratio(raw_replace_s, ours_replace_s)
+    set_ratio = paired_ratio(raw_set_s, ours_set_s)
+
+    def line(what: str, ours: list[float], raw: list[float], ratio: float) -> str:
+        return (
+            f"{what} median {statistics.median(ours) * 1e3:.0f} ms (best {min(ours) * 1e3:.0f}) vs raw "
+            f"{statistics.median(raw) * 1e3:.0f} ms (best {min(raw) * 1e3:.0f}) -> {ratio:.2f}x "
+            f"(best-of {min(raw) / min(ours):.2f}x)"
+        )
+
     report(
-        f"bulk_upsert of {count:,} existing documents: replace=True {ours_replace_s * 1e3:.0f} ms vs raw ReplaceOne "
-        f"upserts {raw_replace_s * 1e3:.0f} ms -> {replace_ratio:.2f}x; fields set {ours_set_s * 1e3:.0f} ms vs raw "
-        f"$set upserts {raw_set_s * 1e3:.0f} ms -> {set_ratio:.2f}x (gates >= 0.9x)"
+        f"bulk_upsert of {count:,} existing documents, median of {BULK_ROUNDS} per-round ratios (gates >= 0.9x): "
+        + line("replace=True vs ReplaceOne upserts", ours_replace_s, raw_replace_s, replace_ratio) + "; "
+        + line("fields set vs $set upserts", ours_set_s, raw_set_s, set_ratio)
     )
     assert replace_ratio >= 0.9, f"bulk_upsert(replace=True) runs at {replace_ratio:.2f}x raw ReplaceOne upserts"
     assert set_ratio >= 0.9, f"bulk_upsert runs at {set_ratio:.2f}x raw $set upserts"
@@ -228,7 +263,7 @@ def test_gap_safe_streaming_vs_a_raw_sorted_cursor(histories: dict[str, tuple[st
                 events = [from_document(doc) async for doc in cursor]
                 assert len(events) == total
 
-            return tuple(await best_of(BULK_ROUNDS, stream, raw))  # type: ignore[return-value]
+            return tuple(await best_of(STREAM_ROUNDS, stream, raw))  # type: ignore[return-value]
         finally:
             await connection.disconnect()
 

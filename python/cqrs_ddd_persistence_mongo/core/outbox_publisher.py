@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from .._tasks import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 
@@ -106,8 +108,7 @@ class OutboxPublisher:
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
         except asyncio.TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)
 
     async def __aenter__(self) -> OutboxPublisher:
         self.start()

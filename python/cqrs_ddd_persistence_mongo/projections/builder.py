@@ -41,6 +41,7 @@ from pymongo import InsertOne, ReplaceOne
 from .. import _accel
 from .._gc import GC_THRESHOLD, fewer_collections
 from .._gateway import call
+from .._tasks import cancel_and_wait
 from ..exceptions import ProjectionError
 from ..roles import ConnectionRole
 from .applier import POSITION_FIELD, BatchOutcome, addressed, apply_batch, canonical, id_key, stopped_error
@@ -221,12 +222,7 @@ class ShadowBuilder:
                 await asyncio.wait([self._writing])  # never leave a write running behind
                 if not self._writing.cancelled():
                     self._writing.exception()  # seen here; the next flush still raises it
-            if pending is not None:
-                pending.cancel()
-                try:
-                    await pending
-                except (asyncio.CancelledError, Exception):
-                    pass
+            await cancel_and_wait(pending)
             aclose = getattr(batches, "aclose", None)
             if aclose is not None:
                 await aclose()

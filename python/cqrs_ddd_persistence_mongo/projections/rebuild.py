@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._gateway import call
+from .._tasks import cancel_and_wait
 from ..exceptions import ProjectionError
 from ..roles import ConnectionRole
 from .base import Projection
@@ -140,9 +141,7 @@ class Rebuild:
             return await self._build_and_swap(started, shadow, checkpoint, position, resumed, by_pointer,
                                               preparing, progress)
         finally:
-            if preparing is not None and not preparing.done():
-                preparing.cancel()
-                await asyncio.gather(preparing, return_exceptions=True)
+            await cancel_and_wait(preparing)
 
     async def _build_and_swap(
         self, started: float, shadow: dict[str, str], checkpoint: str, position: int, resumed: bool,
@@ -177,8 +176,7 @@ class Rebuild:
             try:
                 await builder.run(None, reporter, covered)
             except BaseException:
-                live.cancel()
-                await asyncio.gather(live, return_exceptions=True)
+                await cancel_and_wait(live)
                 raise
             counts = await self._counts(shadow, await live, builder.written_counts())
             self._refuse_to_shrink(counts)

@@ -25,6 +25,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from .._gateway import create_missing_collections, deadline, translate
+from .._tasks import cancel_and_wait
 from ..core.uow import MongoUnitOfWork
 from ..exceptions import ProjectionError, UnknownProjection
 from ..roles import ConnectionRole, UnitOfWorkRole
@@ -327,12 +328,7 @@ class ProjectionRunner:
                 if await self.run_once(batch_size) == 0:
                     await self._idle(poll_interval)
         finally:
-            if doorbell is not None:
-                doorbell.cancel()
-                try:
-                    await doorbell
-                except (asyncio.CancelledError, Exception):
-                    pass
+            await cancel_and_wait(doorbell)
 
     def stop(self) -> None:
         """Ask :meth:`run_forever` to return after the batch in progress (which completes)."""

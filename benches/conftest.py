@@ -26,6 +26,19 @@ def best_time(fn: Callable[[], Any], *, number: int = 1, repeat: int = 5) -> flo
     return best
 
 
+def best_times(*fns: Callable[[], Any], number: int = 1, repeat: int = 5) -> list[float]:
+    """Best seconds per call of each of ``fns``, their rounds of ``number`` calls taken in
+    turn (a slow moment of a shared machine hits every function alike, not one of them)."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for index, fn in enumerate(fns):
+            started = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best[index] = min(best[index], (time.perf_counter() - started) / number)
+    return best
+
+
 async def best_time_async(fn: Callable[[], Any], *, number: int = 1, repeat: int = 3) -> float:
     """Like :func:`best_time` for a coroutine function."""
     best = float("inf")

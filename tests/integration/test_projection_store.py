@@ -241,18 +241,19 @@ class CountingCollection:
         return getattr(self.inner, name)
 
 
-async def test_bulk_upserts_probe_whether_keys_exist_and_skip_wasted_inserts(
+async def test_bulk_upserts_probe_whether_keys_exist_and_write_nothing_twice(
     pymongo_connection: MongoConnectionManager,
 ) -> None:
     collection = CountingCollection(pymongo_connection.db()["probed"])
     docs = [{"id": f"k{i:04d}", "v": i} for i in range(500)]
     fresh = await write_upserts(collection, build_upserts(docs, "id", None, None))
-    assert fresh.inserted == 500 and collection.sent == [("InsertOne", 64), ("InsertOne", 436)]
+    # the 64 probing upserts created their documents: the rest go out as plain inserts
+    assert fresh.inserted == 500 and collection.sent == [("UpdateOne", 64), ("InsertOne", 436)]
     collection.sent.clear()
     again = await write_upserts(collection, build_upserts([{**d, "v": -1} for d in docs], "id", None, None))
     assert again.updated == 500 and again.inserted == 0
-    # 64 probing inserts met existing keys: everything goes out as upserts, no wasted inserts
-    assert collection.sent == [("InsertOne", 64), ("UpdateOne", 500)]
+    # the 64 probing upserts met existing keys: the rest go out as upserts, no wasted inserts
+    assert collection.sent == [("UpdateOne", 64), ("UpdateOne", 436)]
     stored = await pymongo_connection.db()["probed"].find({"v": -1}).to_list(None)
     assert len(stored) == 500
 

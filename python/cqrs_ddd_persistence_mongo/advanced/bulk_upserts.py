@@ -18,7 +18,8 @@ Sending (outside a transaction): for new keys the cheapest write is the insert o
 ``{"_id": key, **$set}`` (exactly what its upsert would create); keys that already exist
 answer E11000 on ``_id`` and only those get their guarded upsert statement. For existing
 keys that insert is a wasted write, and the guarded upserts alone are cheaper. So the
-first ``PROBE`` statements are sent as inserts, and how many of them met an existing key
+first ``PROBE`` statements are sent as their guarded upserts (right for new and existing
+keys alike, so nothing is written twice), and how many of them created their document
 decides how the rest go: inserts first when most keys were new, upserts at once otherwise
 (``insert_first=True`` / ``False`` decides without probing).
 
@@ -268,19 +269,26 @@ async def _write_batch(
 
     A missing key passes every guard, so inserting it is what its upsert would do; inserts
     are the cheapest write a server has (a rebuild writes almost only new keys). Existing
-    keys answer E11000 and get their guarded upsert statement; those that fail the guard
-    answer E11000 again and, after one retry (a concurrent delete/insert of the key), are
-    counted as skipped.
+    keys answer E11000 and get their guarded upsert statement. ``insert_first=None``: the
+    first ``PROBE`` statements go out as upserts, and the rest as inserts first only if
+    most of those upserts created their document.
     """
-    pending = batch
-    if insert_first is None:  # probe: do the first keys exist?
-        probe, rest = batch[:PROBE], batch[PROBE:]
-        existing = await _insert_first(collection, probe, session, result)
-        insert_first = 2 * len(existing) <= len(probe)
-        pending = existing + (await _insert_first(collection, rest, session, result) if insert_first else rest)
-    elif insert_first:
-        pending = await _insert_first(collection, batch, session, result)
-    for _ in range(2):  # the guarded upserts, then one retry of their E11000s
+    if insert_first is None:
+        probe, batch = batch[:PROBE], batch[PROBE:]
+        created_before = result.inserted
+        await _upsert(collection, probe, session, result, replace)
+        insert_first = 2 * (result.inserted - created_before) >= len(probe)
+    pending = await _insert_first(collection, batch, session, result) if insert_first else batch
+    await _upsert(collection, pending, session, result, replace)
+
+
+async def _upsert(
+    collection: Any, pending: list[Statement], session: Any, result: BulkUpsertResult, replace: bool
+) -> None:
+    """The guarded upserts of ``pending``, then one retry of their E11000s: a statement that
+    fails its guard answers E11000 again and is counted as skipped (the retry covers a
+    concurrent insert of the same new key)."""
+    for _ in range(2):
         if not pending:
             return
         counts, errors = await _bulk(collection, to_writes(pending, replace), session)

@@ -26,10 +26,10 @@ model, so the rebuild measured 0.90-0.97x there and straddles its gate.
 Each gate is the ratio of the best of several alternating rounds, except bulk_upsert's: a
 bulk write of 10,000 documents is ~0.3 s of server time, and on these shared machines the
 best of either side moved run to run by more than the gap being measured (ratios of best
-times of 0.87-0.98x in repeated runs of one build; the gap is the ~15 ms of checks and
+times of 0.83-0.98x in repeated runs of one build; the gap is the ~15 ms of checks and
 probing of 10,000 statements). Each of its rounds times all four writes back to back, in
 alternating order, so each pair shares the machine's speed of that moment; the gate is the
-median of the per-round ratios (0.92-0.98x in the same runs). The best-of ratios are
+median of the per-round ratios (0.92-1.04x in the same runs). The best-of ratios are
 reported beside it.
 """
 

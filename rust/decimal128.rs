@@ -2,6 +2,8 @@
 //! the BID words of the Decimal whose `str()` is given (or why it cannot be stored
 //! exactly), and the text of the exact Decimal of given BID words.
 
+use std::num::IntErrorKind;
+
 pub const MAX_DIGITS: i128 = 34;
 pub const EXP_MIN: i128 = -6176;
 pub const EXP_MAX: i128 = 6111;
@@ -17,6 +19,8 @@ pub const MAX_COEFFICIENT: u128 = 10u128.pow(34) - 1;
 pub enum BidError {
     Inexact,
     NanPayload,
+    /// Not the text `Decimal.__str__` writes (never produced by a real Decimal).
+    Malformed,
 }
 
 /// BID words of the Decimal whose `str()` is `text`, or why it cannot be stored exactly.
@@ -39,15 +43,23 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         Some(at) => (&body[..at], Some(&body[at + 1..])),
         None => (body, None),
     };
-    let mut exponent: i128 = match exp_text {
-        Some(t) => t.parse::<i128>().map_err(|_| BidError::Inexact)?,
+    let exponent: i128 = match exp_text {
+        Some(t) => t.parse::<i128>().map_err(|e| match e.kind() {
+            // a number too large for any Decimal128: not storable, but well formed
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => BidError::Inexact,
+            _ => BidError::Malformed,
+        })?,
         None => 0,
     };
     let (int_part, frac_part) = match mantissa.bytes().position(|b| b == b'.') {
         Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
         None => (mantissa, ""),
     };
-    exponent -= frac_part.len() as i128;
+    if int_part.len() + frac_part.len() == 0 || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(BidError::Malformed);
+    }
+    // no Decimal has an exponent near i128's range: overflow means "not exact"
+    let exponent = exponent.checked_sub(frac_part.len() as i128).ok_or(BidError::Inexact)?;
     // significant digits without leading zeros, over the two parts
     let digits = || int_part.bytes().chain(frac_part.bytes());
     let leading = digits().take_while(|&b| b == b'0').count();
@@ -57,8 +69,8 @@ pub fn bid_of_decimal_text(text: &str) -> Result<(u64, u64), BidError> {
         (0u128, exponent.clamp(EXP_MIN, EXP_MAX))
     } else {
         let trailing = digits().rev().take_while(|&b| b == b'0').count() as i128;
-        let exp = exponent.max(exponent + length - MAX_DIGITS).clamp(EXP_MIN, EXP_MAX);
-        let shift = exp - exponent;
+        let exp = exponent.max(exponent.saturating_add(length - MAX_DIGITS)).clamp(EXP_MIN, EXP_MAX);
+        let shift = exp.checked_sub(exponent).ok_or(BidError::Inexact)?;
         if shift > trailing || length - shift > MAX_DIGITS {
             return Err(BidError::Inexact);
         }
@@ -288,6 +300,21 @@ mod tests {
         assert_eq!(bid_of_decimal_text("NaN12"), Err(BidError::NanPayload));
         assert_eq!(bid_of_decimal_text("-sNaN3"), Err(BidError::NanPayload));
         assert_eq!(bid_of_decimal_text("1E99999999999999999999999999999999999999999"), Err(BidError::Inexact));
+    }
+
+    #[test]
+    fn malformed_text_and_extreme_exponents_never_overflow() {
+        for text in ["abc", "1.2.3", "--1", "", ".", "E5", "1E", "1Ex", "+-1", "1 2"] {
+            assert_eq!(bid_of_decimal_text(text), Err(BidError::Malformed), "{text}");
+        }
+        let low = format!("1E{}", i128::MIN);
+        assert_eq!(bid_of_decimal_text(&low), Err(BidError::Inexact));
+        let low_frac = format!("1.5E{}", i128::MIN);
+        assert_eq!(bid_of_decimal_text(&low_frac), Err(BidError::Inexact));
+        let high = format!("1E{}", i128::MAX);
+        assert_eq!(bid_of_decimal_text(&high), Err(BidError::Inexact));
+        // zero with any exponent is clamped, as Decimal128 does
+        assert!(bid_of_decimal_text(&format!("0E{}", i128::MIN + 1)).is_ok());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
+use pyo3::PyTypeInfo;
 
 pyo3::import_exception!(cqrs_ddd_persistence_mongo.exceptions, InvalidDocument);
 pyo3::import_exception!(cqrs_ddd_persistence_mongo.exceptions, InvalidSpecification);
@@ -37,6 +39,40 @@ pub fn invalid_document(_py: Python<'_>, message: String) -> PyErr {
 /// `InvalidSpecification(message)`.
 pub fn invalid_specification(message: String) -> PyErr {
     ErrorKind::Specification.error(message)
+}
+
+/// Longest value text an error message shows, in characters (the pure twin's `SHOWN_LIMIT`).
+pub const SHOWN_LIMIT: usize = 200;
+
+/// `repr(value)` for an error message, as the pure twin's `shown` gives it: a `str`
+/// subclass shown by its characters, at most `SHOWN_LIMIT` characters, and never an error
+/// of its own (a value nested too deep to repr, or whose `__repr__` fails, is named by its
+/// type).
+pub fn shown(value: &Bound<'_, PyAny>) -> String {
+    let text = if value.is_exact_instance_of::<PyString>() || !value.is_instance_of::<PyString>() {
+        value.repr()
+    } else {
+        // a subclass's own __repr__/__str__ are not asked (pure: `str.__str__(value)`)
+        let py = value.py();
+        PyString::type_object(py).getattr("__str__").and_then(|f| f.call1((value,))).and_then(|s| s.repr())
+    };
+    match text.and_then(|t| t.to_str().map(str::to_owned)) {
+        Ok(t) => clipped(t),
+        Err(_) => {
+            let name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            format!("<unrepresentable {name}>")
+        }
+    }
+}
+
+/// `text` cut to `SHOWN_LIMIT` characters, the last three of them "...".
+fn clipped(text: String) -> String {
+    if text.chars().count() <= SHOWN_LIMIT {
+        return text;
+    }
+    let mut cut: String = text.chars().take(SHOWN_LIMIT - 3).collect();
+    cut.push_str("...");
+    cut
 }
 
 /// The text a panic carried (`panic!("...")` gives a `&str` or a `String`).
@@ -71,6 +107,16 @@ pub fn guarded<T>(kind: ErrorKind, body: impl FnOnce() -> PyResult<T>) -> PyResu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipped_keeps_short_text_and_cuts_long_text_by_characters() {
+        assert_eq!(clipped("abc".into()), "abc");
+        let exact: String = "é".repeat(SHOWN_LIMIT);
+        assert_eq!(clipped(exact.clone()), exact);
+        let cut = clipped("é".repeat(SHOWN_LIMIT + 1));
+        assert_eq!(cut.chars().count(), SHOWN_LIMIT);
+        assert!(cut.ends_with("é..."));
+    }
 
     #[test]
     fn panic_text_reads_str_and_string_payloads() {

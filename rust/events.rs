@@ -13,6 +13,9 @@ use std::collections::HashMap;
 
 use pyo3::intern;
 use pyo3::prelude::*;
+
+/// Deeper sub-documents go to the twin (which has its own bound).
+use crate::keys::MAX_DEPTH;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
@@ -41,8 +44,6 @@ const METADATA: usize = 7;
 const POSITION: usize = 12;
 /// `event_type` of a hole marker (`core/_event_codec.py`): only its position is read.
 const GAP_EVENT_TYPE: &str = "$gap";
-/// Deeper sub-documents go to the twin (which has its own bound).
-const MAX_DEPTH: usize = 100;
 /// Milliseconds since the epoch of 0001-01-01 and of the end of 9999-12-31 (UTC).
 const MIN_MILLIS: i64 = -62_135_596_800_000;
 const MAX_MILLIS: i64 = 253_402_300_799_999;

@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void};
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
@@ -217,6 +218,10 @@ pub type Ymd = (i32, i32, i32);
 /// by [`DateLayout::checked`].
 pub struct DateLayout {
     new_datetime: NewDateTime,
+    /// Addresses of the checked date and datetime classes (module statics, never freed):
+    /// every read and build compares against them, so no caller can pass another type.
+    date_type: usize,
+    datetime_type: usize,
 }
 
 impl DateLayout {
@@ -252,22 +257,30 @@ impl DateLayout {
         {
             return Ok(None);
         }
-        let layout = DateLayout { new_datetime };
+        let layout = DateLayout {
+            new_datetime,
+            date_type: date_cls.as_ptr() as usize,
+            datetime_type: datetime_cls.as_ptr() as usize,
+        };
         for (sample, expected) in samples {
-            if !sample.get_type().is(date_cls) || layout.ymd(sample) != *expected {
+            if layout.ymd(sample) != Some(*expected) {
                 return Ok(None);
             }
         }
         Ok(Some(layout))
     }
 
-    /// `(year, month, day)` of an exact `datetime.date` (the class the layout was checked on).
-    pub fn ymd(&self, date: &Bound<'_, PyAny>) -> Ymd {
+    /// `(year, month, day)` of an exact `datetime.date` (the class the layout was checked
+    /// on); None for any other object.
+    pub fn ymd(&self, date: &Bound<'_, PyAny>) -> Option<Ymd> {
+        if date.get_type().as_ptr() as usize != self.date_type {
+            return None;
+        }
         let obj = date.as_ptr().cast::<PyDateTimeDate>();
-        // SAFETY: callers pass exact instances of the date class whose size was checked to
-        // be that of PyDateTimeDate, so `data` is inside the object.
+        // SAFETY: `date` is an exact instance of the date class (compared just above) whose
+        // size was checked to be that of PyDateTimeDate, so `data` is inside the object.
         let data = unsafe { (*obj).data };
-        (i32::from(data[0]) << 8 | i32::from(data[1]), i32::from(data[2]), i32::from(data[3]))
+        Some((i32::from(data[0]) << 8 | i32::from(data[1]), i32::from(data[2]), i32::from(data[3])))
     }
 
     /// `datetime(year, month, day, tzinfo=tz)` of the exact `datetime_cls` the layout was
@@ -290,8 +303,12 @@ impl DateLayout {
         (hour, minute, second, micro): (i32, i32, i32, i32),
         tz: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        // SAFETY: the constructor from the checked capsule validates its arguments and
-        // returns a new reference or NULL with an error set; `tz` and the class are live.
+        if datetime_cls.as_ptr() as usize != self.datetime_type {
+            return Err(PyTypeError::new_err("the datetime layout builds only the datetime class it was checked on"));
+        }
+        // SAFETY: `datetime_cls` is the class the capsule's constructor was checked with
+        // (compared just above); the constructor validates its other arguments and returns
+        // a new reference or NULL with an error set; `tz` and the class are live.
         unsafe {
             let obj = (self.new_datetime)(
                 year,
@@ -343,6 +360,9 @@ pub const MPD_RADIX: u64 = 10_000_000_000_000_000_000;
 /// are laid out as [`PyDecObject`] says before anything is read or written.
 pub struct DecimalLayout {
     alloc: ffi::allocfunc,
+    /// Address of the checked class (`decimal.Decimal`, a module static kept alive by the
+    /// cache): every read and build compares against it, so no caller can pass another type.
+    decimal_type: usize,
 }
 
 impl DecimalLayout {
@@ -394,12 +414,15 @@ impl DecimalLayout {
         }
         // SAFETY: non-null, from the tp_alloc slot, whose C signature is allocfunc.
         let alloc = unsafe { std::mem::transmute::<*mut c_void, ffi::allocfunc>(alloc) };
-        Ok(Some(DecimalLayout { alloc }))
+        Ok(Some(DecimalLayout { alloc, decimal_type: cls.as_ptr() as usize }))
     }
 
     /// The parts of `value` (an exact `decimal.Decimal`), or None for NaN / Infinity and
     /// coefficients of more than two words (those take the text route).
     pub fn parts(&self, value: &Bound<'_, PyAny>) -> Option<DecimalParts> {
+        if value.get_type().as_ptr() as usize != self.decimal_type {
+            return None;
+        }
         decimal_parts_unchecked(value)
     }
 
@@ -407,6 +430,9 @@ impl DecimalLayout {
     /// `parts`, whose coefficient must be below 10^38; equal in every respect to the
     /// one `Decimal` parses from the same text.
     pub fn build<'py>(&self, cls: &Bound<'py, PyType>, parts: DecimalParts) -> PyResult<Bound<'py, PyAny>> {
+        if cls.as_ptr() as usize != self.decimal_type {
+            return Err(PyTypeError::new_err("the Decimal layout builds only the class it was checked on"));
+        }
         let py = cls.py();
         let low = (parts.coefficient % u128::from(MPD_RADIX)) as u64;
         let high = parts.coefficient / u128::from(MPD_RADIX);

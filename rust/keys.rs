@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use pyo3::prelude::*;
 use pyo3::sync::GILProtected;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::PyTypeInfo;
 
 use crate::errors::invalid_document;
 use crate::errors::{guarded, ErrorKind};
@@ -109,6 +110,21 @@ pub fn bad_key_error(py: Python<'_>, path: &str, problem: &str) -> PyErr {
     )
 }
 
+/// A key's text in a path, as the pure twin's `key_text` gives it: a `str` (subclass or
+/// not) by its characters, anything else by `str()`; never an error of its own.
+pub fn key_text(key: &Bound<'_, PyAny>) -> String {
+    let text = if key.is_exact_instance_of::<PyString>() || !key.is_instance_of::<PyString>() {
+        key.str()
+    } else {
+        let py = key.py();
+        PyString::type_object(py).getattr("__str__").and_then(|f| f.call1((key,))).and_then(|s| s.str())
+    };
+    match text.and_then(|t| t.to_str().map(str::to_owned)) {
+        Ok(t) => t,
+        Err(_) => format!("<unrepresentable {}>", key.get_type().name().map(|n| n.to_string()).unwrap_or_default()),
+    }
+}
+
 pub fn too_deep_error(py: Python<'_>, path: &str) -> PyErr {
     invalid_document(
         py,
@@ -122,7 +138,7 @@ pub fn too_deep_error(py: Python<'_>, path: &str) -> PyErr {
 /// Checks one key and returns it as `&str`-backed owned text.
 pub fn checked_key(py: Python<'_>, key: &Bound<'_, PyAny>, parent: &str) -> PyResult<String> {
     let Ok(s) = key.downcast::<PyString>() else {
-        let shown = key.repr()?.to_string();
+        let shown = crate::errors::shown(key);
         return Err(invalid_document(
             py,
             format!(

@@ -1,6 +1,7 @@
 //! The Python objects the native module works with, looked up once: the classes a value
 //! is classified by, constructors, and the private-layout shortcuts (each kept only after
 //! a check against the public constructor at first use).
+use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -59,83 +60,92 @@ pub(crate) fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyT
     Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
 }
 
+fn tuple_of(py: Python<'_>, items: Vec<Py<PyType>>) -> PyResult<Py<PyTuple>> {
+    Ok(PyTuple::new(py, items.iter().map(|t| t.bind(py)))?.unbind())
+}
+
+/// The classes whose values a document keeps as they are.
+fn passthrough(py: Python<'_>) -> PyResult<Py<PyTuple>> {
+    let classes = [
+        ("bson.objectid", "ObjectId"),
+        ("bson.decimal128", "Decimal128"),
+        ("bson.binary", "Binary"),
+        ("builtins", "bytes"),
+        ("bson.regex", "Regex"),
+        ("re", "Pattern"),
+        ("bson.timestamp", "Timestamp"),
+        ("bson.min_key", "MinKey"),
+        ("bson.max_key", "MaxKey"),
+        ("bson.code", "Code"),
+        ("bson.dbref", "DBRef"),
+        ("bson.int64", "Int64"),
+    ];
+    tuple_of(py, classes.iter().map(|(module, name)| class(py, module, name)).collect::<PyResult<_>>()?)
+}
+
+/// `create_decimal` of a context that holds every Decimal128 exactly (IEEE decimal128:
+/// adjusted exponents EXP_MIN..EXP_MAX plus the digits; no clamping, no traps).
+fn exact_decimal(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let settings = PyDict::new(py);
+    settings.set_item("prec", MAX_DIGITS as i64)?;
+    settings.set_item("Emax", (EXP_MAX + MAX_DIGITS - 1) as i64)?;
+    settings.set_item("Emin", (EXP_MIN + MAX_DIGITS - 1) as i64)?;
+    settings.set_item("clamp", 0)?;
+    settings.set_item("traps", PyList::empty(py))?;
+    Ok(py.import("decimal")?.getattr("Context")?.call((), Some(&settings))?.getattr("create_decimal")?.unbind())
+}
+
+/// `datetime.time(0, tzinfo=timezone.utc)`.
+fn midnight_utc(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("tzinfo", py.import("datetime")?.getattr("timezone")?.getattr("utc")?)?;
+    Ok(py.import("datetime")?.getattr("time")?.call((0,), Some(&kwargs))?.unbind())
+}
+
+/// UUID's `int` and `is_safe` slots (with `SafeUUID.unknown`), when it has them.
+fn uuid_slots(py: Python<'_>) -> PyResult<Option<(Py<PyAny>, Slot, Slot)>> {
+    let uuid = py.import("uuid")?;
+    let cls = uuid.getattr("UUID")?.downcast_into::<PyType>()?;
+    Ok(match (Slot::of(&cls, "int")?, Slot::of(&cls, "is_safe")?) {
+        (Some(int), Some(is_safe)) => Some((uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind(), int, is_safe)),
+        _ => None,
+    })
+}
+
+/// Decimal128's private BID-word slots, when it has them.
+fn decimal128_slots(py: Python<'_>) -> PyResult<Option<(Slot, Slot)>> {
+    let cls = class(py, "bson.decimal128", "Decimal128")?;
+    let cls = cls.bind(py);
+    Ok(match (Slot::of(cls, "_Decimal128__high")?, Slot::of(cls, "_Decimal128__low")?) {
+        (Some(high), Some(low)) => Some((high, low)),
+        _ => None,
+    })
+}
+
 pub(crate) fn cache(py: Python<'_>) -> PyResult<&'static Cache> {
     CACHE.get_or_try_init(py, || {
-        let builtins = py.import("builtins")?;
-        let tuple_of = |items: Vec<Py<PyType>>| -> PyResult<Py<PyTuple>> {
-            Ok(PyTuple::new(py, items.iter().map(|t| t.bind(py)))?.unbind())
-        };
-        let passthrough = tuple_of(vec![
-            class(py, "bson.objectid", "ObjectId")?,
-            class(py, "bson.decimal128", "Decimal128")?,
-            class(py, "bson.binary", "Binary")?,
-            class(py, "builtins", "bytes")?,
-            class(py, "bson.regex", "Regex")?,
-            class(py, "re", "Pattern")?,
-            class(py, "bson.timestamp", "Timestamp")?,
-            class(py, "bson.min_key", "MinKey")?,
-            class(py, "bson.max_key", "MaxKey")?,
-            class(py, "bson.code", "Code")?,
-            class(py, "bson.dbref", "DBRef")?,
-            class(py, "bson.int64", "Int64")?,
-        ])?;
+        let builtin = |name: &str| class(py, "builtins", name);
         let mut cache = Cache {
             decimal: class(py, "decimal", "Decimal")?,
-            exact_decimal: {
-                let decimal = py.import("decimal")?;
-                let settings = PyDict::new(py);
-                settings.set_item("prec", MAX_DIGITS as i64)?;
-                // IEEE decimal128: adjusted exponents EXP_MIN..EXP_MAX plus the digits
-                settings.set_item("Emax", (EXP_MAX + MAX_DIGITS - 1) as i64)?;
-                settings.set_item("Emin", (EXP_MIN + MAX_DIGITS - 1) as i64)?;
-                settings.set_item("clamp", 0)?;
-                settings.set_item("traps", PyList::empty(py))?;
-                decimal.getattr("Context")?.call((), Some(&settings))?.getattr("create_decimal")?.unbind()
-            },
+            exact_decimal: exact_decimal(py)?,
             uuid: class(py, "uuid", "UUID")?,
             datetime: class(py, "datetime", "datetime")?,
             date: class(py, "datetime", "date")?,
             enum_: class(py, "enum", "Enum")?,
             enum_type: class(py, "enum", "EnumMeta")?,
-            midnight_utc: {
-                let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("tzinfo", utc)?;
-                py.import("datetime")?.getattr("time")?.call((0,), Some(&kwargs))?.unbind()
-            },
+            midnight_utc: midnight_utc(py)?,
             combine: py.import("datetime")?.getattr("datetime")?.getattr("combine")?.unbind(),
             decimal128: class(py, "bson.decimal128", "Decimal128")?,
             binary: class(py, "bson.binary", "Binary")?,
             base_model: class(py, "pydantic", "BaseModel")?,
             objectid: class(py, "bson.objectid", "ObjectId")?,
             mapping: class(py, "collections.abc", "Mapping")?,
-            seqs: tuple_of(vec![
-                class(py, "builtins", "list")?,
-                class(py, "builtins", "tuple")?,
-                class(py, "builtins", "set")?,
-                class(py, "builtins", "frozenset")?,
-            ])?,
-            byteslike: tuple_of(vec![class(py, "builtins", "bytearray")?, class(py, "builtins", "memoryview")?])?,
-            passthrough,
-            bytes_new: builtins.getattr("bytes")?.getattr("__new__")?.unbind(),
-            uuid_slots: {
-                let uuid = py.import("uuid")?;
-                let cls = uuid.getattr("UUID")?.downcast_into::<PyType>()?;
-                match (Slot::of(&cls, "int")?, Slot::of(&cls, "is_safe")?) {
-                    (Some(int), Some(is_safe)) => {
-                        Some((uuid.getattr("SafeUUID")?.getattr("unknown")?.unbind(), int, is_safe))
-                    }
-                    _ => None,
-                }
-            },
-            decimal128_slots: {
-                let cls = class(py, "bson.decimal128", "Decimal128")?;
-                let cls = cls.bind(py);
-                match (Slot::of(cls, "_Decimal128__high")?, Slot::of(cls, "_Decimal128__low")?) {
-                    (Some(high), Some(low)) => Some((high, low)),
-                    _ => None,
-                }
-            },
+            seqs: tuple_of(py, vec![builtin("list")?, builtin("tuple")?, builtin("set")?, builtin("frozenset")?])?,
+            byteslike: tuple_of(py, vec![builtin("bytearray")?, builtin("memoryview")?])?,
+            passthrough: passthrough(py)?,
+            bytes_new: builtin("bytes")?.bind(py).getattr("__new__")?.unbind(),
+            uuid_slots: uuid_slots(py)?,
+            decimal128_slots: decimal128_slots(py)?,
             utc: py.import("datetime")?.getattr("timezone")?.getattr("utc")?.unbind(),
             bson_utc: py.import("bson.tz_util")?.getattr("utc")?.unbind(),
             binary_private: true,
@@ -284,8 +294,9 @@ pub(crate) fn new_uuid<'py>(py: Python<'py>, c: &Cache, raw: &[u8]) -> PyResult<
         kwargs.set_item(intern!(py, "bytes"), PyBytes::new(py, raw))?;
         return cls.call((), Some(&kwargs));
     };
-    let mut be = [0u8; 16];
-    be.copy_from_slice(raw);
+    let Ok(be) = <[u8; 16]>::try_from(raw) else {
+        return Err(PyValueError::new_err(format!("a UUID has 16 bytes, got {}", raw.len())));
+    };
     let obj = bare_instance(py, cls)?;
     int.set(&obj, &u128::from_be_bytes(be).into_pyobject(py)?.into_any())?;
     is_safe.set(&obj, unknown.bind(py))?;

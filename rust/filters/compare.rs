@@ -45,7 +45,11 @@ pub(super) fn compile<'py>(py: Python<'py>, leaf: &Leaf<'_, 'py>, op: Op) -> PyR
         Op::Gt => intern!(py, "$gt"),
         Op::Gte => intern!(py, "$gte"),
         Op::Lt => intern!(py, "$lt"),
-        _ => intern!(py, "$lte"),
+        Op::Lte => intern!(py, "$lte"),
+        other => {
+            let problem = format!("operator {other:?} is not a comparison (internal routing error; please report it)");
+            return Err(spec_error(py, leaf.path, problem));
+        }
     };
     if leaf.val.is_none() {
         return Err(spec_error(

@@ -72,7 +72,7 @@ pub(super) fn type_name(v: &Bound<'_, PyAny>) -> String {
 }
 
 pub(super) fn repr(v: &Bound<'_, PyAny>) -> String {
-    v.repr().map(|r| r.to_string()).unwrap_or_default()
+    crate::errors::shown(v)
 }
 
 pub(super) fn repr_str(py: Python<'_>, s: &str) -> String {

@@ -11,7 +11,7 @@ use super::*;
 use crate::errors::{guarded, invalid_document, ErrorKind};
 use crate::ffi::str_len;
 use crate::keys::{
-    bad_key_error, checked_key, child_path, display_path, key_problem, known_good_key, remember_good_key,
+    bad_key_error, checked_key, child_path, display_path, key_problem, known_good_key, remember_good_key, MAX_DEPTH,
 };
 use crate::types::*;
 
@@ -66,9 +66,13 @@ pub(crate) fn to_doc_value<'py>(
         ValueType::Date => utc_midnight(py, c, value).map(Some),
         ValueType::Uuid => uuid_binary(py, c, value).map(Some),
         ValueType::Enum => {
+            // a member's value may be another member (or itself): each unwrap is a level
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(py, path));
+            }
             let inner = value.getattr(intern!(py, "_value_"))?;
             // the value belongs to the Enum member: never changed in place
-            Ok(Some(to_doc_value(py, c, &inner, path, depth, false)?.unwrap_or(inner)))
+            Ok(Some(to_doc_value(py, c, &inner, path, depth + 1, false)?.unwrap_or(inner)))
         }
         ValueType::BytesLike => Ok(Some(PyBytes::type_object(py).call1((value,))?)),
         ValueType::Model => {

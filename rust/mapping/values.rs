@@ -30,8 +30,8 @@ pub(crate) fn uuid_binary<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, Py
 /// fields directly; a subclass's own `year` / `month` / `day` are asked, as the pure twin does).
 pub(crate) fn utc_midnight<'py>(py: Python<'py>, c: &Cache, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if value.get_type().is(c.date.bind(py)) {
-        if let Some(layout) = &c.date_layout {
-            return layout.midnight(c.datetime.bind(py), layout.ymd(value), c.utc.bind(py));
+        if let Some((layout, ymd)) = c.date_layout.as_ref().and_then(|l| Some((l, l.ymd(value)?))) {
+            return layout.midnight(c.datetime.bind(py), ymd, c.utc.bind(py));
         }
         return c.combine.bind(py).call1((value, c.midnight_utc.bind(py)));
     }
@@ -59,14 +59,23 @@ pub(crate) fn to_decimal128<'py>(
             return new_decimal128(py, c, high, low);
         }
     }
-    let text = value.str()?;
-    let text = text.to_str()?;
+    // a subclass's own __str__ is not asked: the text of the Decimal it holds (pure twin:
+    // `Decimal.as_tuple(value)`)
+    let text = c.decimal.bind(py).getattr(intern!(py, "__str__"))?.call1((value,))?;
+    let text = text.downcast::<PyString>()?.to_str()?;
     match bid_of_decimal_text(text) {
         Ok((high, low)) => new_decimal128(py, c, high, low),
         Err(BidError::Inexact) => Err(invalid_document(
             py,
             format!(
                 "Decimal {text} at '{}' cannot be stored exactly as Decimal128 (at most 34 significant digits, exponent -6176..6111); round it with quantize() or store it as a string",
+                display_path(&path.render())
+            ),
+        )),
+        Err(BidError::Malformed) => Err(invalid_document(
+            py,
+            format!(
+                "Decimal at '{}' gave the text {text:?}, which is not a decimal number; store a plain Decimal",
                 display_path(&path.render())
             ),
         )),

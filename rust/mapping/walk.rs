@@ -7,7 +7,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, Py
 use super::from_doc::from_doc_value;
 use super::to_doc::{check_key, to_doc_value};
 use crate::ffi::{dict_next, list_of};
-use crate::keys::{child_path, index_path, stored_copy, too_deep_error, MAX_DEPTH};
+use crate::keys::{child_path, index_path, key_text, stored_copy, too_deep_error, MAX_DEPTH};
 use crate::types::Cache;
 
 /// Iterates a dict's items as owned references (`PyDict_Next`, see `ffi::dict_next`).
@@ -71,7 +71,7 @@ impl<'a, 'py> Path<'a, 'py> {
         match self.seg {
             Seg::Root => parent,
             Seg::Key(k) => child_path(&parent, k),
-            Seg::Obj(k) => child_path(&parent, &k.str().map(|s| s.to_string()).unwrap_or_default()),
+            Seg::Obj(k) => child_path(&parent, &key_text(k)),
             Seg::Index(i) => index_path(&parent, i),
         }
     }

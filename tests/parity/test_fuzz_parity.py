@@ -1,7 +1,7 @@
 """Fuzz parity over adversarial inputs: native and pure give the same result or raise the
 same exception class with the same message, and neither lets a builtin exception or a
 crash through. Inputs: trees and documents around the depth limit and very wide ones,
-``str`` / ``int`` / ``dict`` subclasses whose methods lie, NaN and infinities, huge ints,
+``str`` / ``int`` / ``dict`` / ``Decimal`` subclasses whose methods lie, NaN and infinities, huge ints,
 Decimal edge values. The budget is fixed (derandomized, bounded example counts) so CI
 time stays bounded."""
 
@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import both, outcome
+from .test_hostile_values_parity import HugeExponentText, LyingDecimal
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
@@ -91,6 +92,7 @@ ODD_NUMBERS = [
     Decimal("NaN"), Decimal("-NaN"), Decimal("sNaN"), Decimal("NaN12"), Decimal("Infinity"), Decimal("-0"),
     Decimal("1E+6144"), Decimal("1E+6145"), Decimal("1E-6176"), Decimal("1E-6177"), Decimal("9" * 34),
     Decimal("9" * 35), Decimal("1" + "0" * 40), Decimal("0E-9999"), Decimal("-1.50"),
+    LyingDecimal("7.25"), LyingDecimal("NaN5"), HugeExponentText("1E+9000"),
 ]
 ODD_KEYS = ["a", "$a", "a.b", "a\0b", "", "_id", "id", "version", LyingStr("$a"), LyingStr("a.b"), LyingStr("ok"), 1, None]
 scalars = st.one_of(

@@ -19,7 +19,7 @@ from typing import Any, Callable, cast
 from bson.regex import Regex
 
 from ..exceptions import InvalidSpecification
-from .keys import MAX_DEPTH, child_path, display_path, index_path, key_problem, stored, text_of
+from .keys import MAX_DEPTH, child_path, display_path, index_path, key_problem, shown, stored, text_of
 
 EARTH_RADIUS_M = 6378100.0
 ALIASES = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
@@ -62,7 +62,7 @@ def field_path_problem(attr: Any) -> str | None:
     for segment in text.split("."):
         problem = "empty segment" if segment == "" else key_problem(segment)
         if problem is not None:
-            return f"invalid field path {text!r}: {problem}"
+            return f"invalid field path {shown(text)}: {problem}"
     return None
 
 
@@ -156,7 +156,7 @@ def _need_number(op: str, name: str, val: Any, path: str) -> float:
     except OverflowError:  # an int beyond float range
         number = math.inf
     if not math.isfinite(number) or number < 0:
-        raise _error(path, f"operator '{op}' expects '{name}' to be a finite number >= 0, got {val!r}")
+        raise _error(path, f"operator '{op}' expects '{name}' to be a finite number >= 0, got {shown(val)}")
     return number
 
 
@@ -187,7 +187,7 @@ def _coordinate(val: Any, where: str, path: str) -> None:
     except OverflowError:  # an int beyond float range
         number = math.inf
     if not math.isfinite(number):
-        raise _error(path, f"GeoJSON '{where}' must be a finite number, got {val!r}")
+        raise _error(path, f"GeoJSON '{where}' must be a finite number, got {shown(val)}")
 
 
 def _coordinates(val: Any, levels: int, where: str, path: str) -> None:
@@ -233,12 +233,12 @@ def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[st
     val = stored(val)
     for key in val:
         if key not in ("type", "coordinates", "crs"):
-            raise _error(path, f"GeoJSON geometry has unexpected key {key!r}; {GEO_KEYS_HINT}")
+            raise _error(path, f"GeoJSON geometry has unexpected key {shown(key)}; {GEO_KEYS_HINT}")
     kind = val.get("type")
     if not isinstance(kind, str) or kind not in allowed:
         raise _error(
             path,
-            f"operator '{op}' expects a GeoJSON geometry of type {' or '.join(allowed)}, got type {kind!r}",
+            f"operator '{op}' expects a GeoJSON geometry of type {' or '.join(allowed)}, got type {shown(kind)}",
         )
     coordinates = val.get("coordinates")
     _coordinates(coordinates, GEO_NESTING[text_of(kind)], "coordinates", path)
@@ -254,7 +254,7 @@ def _payload(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str
     val = stored(val)
     for key in val:
         if key not in allowed:
-            raise _error(path, f"operator '{op}' got unexpected key {key!r}; allowed: {', '.join(allowed)}")
+            raise _error(path, f"operator '{op}' got unexpected key {shown(key)}; allowed: {', '.join(allowed)}")
     if "geometry" not in val:
         raise _error(path, f"operator '{op}' needs a 'geometry' (a GeoJSON Point)")
     return cast("dict[str, Any]", val)
@@ -265,7 +265,7 @@ def _point_form(op: str, val: dict[str, Any], path: str, allowed: tuple[str, ...
     (the Point geometry, the payload with the distance keys)."""
     for key in val:
         if key not in allowed:
-            raise _error(path, f"operator '{op}' got unexpected key {key!r}; allowed: {', '.join(allowed)}")
+            raise _error(path, f"operator '{op}' got unexpected key {shown(key)}; allowed: {', '.join(allowed)}")
     point = _geometry(op, {"type": val.get("type", "Point"), "coordinates": val["coordinates"]}, path, GEO_POINT)
     return point, val
 
@@ -310,11 +310,11 @@ def _near(op: str, val: Any, path: str) -> dict[str, Any]:
 
 def _contains_key(key: Any, path: str) -> str:
     if not isinstance(key, str):
-        raise _error(path, f"operator 'json_contains' expects string keys, got {key!r}")
+        raise _error(path, f"operator 'json_contains' expects string keys, got {shown(key)}")
     text = text_of(key)
     problem = "empty segment" if text == "" else key_problem(text)
     if problem is not None:
-        raise _error(path, f"invalid key {key!r} in 'json_contains': {problem}")
+        raise _error(path, f"invalid key {shown(key)} in 'json_contains': {problem}")
     return text
 
 
@@ -330,7 +330,7 @@ def _contains(prefix: str, val: Any, where: str, path: str, depth: int, out: lis
                 f"operator 'json_contains' value nests deeper than {MAX_DEPTH} levels (MongoDB's limit) at '{where}'",
             )
         if not dict.__len__(val):
-            raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {val!r}")
+            raise _error(path, f"operator 'json_contains' expects a non-empty dict, got {shown(val)}")
         for key, item in stored(val).items():
             text = _contains_key(key, path)
             sub = f"{prefix}.{text}" if prefix else text
@@ -440,7 +440,7 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
     if op in ("between", "not_between"):
         bounds = _need_list(op, val, path)
         if len(bounds) != 2 or bounds[0] is None or bounds[1] is None:
-            raise _error(path, f"operator '{op}' expects [low, high] (two values, not None), got {val!r}")
+            raise _error(path, f"operator '{op}' expects [low, high] (two values, not None), got {shown(val)}")
         cond = {field: {"$gte": bounds[0], "$lte": bounds[1]}}
         return cond if op == "between" else {"$nor": [cond]}
     if op in STRING_OPS:
@@ -463,7 +463,7 @@ def _compile_leaf(node: dict[str, Any], op: str, path: str, top: bool, custom: C
         return _has_keys(field, _key_list(op, val, path), op == "json_has_any")
     if op == "size":
         if isinstance(val, bool) or not isinstance(val, int) or val < 0:
-            raise _error(path, f"operator 'size' expects an integer >= 0, got {val!r}")
+            raise _error(path, f"operator 'size' expects an integer >= 0, got {shown(val)}")
         return {field: {"$size": val}}
     if op in ("within", "intersects", "disjoint"):
         allowed = GEO_AREAS if op == "within" else GEO_ALL
@@ -502,7 +502,7 @@ def _compile_string(field: str, op: str, text: str, path: str) -> dict[str, Any]
         try:
             re.compile(text)
         except re.error as exc:
-            raise _error(path, f"invalid regular expression {text!r}: {exc}") from None
+            raise _error(path, f"invalid regular expression {shown(text)}: {exc}") from None
         return {field: _regex(text, options)}
     if kind == "like":
         cond = {field: _regex(_like_to_regex(text), options)}
@@ -539,7 +539,7 @@ BUILTIN = frozenset(
 def _unknown(op: str, path: str) -> InvalidSpecification:
     return _error(
         path,
-        f"unknown operator {op!r}; use one listed in docs/specifications.md or register it on the registry",
+        f"unknown operator {shown(op)}; use one listed in docs/specifications.md or register it on the registry",
     )
 
 
@@ -615,7 +615,7 @@ def compile_filter(spec: Any, custom: Custom = None) -> dict[str, Any]:
 
 # --- ordering and projection -----------------------------------------------------------
 def _sort_error(item: Any, problem: str) -> InvalidSpecification:
-    return InvalidSpecification(f"invalid ordering {item!r}: {problem}")
+    return InvalidSpecification(f"invalid ordering {shown(item)}: {problem}")
 
 
 def _sort_direction(raw: Any) -> int | None:
@@ -672,7 +672,7 @@ def compile_sort(order_by: Any) -> list[tuple[str, int]]:
     for item in items:
         name, direction = _sort_item(item)
         if name in seen:
-            raise _sort_error(item, f"field {name!r} is ordered twice")
+            raise _sort_error(item, f"field {shown(name)} is ordered twice")
         seen.add(name)
         out.append((name, direction))
     return out
@@ -684,13 +684,13 @@ def compile_projection(fields: Any) -> dict[str, int] | None:
         return None
     items = [fields] if isinstance(fields, str) else fields
     if not isinstance(items, (list, tuple)):
-        raise InvalidSpecification(f"invalid field selection {fields!r}: expected a list of field paths")
+        raise InvalidSpecification(f"invalid field selection {shown(fields)}: expected a list of field paths")
     if not items:
         return None
     out: dict[str, int] = {}
     for item in items:
         problem = field_path_problem(item)
         if problem is not None:
-            raise InvalidSpecification(f"invalid field selection {item!r}: {problem}")
+            raise InvalidSpecification(f"invalid field selection {shown(item)}: {problem}")
         out[item] = 1
     return out

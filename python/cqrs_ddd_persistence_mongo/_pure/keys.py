@@ -31,6 +31,29 @@ def text_of(value: str) -> str:
     return value if type(value) is str else str.__str__(value)
 
 
+SHOWN_LIMIT = 200
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message: a str subclass shown by its characters, at most
+    ``SHOWN_LIMIT`` characters, and never an error of its own (a value nested too deep to
+    repr, or whose ``__repr__`` fails, is named by its type)."""
+    try:
+        text = repr(text_of(value)) if isinstance(value, str) else repr(value)
+    except Exception:  # noqa: BLE001 - an error message must not fail on the value it shows
+        return f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 3] + "..."
+
+
+def key_text(key: Any) -> str:
+    """A key's text in a path: a str (subclass or not) by its characters, anything else by
+    ``str()``; never an error of its own."""
+    try:
+        return text_of(key) if isinstance(key, str) else str(key)
+    except Exception:  # noqa: BLE001 - a path must not fail on the key it names
+        return f"<unrepresentable {type(key).__name__}>"
+
+
 def stored(value: dict[Any, Any]) -> dict[Any, Any]:
     """A plain dict of the items ``value`` stores (a subclass's own mapping methods are not
     asked: the native twin reads the table itself)."""
@@ -66,7 +89,7 @@ def checked_key(key: Any, parent: str) -> str:
     """Validate one key; return the child path."""
     if not isinstance(key, str):
         raise InvalidDocument(
-            f"field name {key!r} at '{display_path(parent)}' is not a string; "
+            f"field name {shown(key)} at '{display_path(parent)}' is not a string; "
             "MongoDB field names must be str"
         )
     path = child_path(parent, text_of(key))

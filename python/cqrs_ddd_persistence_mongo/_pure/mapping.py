@@ -28,7 +28,7 @@ from bson.tz_util import utc as _BSON_UTC
 from pydantic import BaseModel
 
 from ..exceptions import InvalidDocument
-from .keys import MAX_DEPTH, checked_key, display_path, index_path, stored, too_deep_error
+from .keys import MAX_DEPTH, checked_key, child_path, display_path, index_path, key_text, stored, too_deep_error
 
 _UTC = _dt.timezone.utc
 _INT64_MIN = -(2**63)
@@ -71,7 +71,7 @@ _PASSTHROUGH = _passthrough_types()
 # --- Decimal <-> Decimal128 ----------------------------------------------------------
 def _inexact(path: str, value: Decimal) -> InvalidDocument:
     return InvalidDocument(
-        f"Decimal {value} at '{display_path(path)}' cannot be stored exactly as Decimal128 "
+        f"Decimal {Decimal.__str__(value)} at '{display_path(path)}' cannot be stored exactly as Decimal128 "
         "(at most 34 significant digits, exponent -6176..6111); round it with quantize() "
         "or store it as a string"
     )
@@ -79,14 +79,14 @@ def _inexact(path: str, value: Decimal) -> InvalidDocument:
 
 def decimal_to_bid(value: Decimal, path: str) -> tuple[int, int]:
     """(high, low) BID words of ``value``; ``InvalidDocument`` if not exactly representable."""
-    sign, digits, exponent = value.as_tuple()
+    sign, digits, exponent = Decimal.as_tuple(value)  # a subclass's own as_tuple is not asked
     high = _SIGN if sign else 0
     if exponent == "F":
         return high | _INF, 0
     if exponent in ("n", "N"):
         if digits:
             raise InvalidDocument(
-                f"Decimal {value} at '{display_path(path)}' is a NaN with a payload, which "
+                f"Decimal {Decimal.__str__(value)} at '{display_path(path)}' is a NaN with a payload, which "
                 "Decimal128 cannot store; use a plain NaN or a string"
             )
         return high | (_SNAN if exponent == "N" else _NAN), 0
@@ -189,7 +189,7 @@ def _map_dict(value: Mapping[Any, Any], path: str, depth: int, rule: Rule, check
     key: Any
     child: Any
     for key, child in dict.items(value):  # type: ignore[arg-type]
-        new = rule(child, checked_key(key, path) if check_keys else f"{path}.{str(key)}", depth + 1)
+        new = rule(child, checked_key(key, path) if check_keys else child_path(path, key_text(key)), depth + 1)
         if new is not child:
             if out is None:
                 out = value.copy()  # type: ignore[attr-defined]
@@ -216,7 +216,9 @@ def _to_doc_value(value: Any, path: str, depth: int) -> Any:
     if cls is list:
         return _seq_to_doc(value, path, depth)
     if isinstance(value, enum.Enum):
-        return _to_doc_value(value.value, path, depth)
+        if depth >= MAX_DEPTH:  # a member's value may be another member (or itself)
+            raise too_deep_error(path)
+        return _to_doc_value(value._value_, path, depth + 1)
     if isinstance(value, Decimal):
         return _to_decimal128(value, path)
     if isinstance(value, _dt.datetime):
@@ -351,7 +353,7 @@ def map_from_doc(
     renamed: list[tuple[str, Any]] = []
     saw_version = False
     for key, value in source.items():
-        new = _from_doc_value(value, str(key), 1)
+        new = _from_doc_value(value, key_text(key), 1)
         if key == "_id":
             name: str | None = id_field
         elif versioned and key == "_version":

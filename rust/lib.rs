@@ -21,5 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     filters::register(m)?;
     bulk::register(m)?;
     events::register(m)?;
+    // the private layouts are checked once, at import; if a class cannot be imported yet,
+    // the first call builds the cache instead and reports why
+    let _ = types::cache(m.py());
     Ok(())
 }

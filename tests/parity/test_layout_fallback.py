@@ -66,3 +66,42 @@ def test_changed_private_layouts_fall_back_to_public_constructors() -> None:
     done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("fallback ok")
+
+
+_CHILD_C_LAYOUTS = r"""
+import sys, _pydecimal
+# decimal becomes the pure-Python implementation (no PyDecObject inside) and the datetime
+# C API capsule disappears: the native pass must take its public routes for both
+sys.modules["decimal"] = _pydecimal
+import datetime, decimal
+import bson, pymongo, pydantic_core  # C extensions that need the capsule, loaded before it goes
+from pydantic import BaseModel
+datetime.datetime_CAPI = object()
+
+from cqrs_ddd_persistence_mongo import _accel
+
+native_to, pure_to = _accel.native_function("map_to_doc"), _accel.pure_twin("map_to_doc")
+native_from, pure_from = _accel.native_function("map_from_doc"), _accel.pure_twin("map_from_doc")
+data = {
+    "d": decimal.Decimal("-12.50"), "e": decimal.Decimal("1E-6176"), "day": datetime.date(2024, 2, 29),
+    "at": datetime.datetime(2024, 6, 1, 12, 30, tzinfo=datetime.timezone.utc),
+}
+doc = native_to(dict(data), "id", None, False)
+assert doc == pure_to(dict(data), "id", None, False), doc
+assert str(doc["d"]) == "-12.50" and str(doc["e"]) == "1E-6176", doc
+assert doc["day"] == datetime.datetime(2024, 2, 29, tzinfo=datetime.timezone.utc), doc
+back = native_from(doc, "id", None, False)
+assert back == pure_from(doc, "id", None, False), back
+assert type(back["d"]) is _pydecimal.Decimal and back["d"] == data["d"] and back["e"] == data["e"], back
+print("fallback ok")
+"""
+
+
+def test_a_decimal_or_datetime_laid_out_otherwise_takes_the_public_routes() -> None:
+    if _accel.native_function("map_to_doc") is None:
+        pytest.skip("native module not built")
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
+    env.pop("CQRS_DDD_MONGO_PURE", None)
+    done = subprocess.run([sys.executable, "-c", _CHILD_C_LAYOUTS], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("fallback ok")

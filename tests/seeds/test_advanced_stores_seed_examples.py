@@ -370,7 +370,7 @@ async def test_saga_compensation_services_by_keyword_still_work(real_connection:
     payment_service = PaymentService()
     saga = OrderFulfillmentSaga(id="saga-k", order_id="o-k", correlation_id="o-k")
     await saga.process_payment(payment_service)
-    await saga_repo.add(saga)
+    assert await saga_repo.add(saga) == "saga-k"  # add() returns the id
     loaded = await saga_repo.get("saga-k")
     assert await loaded.compensate_all(payment_service=payment_service) == ["cancel_payment"]
     assert payment_service.refunded == ["pay-o-k"]

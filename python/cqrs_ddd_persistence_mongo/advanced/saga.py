@@ -99,13 +99,13 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         self._indexed = True
         return names
 
-    async def add(self, entity: S, uow: UnitOfWorkRole | None = None) -> None:
-        """Save a saga (:meth:`MongoRepository.add`); the finder indexes are created on the
-        first save where that cannot meet an open transaction."""
+    async def add(self, entity: S, uow: UnitOfWorkRole | None = None) -> Any:
+        """Save a saga (:meth:`MongoRepository.add`; returns its id); the finder indexes are
+        created on the first save where that cannot meet an open transaction."""
         if self._auto_index and not self._indexed:
             with self._gateway.call(f"creating the indexes of '{self.collection_name}'"):
                 self._indexed = await self._gateway.prepare_indexes(SAGA_INDEXES, session_of(uow), self._created_in)
-        await super().add(entity, uow)
+        return await super().add(entity, uow)
 
     async def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, uow: UnitOfWorkRole | None) -> list[dict[str, Any]]:
         require_limit(limit)

@@ -66,7 +66,7 @@ class MongoProjectionPositionStore(CollectionStore):
         if original is not None:
             raise PositionStoreError(
                 f"the position of '{projection_name}' in '{self.collection_name}' "
-                f"({original.get('position')!r}) was written by the original library (keyed by "
+                f"(position {original.get('position')!r}) was written by the original library (keyed by "
                 f"_id {original['_id']!r}); run 'await upgrade_original_data(connection)' once "
                 "(from cqrs_ddd_persistence_mongo) to re-key it, then retry"
             )

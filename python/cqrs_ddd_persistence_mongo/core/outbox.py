@@ -333,17 +333,19 @@ class MongoOutboxStorage:
         they have no creation date). Returns how many were (or, with ``dry_run``, would be)
         scheduled.
 
-        Guarantee: one ``update_many`` whose filter needs the field missing, so it is
-        idempotent and never touches a message this package wrote; each document changes
-        atomically, a crash halfway leaves the rest for the next run.
+        Guarantee: two ``update_many`` (dated messages, then the rest) whose filters need the
+        field missing, so it is idempotent and never touches a message this package wrote;
+        each document changes atomically, a crash halfway leaves the rest for the next run.
         """
         filter_ = {"status": {"$in": [PENDING, FAILED]}, "next_attempt_at": {"$exists": False}}
         with self._call("scheduling outbox messages written by the original library"):
             if dry_run:
                 return int(await self._collection().count_documents(filter_))
-            created = {"$cond": [{"$eq": [{"$type": "$created_at"}, "date"]}, "$created_at", utc_now()]}
-            result = await self._collection().update_many(filter_, [{"$set": {"next_attempt_at": created}}])
-            return int(result.modified_count)
+            dated = await self._collection().update_many(
+                {**filter_, "created_at": {"$type": "date"}}, [{"$set": {"next_attempt_at": "$created_at"}}]
+            )
+            undated = await self._collection().update_many(filter_, {"$set": {"next_attempt_at": utc_now()}})
+            return int(dated.modified_count) + int(undated.modified_count)
 
     # --- reading ----------------------------------------------------------------------
     async def get_pending(

@@ -152,7 +152,6 @@ class MongoProjectionPositionStore(CollectionStore):
             docs = await self._gateway.to_list(cursor, None)
         return {doc["_id"]: doc["position"] for doc in docs}
 
-
     async def _adopt_original_documents(self, *, dry_run: bool = False) -> tuple[list[str], list[str]]:
         """Re-key every checkpoint stored in the original library's shape to this store's
         key (``_id`` = the projection name); returns the names re-keyed (or, with

@@ -45,6 +45,7 @@ from .domain import (
 from .exceptions import *  # noqa: F403 - the whole hierarchy is public
 from .indexes import ensure_indexes
 from .query_builder import MongoQueryBuilder
+from .upgrade import UpgradeReport, upgrade_original_data
 from .roles import ConnectionRole, TransactionalUnitOfWork, UnitOfWorkRole
 from .specifications import (
     OperatorRegistry,
@@ -113,6 +114,8 @@ __all__ = [
     "__version__",
     "build_default_registry",
     "ensure_indexes",
+    "upgrade_original_data",
+    "UpgradeReport",
     "EventSourcedAggregate",
     "EventSourcedRepository",
     "SnapshotEvery",

@@ -4,7 +4,21 @@ preparation, a count, a change-stream doorbell, a publisher loop)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: tasks the library started for a caller who may not keep them (an un-awaited close):
+#: the event loop only holds weak references to tasks, so these are held here until done
+_UNTIL_DONE: set[asyncio.Task[Any]] = set()
+
+
+def keep_until_done(task: asyncio.Task[T]) -> asyncio.Task[T]:
+    """Hold a strong reference to ``task`` until it ends, so dropping the caller's reference
+    cannot let it be garbage-collected halfway; returns ``task``."""
+    _UNTIL_DONE.add(task)
+    task.add_done_callback(_UNTIL_DONE.discard)
+    return task
 
 
 async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:

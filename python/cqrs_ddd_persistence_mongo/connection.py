@@ -21,6 +21,7 @@ from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from ._tasks import keep_until_done
 from .exceptions import InvalidStoreArgument, MongoConnectionError
 
 logger = logging.getLogger(__name__)
@@ -296,7 +297,8 @@ class MongoConnectionManager:
 
         The manager lets go of its client at once (it is no longer connected); closing the
         driver client's sockets runs as a task on the running loop, which the returned task
-        lets you await. Called outside a running event loop it raises
+        lets you await; the library holds that task until it ends, so a close that is not
+        awaited still finishes. Called outside a running event loop it raises
         :class:`MongoConnectionError` (use ``await connection.disconnect()`` in async code).
         """
         try:
@@ -310,7 +312,7 @@ class MongoConnectionManager:
             self._client = None
         self._connected = False
         self._hello = None
-        return loop.create_task(_maybe_await(None if client is None else client.close()))
+        return keep_until_done(loop.create_task(_maybe_await(None if client is None else client.close())))
 
     async def __aenter__(self) -> MongoConnectionManager:
         return await self.connect()

@@ -214,6 +214,7 @@ def every_call(s: Stores) -> dict[str, Call]:
         ),
         "MongoEventStore.ensure_indexes": lambda: s.events.ensure_indexes(),
         "MongoEventStore.aggregate": lambda: s.events.aggregate([{"$match": {}}]),
+        "MongoEventStore.aggregate(stream)": lambda: _drain(s.events.aggregate([{"$match": {}}])),
         "MongoEventStore.get_all": lambda: s.events.get_all(),
         "MongoEventStore.get_by_aggregate": lambda: s.events.get_by_aggregate("o1"),
         "MongoEventStore.get_events": lambda: s.events.get_events("o1"),

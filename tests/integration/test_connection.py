@@ -3,6 +3,7 @@ transactions through the driver adapter on the real-wire server."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import time
@@ -107,6 +108,36 @@ async def test_close_without_await_still_closes(mongo_url: str) -> None:
     assert not conn.is_connected
     assert conn.client is not client  # ... and a later use builds a new one
     await conn.close()  # awaited: the same, and waits for the sockets to close
+
+
+async def test_an_unawaited_close_is_kept_alive_until_it_ends() -> None:
+    """The event loop holds tasks only weakly: the library holds the close task until done."""
+    import gc
+    import weakref
+
+    class SlowClient:  # a driver client whose close waits on a gate only the task holds
+        closed = False
+        gate: Any = None
+
+        async def close(self) -> None:
+            gate = asyncio.get_running_loop().create_future()
+            self.gate = weakref.ref(gate)
+            await gate
+            self.closed = True
+
+    conn = MongoConnectionManager(url="mongodb://127.0.0.1:1", database="x")
+    slow = SlowClient()
+    conn._client = slow  # the client the manager built and owns
+    task = weakref.ref(conn.close())  # the caller drops the returned task
+    await asyncio.sleep(0)  # the close starts and waits
+    gc.collect()
+    assert task() is not None and not task().done()  # type: ignore[union-attr]
+    slow.gate().set_result(None)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert slow.closed
+    gc.collect()
+    assert task() is None  # let go once it ended
 
 
 async def test_text_index_helper_builds_one_text_index() -> None:

@@ -369,6 +369,28 @@ async def test_original_read_api(real_connection: MongoConnectionManager) -> Non
         await store.aggregate([{"$out": "copy"}])
 
 
+async def test_aggregate_streams_under_the_same_checks(real_connection: MongoConnectionManager) -> None:
+    """``async for doc in store.aggregate(p)`` streams past the awaited form's cap; a refused
+    pipeline fails at the call, before anything runs; stopping early closes the cursor."""
+    from cqrs_ddd_persistence_mongo import ResultTooLarge, UnsafeQueryError
+
+    store = MongoEventStore(real_connection)
+    await store.append_batch([ev("a", v, n=v) for v in range(1, 6)])
+    pipeline = [{"$match": {"aggregate_id": "a"}}, {"$sort": {"version": 1}}, {"$project": {"_id": 0, "version": 1}}]
+    streamed = [doc["version"] async for doc in store.aggregate(pipeline, limit=2, batch_size=2)]
+    assert streamed == [1, 2, 3, 4, 5]
+    with pytest.raises(ResultTooLarge, match="more than 2 documents"):
+        await store.aggregate(pipeline, limit=2)
+    assert await store.aggregate(pipeline, limit=5) == [{"version": v} for v in range(1, 6)]
+    with pytest.raises(UnsafeQueryError):
+        store.aggregate([{"$merge": {"into": "copy"}}])
+    async with aclosing(store.aggregate(pipeline, batch_size=1).__aiter__()) as docs:  # type: ignore[type-var]
+        async for doc in docs:
+            assert doc == {"version": 1}
+            break
+    assert "copy" not in await real_connection.db().list_collection_names()
+
+
 async def test_awaited_stream_is_not_awaitable(real_connection: MongoConnectionManager) -> None:
     """A loop that awaits until the result is no longer awaitable ends after one step."""
     import inspect

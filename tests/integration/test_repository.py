@@ -443,6 +443,11 @@ async def test_add_returns_the_stored_id(real_connection: MongoConnectionManager
     generated = await invoices.add(invoice)
     assert generated is not None and generated == invoice.id
     assert (await invoices.get(generated)).amount == 3
+    tickets: MongoRepository[Ticket, uuid.UUID] = MongoRepository(real_connection, "tickets", Ticket)
+    ticket_id = uuid.uuid4()
+    returned = await tickets.add(Ticket(id=ticket_id))
+    assert type(returned) is uuid.UUID and returned == ticket_id  # the model's id, not its stored Binary
+    assert (await tickets.get(returned)).id == ticket_id
 
 
 async def test_specification_is_and_ed_with_the_id(real_connection: MongoConnectionManager) -> None:

@@ -5,6 +5,7 @@ documented on the real-wire server. Adaptations are marked ``# adapted:``."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -28,6 +29,8 @@ from cqrs_ddd_persistence_mongo.domain import (
     utc_now,
 )
 from cqrs_ddd_persistence_mongo.indexes import ensure_indexes
+
+logger = logging.getLogger(__name__)
 
 
 class Order(AggregateRoot):
@@ -314,31 +317,63 @@ async def test_saga_with_compensation_pattern(real_connection: MongoConnectionMa
 
 
 async def test_saga_timeout_compensates_a_loaded_saga(real_connection: MongoConnectionManager) -> None:
-    """Error handling, saga timeout: a saga loaded from the store has no live services, so
-    its compensations get them from ``compensate_all``'s keyword arguments."""
+    """Error handling, "Saga Timeout", as written: a saga loaded from the store has no live
+    services; the repository's ``services=`` gives them to it, so a bare
+    ``compensate_all()`` undoes its steps."""
+    from cqrs_ddd_persistence_mongo.exceptions import OptimisticConcurrencyError
+
     connection = real_connection
-    saga_repo = MongoSagaRepository(connection, saga_cls=OrderFulfillmentSaga)
     payment_service, shipment_service = PaymentService(), ShipmentService()
+    # adapted: the repository is built for MongoDB, with the services loaded sagas use
+    saga_repo = MongoSagaRepository(
+        connection,
+        saga_cls=OrderFulfillmentSaga,
+        services={"payment_service": payment_service, "shipment_service": shipment_service},
+    )
     saga = OrderFulfillmentSaga(id="saga-t", order_id="o-t", correlation_id="o-t")
     await saga.process_payment(payment_service)
     await saga.create_shipment(shipment_service)
     saga.suspend("waiting for delivery", timeout_at=utc_now() - timedelta(seconds=1))
     await saga_repo.add(saga)
 
-    expired = await saga_repo.find_expired_suspended_sagas(limit=10)
-    for saga in expired:
-        async with MongoUnitOfWork(connection=connection) as uow:
-            # adapted: the services are passed, since this process did not run the steps
-            await saga.compensate_all(payment_service=payment_service, shipment_service=shipment_service)
-            saga.mark_as_cancelled("Timeout exceeded")
-            await saga_repo.add(saga, uow=uow)
-            await uow.commit()
+    async def handle_saga_timeout():
+        """Handle expired suspended sagas."""
+        expired = await saga_repo.find_expired_suspended_sagas(limit=10)
+
+        for saga in expired:
+            async with MongoUnitOfWork(connection=connection) as uow:  # adapted: the Mongo unit of work
+                try:
+                    # Compensate all completed steps
+                    await saga.compensate_all()
+                    saga.mark_as_cancelled("Timeout exceeded")
+
+                    await saga_repo.add(saga, uow=uow)
+                    await uow.commit()
+
+                except OptimisticConcurrencyError:
+                    # Saga was updated by another process
+                    logger.info(f"Saga {saga.id} already handled")
+
+    await handle_saga_timeout()
     assert shipment_service.cancelled == ["ship-o-t"] and payment_service.refunded == ["pay-o-t"]
     final = await saga_repo.get("saga-t")
+    assert final.status is SagaStatus.CANCELLED and final.error == "Timeout exceeded"
     assert [h["step"] for h in final.step_history if h["status"] == "compensated"] == [
         "cancel_shipment", "cancel_payment",
     ]
-    assert await final.compensate_all(payment_service=payment_service) == []  # nothing left to undo
+    assert await final.compensate_all() == []  # nothing left to undo
+
+
+async def test_saga_compensation_services_by_keyword_still_work(real_connection: MongoConnectionManager) -> None:
+    """Without ``services=``, the services are passed to ``compensate_all`` by keyword."""
+    saga_repo = MongoSagaRepository(real_connection, saga_cls=OrderFulfillmentSaga)
+    payment_service = PaymentService()
+    saga = OrderFulfillmentSaga(id="saga-k", order_id="o-k", correlation_id="o-k")
+    await saga.process_payment(payment_service)
+    assert await saga_repo.add(saga) == "saga-k"  # add() returns the id
+    loaded = await saga_repo.get("saga-k")
+    assert await loaded.compensate_all(payment_service=payment_service) == ["cancel_payment"]
+    assert payment_service.refunded == ["pay-o-k"]
 
 
 # --- sqlalchemy-advanced-persistence.md §4, built for MongoDB: background jobs ----------------

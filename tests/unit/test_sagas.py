@@ -78,6 +78,29 @@ async def test_a_loaded_saga_takes_services_by_keyword_and_says_what_is_missing(
     assert loaded.undone == ["seat 1A"]
 
 
+async def test_provided_services_serve_a_bare_compensate_all_and_keywords_override_them() -> None:
+    saga = Booking()
+    saga.reserve_seat("1A")
+    loaded = Booking.model_validate(saga.model_dump())
+    loaded.provide_services(seat="1B")
+    assert await loaded.compensate_all(seat="1A") == ["release_seat"]  # the keyword wins
+    assert loaded.undone == ["seat 1A"]
+    again = Booking.model_validate(saga.model_dump())
+    again.provide_services(seat="1C")
+    assert await again.compensate_all() == ["release_seat"]
+    assert again.undone == ["seat 1C"]
+    assert set(again.model_dump()) == set(saga.model_dump())  # services are never persisted
+
+
+def test_the_saga_repository_checks_its_services() -> None:
+    from cqrs_ddd_persistence_mongo import InvalidStoreArgument, MongoConnectionManager, MongoSagaRepository
+
+    connection = MongoConnectionManager()  # lazy: nothing connects here
+    with pytest.raises(InvalidStoreArgument, match="services must map keyword names"):
+        MongoSagaRepository(connection, Booking, services={"not a name": 1})
+    assert MongoSagaRepository(connection, Booking, services={"seat": "1A"}).services == {"seat": "1A"}
+
+
 async def test_an_unknown_compensation_is_named() -> None:
     class Broken(SagaState):
         @saga_step(compensation="missing")

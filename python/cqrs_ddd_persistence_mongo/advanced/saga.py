@@ -9,6 +9,7 @@ status, merged) returning the oldest first.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +55,10 @@ class MongoSagaRepository(MongoRepository[S, Any]):
     ``add(saga, uow=)`` / ``get(id)`` are the repository's: a saga loaded, advanced and
     saved by two handlers at once makes the second save raise ``VersionMismatchError``.
     The finder indexes are created on first use of a finder (or by :meth:`ensure_indexes`).
+
+    ``services={"payment_service": p, ...}`` are given to every saga this repository loads
+    (:meth:`SagaState.provide_services`), so ``await saga.compensate_all()`` on a loaded
+    saga finds the services its compensations take by keyword. They are never persisted.
     """
 
     def __init__(
@@ -64,15 +69,29 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         *,
         database: str | None = None,
         auto_index: bool = True,
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         if not (isinstance(saga_cls, type) and issubclass(saga_cls, SagaState)):
             raise InvalidStoreArgument(f"saga_cls must be a SagaState subclass, got {saga_cls!r}")
+        if services is not None and not (
+            isinstance(services, Mapping) and all(isinstance(k, str) and k.isidentifier() for k in services)
+        ):
+            raise InvalidStoreArgument(
+                f"services must map keyword names to services, e.g. {{'payment_service': p}}; got {services!r}"
+            )
         require_name(collection, "collection")
         super().__init__(connection, collection, saga_cls, database=database, error_cls=SagaStoreError)
         self.saga_cls = saga_cls
         self._auto_index = auto_index
         self._indexed = False
         self._created_in: set[Any] = set()
+        self.services: dict[str, Any] = dict(services or {})
+
+    def _mapper_from_doc(self, doc: dict[str, Any]) -> S:
+        saga = super()._mapper_from_doc(doc)
+        if self.services:
+            saga.provide_services(**self.services)
+        return saga
 
     async def ensure_indexes(self) -> list[str]:
         """Create the indexes the finders use; idempotent."""
@@ -80,13 +99,13 @@ class MongoSagaRepository(MongoRepository[S, Any]):
         self._indexed = True
         return names
 
-    async def add(self, entity: S, uow: UnitOfWorkRole | None = None) -> None:
-        """Save a saga (:meth:`MongoRepository.add`); the finder indexes are created on the
-        first save where that cannot meet an open transaction."""
+    async def add(self, entity: S, uow: UnitOfWorkRole | None = None) -> Any:
+        """Save a saga (:meth:`MongoRepository.add`; returns its id); the finder indexes are
+        created on the first save where that cannot meet an open transaction."""
         if self._auto_index and not self._indexed:
             with self._gateway.call(f"creating the indexes of '{self.collection_name}'"):
                 self._indexed = await self._gateway.prepare_indexes(SAGA_INDEXES, session_of(uow), self._created_in)
-        await super().add(entity, uow)
+        return await super().add(entity, uow)
 
     async def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, uow: UnitOfWorkRole | None) -> list[dict[str, Any]]:
         require_limit(limit)

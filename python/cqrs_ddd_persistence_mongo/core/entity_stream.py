@@ -59,6 +59,7 @@ class EntityStream(Generic[T]):
         batch_size: int,
         max_items: int | None,
         what: str = "entities",
+        too_large: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise MongoQueryError(f"batch_size must be >= 1, not {batch_size!r}")
@@ -67,6 +68,7 @@ class EntityStream(Generic[T]):
         self.batch_size = batch_size
         self.max_items = max_items
         self._what = what
+        self._too_large = too_large
 
     async def batches(self) -> AsyncIterator[list[T]]:
         """Lists of at most ``batch_size`` entities, one per round trip."""
@@ -86,7 +88,8 @@ class EntityStream(Generic[T]):
         if batch_size is None:
             return self._iterate()
         return EntityStream(
-            self._source, self._convert, batch_size=batch_size, max_items=self.max_items, what=self._what
+            self._source, self._convert, batch_size=batch_size, max_items=self.max_items, what=self._what,
+            too_large=self._too_large,
         )._iterate()
 
     async def to_list(self, limit: int | None = None) -> list[T]:
@@ -107,11 +110,11 @@ class EntityStream(Generic[T]):
                 for doc in docs:
                     if cap is not None and len(out) >= cap:
                         if limit is None:
-                            raise ResultTooLarge(
+                            raise ResultTooLarge(self._too_large or (
                                 f"more than {self.max_items} {self._what}: iterate with "
                                 "'async for entity in repo.list_all()' (streams in batches) or "
                                 "pass a limit: 'await repo.list_all().to_list(limit=...)'"
-                            )
+                            ))
                         return out
                     out.append(self._convert(doc))
                 if limit is not None and len(out) >= limit:

@@ -57,6 +57,7 @@ from ._event_codec import (
 )
 from ._event_stream import EventStream, GapClock, dense_prefix, gap_safe_batches
 from ._session import session_of
+from .entity_stream import EntityStream, iterate_cursor_batches
 from .search import search_collection
 from .uow import MongoUnitOfWork, raised_by_server
 
@@ -478,27 +479,45 @@ class MongoEventStore:
                 )
         return events
 
-    async def aggregate(self, pipeline: Any, *, timeout: float | None = None, limit: int | None = None) -> list[Any]:
-        """Run an aggregation pipeline on the events collection; returns the result documents.
+    def aggregate(
+        self, pipeline: Any, *, timeout: float | None = None, limit: int | None = None, batch_size: int = 1000
+    ) -> EntityStream[dict[str, Any]]:
+        """Run an aggregation pipeline on the events collection, read either way:
 
-        Read-only: ``$out`` / ``$merge`` and server-side JavaScript are refused. Bounded by
-        ``timeout`` (default: the connection's bound) and by ``limit`` (default
-        ``max_get_all``) result documents, past which :class:`ResultTooLarge` is raised.
+        * ``await store.aggregate(pipeline)``: the result documents as a list, at most
+          ``limit`` (default ``max_get_all``) of them, past which :class:`ResultTooLarge`
+          is raised (nothing is silently cut);
+        * ``async for doc in store.aggregate(pipeline):`` streams every result document,
+          ``batch_size`` per round trip, holding one batch in memory.
+
+        Read-only: ``$out`` / ``$merge`` and server-side JavaScript are refused here, before
+        anything runs. Every round trip is bounded by ``timeout`` (default: the connection's
+        bound); the bound never spans the caller's code between documents.
         Hole markers are documents of the collection too: match ``event_type`` to skip them.
         """
         stages = check_pipeline(pipeline)
         cap = self.max_get_all if limit is None else limit
         if type(cap) is not int or cap <= 0:
             raise EventStoreError(f"limit must be a positive int, not {cap!r}")
-        with self._events.call(f"aggregating '{self.collection_name}'", timeout):
-            cursor = await _maybe_awaitable(self._collection().aggregate([*stages, {"$limit": cap + 1}]))
-            docs = await self._events.to_list(cursor, None)
-        if len(docs) > cap:
-            raise ResultTooLarge(
+        if type(batch_size) is not int or batch_size <= 0:
+            raise EventStoreError(f"batch_size must be a positive int, not {batch_size!r}")
+        what = f"aggregating '{self.collection_name}'"
+
+        async def results(size: int) -> AsyncIterator[list[dict[str, Any]]]:
+            cursor = await _maybe_awaitable(self._collection().aggregate(stages, batchSize=size))
+            async for batch in iterate_cursor_batches(cursor, size):
+                yield batch
+
+        return EntityStream(
+            lambda size: self._events.guarded(results(size), what, timeout),
+            _as_document,
+            batch_size=batch_size,
+            max_items=cap,
+            too_large=(
                 f"the pipeline returned more than {cap} documents; add a $limit or $group stage, "
-                "or pass a larger limit="
-            )
-        return docs
+                "pass a larger limit=, or stream them: 'async for doc in store.aggregate(pipeline)'"
+            ),
+        )
 
     async def get_events_after(
         self, position: int | None = None, limit: int = 1000, *, specification: Any = None
@@ -662,6 +681,11 @@ class MongoEventStore:
                         return int(doc["position"])
                 high -= step
         return 0
+
+
+def _as_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """A result document of a pipeline, returned as the driver read it."""
+    return doc
 
 
 def _check_event_keys(doc: dict[str, Any]) -> None:

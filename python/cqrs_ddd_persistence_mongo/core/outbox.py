@@ -327,6 +327,26 @@ class MongoOutboxStorage:
                 {"$set": {"status": PENDING, "retry_count": 0, "next_attempt_at": utc_now(), "locked_by": None}},
             )
 
+    async def _schedule_original_messages(self, *, dry_run: bool = False) -> int:
+        """Give pending and failed messages written by the original library (no
+        ``next_attempt_at``) the field that makes them due: their ``created_at`` (now when
+        they have no creation date). Returns how many were (or, with ``dry_run``, would be)
+        scheduled.
+
+        Guarantee: two ``update_many`` (dated messages, then the rest) whose filters need the
+        field missing, so it is idempotent and never touches a message this package wrote;
+        each document changes atomically, a crash halfway leaves the rest for the next run.
+        """
+        filter_ = {"status": {"$in": [PENDING, FAILED]}, "next_attempt_at": {"$exists": False}}
+        with self._call("scheduling outbox messages written by the original library"):
+            if dry_run:
+                return int(await self._collection().count_documents(filter_))
+            dated = await self._collection().update_many(
+                {**filter_, "created_at": {"$type": "date"}}, [{"$set": {"next_attempt_at": "$created_at"}}]
+            )
+            undated = await self._collection().update_many(filter_, {"$set": {"next_attempt_at": utc_now()}})
+            return int(dated.modified_count) + int(undated.modified_count)
+
     # --- reading ----------------------------------------------------------------------
     async def get_pending(
         self, limit: int = 100, uow: UnitOfWorkRole | None = None, *, specification: Any = None

@@ -153,14 +153,16 @@ class MongoRepository(Generic[T, ID]):
 
         Unversioned model: ``replace_one(upsert=True)``: atomic, idempotent, last writer wins.
 
-        Returns the stored id (for an entity saved without one, the generated ObjectId,
-        which ``get()`` finds).
+        Returns the entity's id as the model holds it (a ``UUID`` stays a ``UUID``, not its
+        stored binary form); for an entity saved without one, the generated ObjectId, which
+        the entity now carries. ``get()`` finds it either way.
         """
         session = _session(uow)
         doc = self._mapper_to_doc(entity)
         with self._dooming(uow), self._gateway.call(self._saving):
             await self._add(entity, doc, session, uow)
-        return doc["_id"]
+        entity_id = getattr(entity, self.id_field, None)
+        return doc["_id"] if entity_id is None else entity_id
 
     async def _add(self, entity: T, doc: dict[str, Any], session: Any, uow: UnitOfWorkRole | None) -> None:
         collection = self.collection()

@@ -122,12 +122,23 @@ class SagaState(AggregateRoot):
 
     def _step_arguments(self) -> dict[str, tuple[tuple[Any, ...], dict[str, Any]]]:
         """Arguments each step ran with in this process (services, clients): never persisted."""
+        arguments: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = self._private().setdefault(
+            "_saga_step_arguments", {}
+        )
+        return arguments
+
+    def _private(self) -> dict[str, Any]:
         private = self.__pydantic_private__
         if private is None:
             private = {}
             object.__setattr__(self, "__pydantic_private__", private)
-        arguments: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = private.setdefault("_saga_step_arguments", {})
-        return arguments
+        return private
+
+    def provide_services(self, **services: Any) -> None:
+        """Give this saga the services its compensations take by keyword (``payment_service=p``)
+        when this process did not run their steps, e.g. a saga loaded from the store. Never
+        persisted; ``MongoSagaRepository(services=...)`` calls it on every saga it loads."""
+        self._private().setdefault("_saga_services", {}).update(services)
 
     async def compensate_all(self, *args: Any, **kwargs: Any) -> list[str]:
         """Undo every completed step that names a compensation, last step first.
@@ -136,7 +147,9 @@ class SagaState(AggregateRoot):
         ran it; else (a saga loaded from the store has no live services) with the positional
         arguments given here and those keyword arguments its signature names, so
         ``compensate_all(payment_service=p, shipment_service=s)`` serves compensations that
-        need different services. Each one that
+        need different services. Keyword arguments given here override the services given
+        by :meth:`provide_services` (or by the saga repository's ``services=``), which
+        otherwise let a bare ``compensate_all()`` serve a loaded saga. Each one that
         returns is recorded as ``{"step": <compensation>, "status": "compensated",
         "compensates": <step>}`` and its step is marked ``compensated``, so calling this
         again after a failure resumes with the steps still to undo; a compensation that
@@ -145,6 +158,7 @@ class SagaState(AggregateRoot):
         """
         self.status = SagaStatus.COMPENSATING
         remembered = self._step_arguments()
+        kwargs = {**self._private().get("_saga_services", {}), **kwargs}
         ran: list[str] = []
         for entry in reversed(self.step_history):
             compensation = entry.get("compensation")
@@ -162,7 +176,8 @@ class SagaState(AggregateRoot):
             except TypeError as exc:
                 raise TypeError(
                     f"compensation {compensation!r} of step {step!r} cannot be called with the arguments "
-                    f"available ({exc}): pass them to compensate_all(...)"
+                    f"available ({exc}): pass them to compensate_all(...), or give the saga repository "
+                    "services={...} so the sagas it loads have them"
                 ) from None
             try:
                 result = method(*call_args, **call_kwargs)

@@ -127,6 +127,18 @@ fn crs<'py>(py: Python<'py>, val: &Bound<'py, PyAny>, path: &Path<'_>) -> PyResu
     Ok(out)
 }
 
+/// `val` without a `{'$geometry': ...}` wrapper (a dict of that one key), else `val`.
+fn unwrapped<'py>(py: Python<'py>, val: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(d) = val.downcast::<PyDict>() {
+        if d.len() == 1 {
+            if let Some(inner) = d.get_item(intern!(py, "$geometry"))? {
+                return Ok(inner);
+            }
+        }
+    }
+    Ok(val.clone())
+}
+
 /// A clean copy of a validated GeoJSON geometry, given bare or as `{'$geometry': geometry}`.
 fn geometry<'py>(
     py: Python<'py>,
@@ -135,14 +147,7 @@ fn geometry<'py>(
     path: &Path<'_>,
     allowed: &[&str],
 ) -> PyResult<Bound<'py, PyDict>> {
-    let mut val = val.clone();
-    if let Ok(d) = val.downcast::<PyDict>() {
-        if d.len() == 1 {
-            if let Some(inner) = d.get_item(intern!(py, "$geometry"))? {
-                val = inner;
-            }
-        }
-    }
+    let val = unwrapped(py, val)?;
     let Ok(d) = val.downcast::<PyDict>() else {
         return Err(spec_error(
             py,
@@ -307,11 +312,13 @@ fn near<'py>(py: Python<'py>, leaf: &Leaf<'_, 'py>) -> PyResult<Bound<'py, PyDic
     if !leaf.top {
         return Err(nested_only_top(py, op, path));
     }
-    let legacy = point_form(py, op, &leaf.val, path, &["type", "coordinates", "maxDistance", "minDistance"])?;
+    // a point given as `{'$geometry': point}` reads as the bare point
+    let val = unwrapped(py, &leaf.val)?;
+    let legacy = point_form(py, op, &val, path, &["type", "coordinates", "maxDistance", "minDistance"])?;
     let (point, p, names) = match legacy {
         Some((point, d)) => (point, d, ["maxDistance", "minDistance"]),
         None => {
-            let (p, g) = payload(py, op, &leaf.val, path, &["geometry", "max_distance", "min_distance"])?;
+            let (p, g) = payload(py, op, &val, path, &["geometry", "max_distance", "min_distance"])?;
             (geometry(py, op, &g, path, GEO_POINT)?, p, ["max_distance", "min_distance"])
         }
     };

@@ -115,6 +115,9 @@ def test_geometry_wrapped_in_dollar_geometry() -> None:
     assert compile_filter(leaf("g", "intersects", {"$geometry": P})) == {"g": {"$geoIntersects": {"$geometry": P}}}
     near = compile_filter(leaf("g", "near", {"geometry": {"$geometry": P}, "max_distance": 5}))
     assert near == {"g": {"$near": {"$geometry": P, "$maxDistance": 5.0}}}
+    # near takes the wrapper like within / intersects do
+    assert compile_filter(leaf("g", "near", {"$geometry": P})) == compile_filter(leaf("g", "near", P))
+    assert compile_filter(leaf("g", "near", {"$geometry": P})) == {"g": {"$near": {"$geometry": P}}}
 
 
 def test_circle_as_center_and_radians() -> None:

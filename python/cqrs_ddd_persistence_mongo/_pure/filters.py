@@ -218,12 +218,20 @@ def _crs(val: Any, path: str) -> dict[str, Any]:
     raise _error(path, CRS_SHAPE)
 
 
+def _unwrapped(val: Any) -> Any:
+    """``val`` without a ``{'$geometry': ...}`` wrapper (a dict of that one key), else ``val``."""
+    if isinstance(val, dict):
+        items = stored(val)
+        if "$geometry" in items and len(items) == 1:
+            return items["$geometry"]
+    return val
+
+
 def _geometry(op: str, val: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     """A clean copy of a GeoJSON geometry given bare or as ``{'$geometry': geometry}``."""
+    val = _unwrapped(val)
     if isinstance(val, dict):
         val = stored(val)
-        if "$geometry" in val and len(val) == 1:
-            val = val["$geometry"]
     if not isinstance(val, dict):
         raise _error(
             path,
@@ -293,6 +301,7 @@ def _circle(op: str, val: Any, path: str) -> tuple[Any, float]:
 
 
 def _near(op: str, val: Any, path: str) -> dict[str, Any]:
+    val = _unwrapped(val)  # a point given as {'$geometry': point} reads as the bare point
     if isinstance(val, dict) and "coordinates" in stored(val):
         allowed = ("type", "coordinates", "maxDistance", "minDistance")
         point, payload = _point_form(op, stored(val), path, allowed)

@@ -162,6 +162,13 @@ class SagaStoreError(MongoPersistenceError):
     """The saga repository could not read or save saga state."""
 
 
+class SagaCompensationError(MongoPersistenceError, TypeError):
+    """A saga's compensation cannot be called: the method its step names does not exist,
+    or the arguments it needs are not available (pass them to ``compensate_all(...)`` or
+    give the saga repository ``services={...}``). Also a ``TypeError``, which calling it
+    would have raised."""
+
+
 class BackgroundJobError(MongoPersistenceError):
     """The background job repository could not read, claim or update jobs."""
 
@@ -206,6 +213,7 @@ class ProjectionHandlerFailed(ProjectionError):
 
 
 __all__ = [
+    "SagaCompensationError",
     "BackgroundJobError",
     "ConcurrencyConflict",
     "ConnectionFailed",

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import Field
 
+from ..exceptions import SagaCompensationError
 from .aggregate import AggregateRoot
 from .events import new_id, utc_now
 
@@ -167,14 +168,15 @@ class SagaState(AggregateRoot):
             step = entry["step"]
             method = getattr(self, compensation, None)
             if not callable(method):
-                raise AttributeError(
-                    f"{type(self).__name__}.{compensation} (the compensation of step {step!r}) does not exist"
+                raise SagaCompensationError(
+                    f"{type(self).__name__}.{compensation} (the compensation of step {step!r}) does not exist; "
+                    "define it or correct the name given to @saga_step(compensation=...)"
                 )
             call_args, call_kwargs = remembered.get(step) or (args, _accepted(method, kwargs))
             try:
                 inspect.signature(method).bind(*call_args, **call_kwargs)
             except TypeError as exc:
-                raise TypeError(
+                raise SagaCompensationError(
                     f"compensation {compensation!r} of step {step!r} cannot be called with the arguments "
                     f"available ({exc}): pass them to compensate_all(...), or give the saga repository "
                     "services={...} so the sagas it loads have them"

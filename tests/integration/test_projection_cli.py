@@ -15,7 +15,7 @@ import pytest
 
 from cqrs_ddd_persistence_mongo import MongoConnectionManager
 from cqrs_ddd_persistence_mongo.core import MongoEventStore
-from cqrs_ddd_persistence_mongo._demo.orders import differences, fold_orders, order_history, read_model
+from cqrs_ddd_mongo_demo.orders import differences, fold_orders, order_history, read_model
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ PYTHON_DIR = str(Path(cqrs_ddd_persistence_mongo.__file__).resolve().parents[1])
 SLOW_PROJECTION = """
 import time
 
-from cqrs_ddd_persistence_mongo._demo.orders import OrderSummaryProjection
+from cqrs_ddd_mongo_demo.orders import OrderSummaryProjection
 
 
 class Slow(OrderSummaryProjection):
@@ -32,7 +32,7 @@ class Slow(OrderSummaryProjection):
         super().on_OrderItemAdded(doc, event)
 """
 
-SPEC = "cqrs_ddd_persistence_mongo._demo.orders:OrderSummaryProjection"
+SPEC = "cqrs_ddd_mongo_demo.orders:OrderSummaryProjection"
 
 
 def environment(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -142,7 +142,7 @@ async def test_console_script_imports_from_the_current_directory(
     pymongo_connection: MongoConnectionManager, mongo_url: str, tmp_path: Path
 ) -> None:
     await MongoEventStore(pymongo_connection).append_batch(list(order_history(10, 4, concurrent=5)))
-    (tmp_path / "mymod.py").write_text("from cqrs_ddd_persistence_mongo._demo.orders import OrderSummaryProjection as P\n")
+    (tmp_path / "mymod.py").write_text("from cqrs_ddd_mongo_demo.orders import OrderSummaryProjection as P\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "cqrs-ddd-mongo"  # what pip writes for a console script

@@ -20,7 +20,7 @@ from cqrs_ddd_persistence_mongo.domain import StoredEvent
 from cqrs_ddd_persistence_mongo.core.uow import MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.exceptions import MongoPersistenceError, ProjectionError, ProjectionHandlerFailed
 from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, rebuild_checkpoint
-from cqrs_ddd_persistence_mongo._demo.orders import (
+from cqrs_ddd_mongo_demo.orders import (
     ORDER_SUMMARIES,
     OrderSummaryProjection,
     differences,

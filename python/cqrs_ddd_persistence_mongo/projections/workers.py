@@ -160,7 +160,9 @@ async def run_partitioned(base: WorkerSpec, workers: int, progress: Reporter | N
     """Run ``workers`` processes of ``base`` (one partition each); returns when all finished.
 
     Progress is the mean number of events the workers consumed (each reads every event).
-    A failing worker fails the rebuild; the others' checkpoints stay for the resume.
+    A failing worker, or the caller's cancellation (Ctrl-C), stops the others: each is asked
+    to flush what it folded with its checkpoint (``STOP_GRACE_SECONDS``), then terminated;
+    the checkpoints stay for the resume.
     """
     if not base.url or base.driver not in ("pymongo", "motor"):
         raise ProjectionError(

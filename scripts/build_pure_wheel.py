@@ -1,4 +1,5 @@
-"""Build the pure-Python wheel (``py3-none-any``): the package without its native module.
+"""Build the pure-Python wheel (``py3-none-any``): the package without its native module,
+and the packages ``[tool.maturin] python-packages`` ships beside it (the demo).
 
 It installs where no platform wheel exists and no Rust toolchain is present; the package
 then runs on its pure-Python backend (identical results, slower). Metadata comes from
@@ -75,12 +76,14 @@ def build(out_dir: Path) -> Path:
     """Write the wheel into ``out_dir`` and return its path."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = pyproject["project"]
-    source = ROOT / pyproject["tool"]["maturin"]["python-source"]
+    maturin = pyproject["tool"]["maturin"]
+    source = ROOT / maturin["python-source"]
+    packages = [maturin["module-name"].split(".")[0], *maturin.get("python-packages", [])]
     dist = _normalized(project["name"])
     version = project["version"]
     dist_info = f"{dist}-{version}.dist-info"
     files: list[tuple[str, bytes]] = []
-    for path in sorted(source.rglob("*")):
+    for path in sorted(p for package in packages for p in (source / package).rglob("*")):
         relative = path.relative_to(source)
         if path.is_dir() or SKIPPED_DIRS & set(relative.parts) or path.suffix == ".pyc":
             continue

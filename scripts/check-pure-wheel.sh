@@ -46,5 +46,8 @@ assert _accel.compile_filter(spec.to_dict()) == {"total": {"$gte": 100}}, _accel
 files = [str(f) for f in md.files("cqrs-ddd-persistence-mongo") or []]
 assert any(f.endswith("licenses/LICENSE") for f in files), "LICENSE missing from the wheel"
 assert "cqrs_ddd_persistence_mongo/py.typed" in files, "py.typed missing from the wheel"
+assert "cqrs_ddd_mongo_demo/orders.py" in files, "the demo package is missing from the wheel"
+import sys
+assert "cqrs_ddd_mongo_demo" not in sys.modules, "importing the library imported the demo"
 print("pure wheel OK: BACKEND =", package.BACKEND)
 EOF

@@ -1,5 +1,5 @@
 """Type-check the package and the code users copy: ``mypy --strict`` on
-``python/cqrs_ddd_persistence_mongo``, then on every ``python`` block of README.md and
+``python/cqrs_ddd_persistence_mongo`` and the demo package beside it, then on every ``python`` block of README.md and
 docs/*.md, each block a module of its own. Exits non-zero when either run reports an error.
 
 The snippets are checked against the package as an installed user sees it: found on the
@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "python" / "cqrs_ddd_persistence_mongo"
+DEMO = ROOT / "python" / "cqrs_ddd_mongo_demo"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python[ \t]*$")
 MARKER = re.compile(r"<!--\s*typecheck:\s*(skip|continue)\b(.*?)-->")
@@ -162,8 +163,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="check-types-") as scratch:
         cache = Path(scratch) / "cache"
         if not args.snippets_only:
-            code, out = mypy([str(PACKAGE)], ROOT, cache)
-            print(f"== mypy --strict {PACKAGE.relative_to(ROOT)}\n{out.rstrip()}")
+            code, out = mypy([str(PACKAGE), str(DEMO)], ROOT, cache)
+            print(f"== mypy --strict {PACKAGE.relative_to(ROOT)} {DEMO.relative_to(ROOT)}\n{out.rstrip()}")
             failed |= code != 0
         directory = args.keep or Path(scratch) / "snippets"
         directory.mkdir(parents=True, exist_ok=True)

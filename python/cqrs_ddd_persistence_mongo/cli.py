@@ -59,7 +59,7 @@ def check_url(url: str, database: str | None) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo.tour import run_demo
+    from cqrs_ddd_mongo_demo.tour import run_demo
     from .embedded import server_url
 
     if args.url:

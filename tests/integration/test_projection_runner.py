@@ -20,7 +20,7 @@ from cqrs_ddd_persistence_mongo.domain import StoredEvent
 from cqrs_ddd_persistence_mongo.core.uow import MongoUnitOfWork
 from cqrs_ddd_persistence_mongo.exceptions import MongoPersistenceError, ProjectionError, ProjectionHandlerFailed
 from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner, rebuild_checkpoint
-from cqrs_ddd_persistence_mongo._demo.orders import (
+from cqrs_ddd_mongo_demo.orders import (
     ORDER_SUMMARIES,
     OrderSummaryProjection,
     differences,
@@ -706,6 +706,15 @@ async def test_batches_stay_inside_a_lowered_transaction_lifetime(stores: Stores
         pytest.skip("this server cannot lower transactionLifetimeLimitSeconds (the injected-clock test covers it)")
     try:
         await stores.append(list(order_history(40, 10, concurrent=40)))  # 320 slow events: ~1.6 s of handlers
+        # the control: without the budget, the server aborts the batch's transaction
+        async with MongoConnectionManager(url=stores.connection.url, database=stores.connection.database_name,
+                                          operation_timeout=5) as bounded:
+            unbudgeted = ProjectionRunner(MongoEventStore(bounded), MongoProjectionPositionStore(bounded),
+                                          [SlowSummaries()], connection=bounded, transactions=True,
+                                          batch_seconds=100)
+            with pytest.raises(MongoPersistenceError):
+                await asyncio.wait_for(unbudgeted.run_once(batch_size=400), 30)
+        assert await stores.positions.get_position("order_summary") in (None, 0)
         runner = stores.runner(SlowSummaries(), transactions=True, batch_seconds=0.3)
         batches = 0
         while await asyncio.wait_for(runner.run_once(batch_size=400), 30):

@@ -21,7 +21,7 @@ from cqrs_ddd_persistence_mongo.projections.generations import (
     swaps_by_pointer,
     use_pointer_swap,
 )
-from cqrs_ddd_persistence_mongo._demo.orders import (
+from cqrs_ddd_mongo_demo.orders import (
     ORDER_SUMMARIES,
     PRODUCT_SALES,
     OrderSummaryProjection,

@@ -24,7 +24,7 @@ from cqrs_ddd_persistence_mongo.projections.dead_letters import DeadLetters
 from cqrs_ddd_persistence_mongo.advanced import MongoSnapshotStore
 from cqrs_ddd_persistence_mongo.domain import StoredEvent
 from cqrs_ddd_persistence_mongo.sharding import APPLICATION_KEY
-from cqrs_ddd_persistence_mongo._demo.orders import OrderSummaryProjection, order_history
+from cqrs_ddd_mongo_demo.orders import OrderSummaryProjection, order_history
 
 from ._store_calls import Stores, every_call, make_stores, seed
 

@@ -19,6 +19,7 @@ from cqrs_ddd_persistence_mongo import (
 )
 from cqrs_ddd_persistence_mongo.advanced import MongoProjectionPositionStore
 from cqrs_ddd_persistence_mongo.domain import DomainEvent, StoredEvent
+from cqrs_ddd_persistence_mongo.exceptions import ProjectionError
 from cqrs_ddd_persistence_mongo.projections import Projection, ProjectionRunner
 
 pytestmark = pytest.mark.integration
@@ -53,12 +54,18 @@ class TakingsProjection(Projection):
         doc["currency"] = event.payload["currency"]
 
 
+def add_currency(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "currency": "EUR"}
+
+
+def amount_to_cents(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"cents": round(payload["amount"] * 100), "currency": payload["currency"]}
+
+
 @pytest.fixture
 def price_upcasters() -> Iterator[None]:
-    upcasters.register_chain("PricePaid", {
-        1: lambda p: {**p, "currency": "EUR"},
-        2: lambda p: {"cents": round(p["amount"] * 100), "currency": p["currency"]},
-    })
+    """Registered at run time in this process only: rebuild workers get them from the spec."""
+    upcasters.register_chain("PricePaid", {1: add_currency, 2: amount_to_cents})
     try:
         yield
     finally:
@@ -130,6 +137,56 @@ async def test_the_projection_engine_follows_and_rebuilds_on_v3(
     rebuilt = await real_connection.db().takings.find_one({"_id": "till-1"}, {"_last_position": 0})
     assert rebuilt == expected
     assert await _raw(real_connection, store) == raw_before
+
+
+async def test_a_two_worker_rebuild_sees_the_parents_upcasters(
+    real_connection: MongoConnectionManager, price_upcasters: None,
+) -> None:
+    store = MongoEventStore(real_connection)
+    history = [(schema, payload) for _ in range(20) for schema, payload in V3]
+    await store.append_batch(
+        StoredEvent(event_type="PricePaid", aggregate_id=f"till-{i % 7}", aggregate_type="Till",
+                    version=i // 7 + 1, schema_version=schema, payload=payload)
+        for i, (schema, payload) in enumerate(history)
+    )
+    direct: dict[str, int] = {}
+    for i, (_, payload) in enumerate(history):
+        cents = payload["cents"] if "cents" in payload else round(payload["amount"] * 100)
+        direct[f"till-{i % 7}"] = direct.get(f"till-{i % 7}", 0) + cents
+    runner = ProjectionRunner(store, MongoProjectionPositionStore(real_connection), [TakingsProjection()],
+                              connection=real_connection)
+    report = await runner.rebuild("takings", batch_size=10, workers=2)
+    assert report.workers == 2 and report.position == len(history)
+    rebuilt = await real_connection.driver().to_list(real_connection.db().takings.find({}, {"cents": 1}), None)
+    assert {d["_id"]: d["cents"] for d in rebuilt} == direct
+    assert await runner.dead_letters.list_parked("takings") == []
+
+
+async def test_a_worker_rebuild_refuses_upcasters_it_cannot_ship(real_connection: MongoConnectionManager) -> None:
+    store, _ = await store_old_events(real_connection)
+    upcasters.register_chain("PricePaid", {1: add_currency, 2: lambda p: {"cents": 0, "currency": "EUR"}})
+    try:
+        runner = ProjectionRunner(store, MongoProjectionPositionStore(real_connection), [TakingsProjection()],
+                                  connection=real_connection)
+        before = sorted(await real_connection.db().list_collection_names())
+        with pytest.raises(ProjectionError, match="module level in an importable module"):
+            await runner.rebuild("takings", batch_size=2, workers=2)
+        assert sorted(await real_connection.db().list_collection_names()) == before
+    finally:
+        upcasters.unregister("PricePaid")
+
+
+async def test_a_worker_whose_upcasters_differ_refuses_instead_of_parking(
+    real_connection: MongoConnectionManager, price_upcasters: None,
+) -> None:
+    from ._worker_upcasters import RogueTakings
+
+    store, _ = await store_old_events(real_connection)
+    runner = ProjectionRunner(store, MongoProjectionPositionStore(real_connection), [RogueTakings()],
+                              connection=real_connection)
+    with pytest.raises(ProjectionError, match="upcasters that differ from the parent"):
+        await runner.rebuild("takings", batch_size=2, workers=2)
+    assert await runner.dead_letters.list_parked("takings") == []
 
 
 async def test_without_the_upcasters_readers_get_the_stored_schema(real_connection: MongoConnectionManager) -> None:

@@ -20,7 +20,7 @@ from cqrs_ddd_persistence_mongo.projections import (
     partition_of,
 )
 from cqrs_ddd_persistence_mongo.projections.applier import addressed, id_key
-from cqrs_ddd_persistence_mongo._demo.orders import (
+from cqrs_ddd_mongo_demo.orders import (
     ORDER_SUMMARIES,
     OrderSummaryProjection,
     fold_orders,
@@ -111,7 +111,7 @@ def test_document_handler_needs_a_collection() -> None:
 
 def test_load_projection_by_spec() -> None:
     assert isinstance(
-        load_projection("cqrs_ddd_persistence_mongo._demo.orders:OrderSummaryProjection"),
+        load_projection("cqrs_ddd_mongo_demo.orders:OrderSummaryProjection"),
         OrderSummaryProjection,
     )
     with pytest.raises(ProjectionError, match="module:ProjectionClass"):

@@ -126,3 +126,29 @@ def test_malformed_registrations_and_payloads_raise_library_errors() -> None:
     registry.register("Paid", 1, v1_to_v2)
     with pytest.raises(UpcastFailed, match="not a document"):
         registry.upcast("Paid", 1, ["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_another_process_adopts_exactly_the_registered_steps() -> None:
+    parent = UpcasterRegistry()
+    parent.register_chain("Paid", {1: v1_to_v2, 2: v2_to_v3})
+    worker = UpcasterRegistry()
+    worker.adopt(parent.steps())
+    assert worker.steps() == parent.steps() and worker.current == {"Paid": 3}
+    worker.adopt(parent.steps())  # the same steps registered at import time are fine
+    assert worker.upcast("Paid", 1, {"amount": 5}) == parent.upcast("Paid", 1, {"amount": 5})
+
+
+@pytest.mark.parametrize("worker_steps", [
+    {"Paid": {1: v2_to_v3}},  # the same type with another step
+    {"Refunded": {1: v1_to_v2}},  # a type the parent does not upcast
+])
+def test_a_registry_that_differs_refuses_to_adopt_and_stays_as_it_was(worker_steps: dict[str, Any]) -> None:
+    parent = UpcasterRegistry()
+    parent.register_chain("Paid", {1: v1_to_v2, 2: v2_to_v3})
+    worker = UpcasterRegistry()
+    for event_type, steps in worker_steps.items():
+        worker.register_chain(event_type, steps)
+    before = (worker.steps(), dict(worker.current))
+    with pytest.raises(InvalidUpcaster, match="differ from the ones given"):
+        worker.adopt(parent.steps())
+    assert (worker.steps(), worker.current) == before

@@ -2,7 +2,8 @@
 its new events with optimistic concurrency on the stream, snapshot it now and then.
 
 load:  latest snapshot (if usable) -> events after its version (upcast on read) -> apply
-save:  pending events -> one append_batch (2 round trips) -> snapshot when the policy says
+save:  pending events -> one append_batch (2 commands, 3 with its own transaction) -> snapshot
+       when the policy says
 """
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ class EventSourcedRepository(Generic[A]):
     async def save(self, aggregate: A, uow: UnitOfWorkRole | None = None) -> list[int]:
         """Append the aggregate's pending events; returns their positions.
 
-        Guarantee: one ``append_batch`` (two round trips), the first event's version being
+        Guarantee: one ``append_batch`` (findAndModify + insert; a commitTransaction too when
+        several events are saved outside a ``uow`` on a server with transactions), the first
+        event's version being
         the loaded version + 1, so the stream's unique ``(aggregate_id, version)`` index is
         the optimistic check: when another writer saved the stream since this aggregate
         was loaded, :class:`ConcurrencyConflict` is raised and none of these events is

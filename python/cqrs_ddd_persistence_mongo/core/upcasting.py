@@ -17,6 +17,8 @@ from typing import Any
 from ..exceptions import InvalidUpcaster, UpcastFailed
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+#: event type -> {from version: (to version, upcaster)}: every registered step
+UpcasterSteps = dict[str, dict[int, tuple[int, Upcaster]]]
 
 
 class UpcasterRegistry:
@@ -30,8 +32,7 @@ class UpcasterRegistry:
     """
 
     def __init__(self) -> None:
-        # event type -> {from version: (to version, upcaster)}
-        self._steps: dict[str, dict[int, tuple[int, Upcaster]]] = {}
+        self._steps: UpcasterSteps = {}
         #: event type -> its current schema version (only types with upcasters)
         self.current: dict[str, int] = {}
 
@@ -104,6 +105,36 @@ class UpcasterRegistry:
                 version = table[version][0]
         return current
 
+    def steps(self) -> UpcasterSteps:
+        """A copy of every registered step (to give another process the same registry)."""
+        return {event_type: dict(table) for event_type, table in self._steps.items()}
+
+    def adopt(self, steps: Mapping[str, Mapping[int, tuple[int, Upcaster]]]) -> None:
+        """Make this registry hold exactly ``steps`` (another registry's :meth:`steps`).
+
+        Event types registered here already (e.g. at import time) must have the very same
+        steps; a registry that differs (other steps, or types ``steps`` lacks) raises
+        :class:`InvalidUpcaster` and is left as it was, so no event is read with a
+        different schema than the one the steps describe.
+        """
+        before = self._steps, self.current
+        try:
+            for event_type, table in steps.items():
+                if event_type not in before[0]:
+                    self.register_chain(event_type, {start: (f, to) for start, (to, f) in table.items()})
+            mine = {event_type: dict(table) for event_type, table in self._steps.items()}
+            wanted = {event_type: dict(table) for event_type, table in steps.items()}
+            if mine != wanted:
+                differing = sorted(t for t in mine.keys() | wanted.keys() if mine.get(t) != wanted.get(t))
+                raise InvalidUpcaster(
+                    f"the upcasters of {', '.join(differing)} differ from the ones given (registered here: "
+                    f"{_describe(mine, differing)}; given: {_describe(wanted, differing)}); register each "
+                    "upcaster once, in one module that every process imports"
+                )
+        except BaseException:
+            self._steps, self.current = before
+            raise
+
     def unregister(self, event_type: str) -> None:
         """Forget every upcaster of ``event_type`` (tests, hot reloading)."""
         steps, current = dict(self._steps), dict(self.current)
@@ -146,6 +177,14 @@ class UpcasterRegistry:
                 )
             schema_version, data = to_version, result
         return schema_version, data
+
+
+def _describe(steps: UpcasterSteps, event_types: list[str]) -> str:
+    return "; ".join(
+        f"{t} " + (", ".join(f"v{start}->v{to} {getattr(f, '__qualname__', f)!s}"
+                             for start, (to, f) in sorted(steps[t].items())) if t in steps else "none")
+        for t in event_types
+    )
 
 
 #: The process-wide registry every read path of the event store uses.

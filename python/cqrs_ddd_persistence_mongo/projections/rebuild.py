@@ -32,8 +32,9 @@ from .base import Projection
 from .builder import BuildOptions, ShadowBuilder
 from .dead_letters import DeadLetters
 from .generations import flip_pointer, next_generation, resolve_read_models, shard_like, swaps_by_pointer
+from .partition import Partition
 from .progress import Progress
-from .workers import WorkerSpec, run_partitioned, worker_checkpoints
+from .workers import WorkerSpec, run_partitioned, shipped_upcasters, worker_checkpoints
 
 SHADOW_SUFFIX = "__rebuild"
 REBUILD_SUFFIX = "::rebuild"
@@ -149,6 +150,8 @@ class Rebuild:
     ) -> RebuildReport:
         name = self.name
         resumed_from = position
+        if resumed and self.workers > 1:  # the workers go on from their own checkpoints
+            resumed_from = await self._workers_resume_at(checkpoint, position)
         head = await self.events.get_latest_position()
         reporter = progress(name, max(0, head - position)) if progress is not None else None
         builder = ShadowBuilder(
@@ -194,6 +197,14 @@ class Rebuild:
             self.workers, resumed_from, swapped, counts,
         )
 
+    async def _workers_resume_at(self, checkpoint: str, position: int) -> int:
+        """The lowest position the workers' own checkpoints resume from (``position``
+        when some worker has none)."""
+        saved = [await self.positions.get_position(checkpoint + Partition(i, self.workers).suffix)
+                 for i in range(self.workers)]
+        known = [p for p in saved if p is not None]
+        return min(known) if len(known) == self.workers else position
+
     def _worker_spec(self, builder: ShadowBuilder, upto: int, resumed: bool) -> WorkerSpec:
         connection = self.connection
         return WorkerSpec(
@@ -213,6 +224,7 @@ class Rebuild:
             upto=upto,
             resumed=resumed,
             options=self.options,
+            upcasters=shipped_upcasters(),
         )
 
     async def _live_counts(self, shadow: dict[str, str]) -> dict[str, int]:

@@ -44,6 +44,7 @@ from .rebuild import (
     RebuildReport,
     empty_source_error,
 )
+from .workers import shipped_upcasters
 
 logger = logging.getLogger(__name__)
 
@@ -406,6 +407,8 @@ class ProjectionRunner:
         options = BuildOptions(batch_size, memory_budget, flush_seconds, gc_threshold)
         if not allow_empty and await self.events.get_latest_position() == 0:
             raise empty_source_error(projection.projection_name, self.events, self.db.name)
+        if workers > 1 and projection.is_document_style:
+            shipped_upcasters()  # refused before anything is created, not once the workers start
         await self._start()
         if not projection.is_document_style:
             return await self._rebuild_in_place(projection, batch_size, progress, time.perf_counter())

@@ -10,11 +10,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import BACKEND, __version__
-from .._accel import validate_keys
-from ..connection import MongoConnectionManager
-from ..exceptions import InvalidDocument, MongoPersistenceError
-from ..projections.progress import human_duration
+from cqrs_ddd_persistence_mongo import BACKEND, __version__
+from cqrs_ddd_persistence_mongo._accel import validate_keys
+from cqrs_ddd_persistence_mongo.connection import MongoConnectionManager
+from cqrs_ddd_persistence_mongo.exceptions import InvalidDocument, MongoPersistenceError
+from cqrs_ddd_persistence_mongo.projections.progress import human_duration
 
 Step = Callable[[MongoConnectionManager], Awaitable[str]]
 
@@ -64,7 +64,7 @@ STEPS: list[tuple[str, Step]] = [
 
 
 def _projection_step(orders: int, out: Callable[[str], Any]) -> Step:
-    """The projection tour (_demo/projection_tour.py) as a demo step."""
+    """The projection tour (cqrs_ddd_mongo_demo/projection_tour.py) as a demo step."""
 
     async def step(connection: MongoConnectionManager) -> str:
         from .projection_tour import run_tour

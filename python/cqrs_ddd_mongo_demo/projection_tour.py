@@ -15,18 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..advanced.position_store import MongoProjectionPositionStore
-from ..core.event_store import MongoEventStore
-from ..core.outbox import MongoOutboxStorage
-from ..core.outbox_publisher import OutboxPublisher
-from ..core.repository import MongoRepository
-from ..core.uow import MongoUnitOfWork
-from ..domain import AggregateRoot, DomainEvent, OutboxMessage
-from ..exceptions import MongoPersistenceError
+from cqrs_ddd_persistence_mongo.advanced.position_store import MongoProjectionPositionStore
+from cqrs_ddd_persistence_mongo.core.event_store import MongoEventStore
+from cqrs_ddd_persistence_mongo.core.outbox import MongoOutboxStorage
+from cqrs_ddd_persistence_mongo.core.outbox_publisher import OutboxPublisher
+from cqrs_ddd_persistence_mongo.core.repository import MongoRepository
+from cqrs_ddd_persistence_mongo.core.uow import MongoUnitOfWork
+from cqrs_ddd_persistence_mongo.domain import AggregateRoot, DomainEvent, OutboxMessage
+from cqrs_ddd_persistence_mongo.exceptions import MongoPersistenceError
 from .orders import OrderSummaryProjection, differences, fold_orders, order_history, read_model
-from ..projections.progress import Progress, human_duration
-from ..projections.runner import ProjectionRunner
-from ..roles import ConnectionRole
+from cqrs_ddd_persistence_mongo.projections.progress import Progress, human_duration
+from cqrs_ddd_persistence_mongo.projections.runner import ProjectionRunner
+from cqrs_ddd_persistence_mongo.roles import ConnectionRole
 
 DEFAULT_ORDERS = 20_000
 APPEND_CHUNK = 5_000

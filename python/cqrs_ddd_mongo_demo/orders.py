@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..domain.events import StoredEvent
-from ..projections.base import Projection, handles
+from cqrs_ddd_persistence_mongo.domain.events import StoredEvent
+from cqrs_ddd_persistence_mongo.projections.base import Projection, handles
 
 ORDER_SUMMARIES = "order_summaries"
 PRODUCT_SALES = "product_sales"

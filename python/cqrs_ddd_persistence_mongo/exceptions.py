@@ -19,6 +19,8 @@ class MongoPersistenceError(Exception):
     """
 
     _labels: frozenset[str] = frozenset()
+    #: set by the error classifier on failures worth retrying outside a transaction too
+    _retryable: bool = False
 
     def has_error_label(self, label: str) -> bool:
         """True when this error, or the driver error it was translated from, has ``label``."""
@@ -38,12 +40,16 @@ class MongoPersistenceError(Exception):
     @property
     def transient(self) -> bool:
         """True when the same call (or its unit of work) may succeed if retried."""
-        return "TransientTransactionError" in self._labels or self.has_error_label("TransientTransactionError")
+        return self._retryable or self.has_error_label("TransientTransactionError")
 
 
 # --- connection -------------------------------------------------------------------
 class MongoConnectionError(MongoPersistenceError):
-    """The server cannot be reached, the URL is invalid, or the manager is not connected."""
+    """The server cannot be reached, the URL is invalid, or the manager is not connected.
+
+    ``transient`` is True when a call found no server or lost its connection (retrying
+    once the server is reachable may succeed; a write may or may not have been applied),
+    False for what a retry cannot fix (not connected, closed, invalid URL or option)."""
 
 
 ConnectionFailed = MongoConnectionError

@@ -304,10 +304,9 @@ def translate(
     labels = error_labels(exc)
     if isinstance(error, ConcurrencyConflict):
         labels = labels | {TRANSIENT}
-    if isinstance(exc, ConnectionFailure):  # no server answered, or the connection dropped
-        error._retryable = True
     if labels:
         error._add_error_labels(labels)
+    error.__cause__ = exc  # what `raise ... from exc` sets: the labels and .transient read it
     return error
 
 
@@ -410,6 +409,14 @@ def call(
     ``timeout`` if given, else the connection's bound (``connection=None``: no bound of its
     own, the caller's and the client's apply)."""
     return _Call(what, error_cls, timeout if timeout is not None else operation_timeout_of(connection), connection)
+
+
+def client_timeout(collection: Any) -> float | None:
+    """The client-wide ``timeoutMS`` (in seconds) of the client ``collection`` belongs to,
+    for calls made without a connection; None when it has none."""
+    options = getattr(getattr(getattr(collection, "database", None), "client", None), "options", None)
+    timeout = getattr(options, "timeout", None)
+    return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
 
 
 async def guarded_steps(source: AsyncIterator[Any], step: Callable[[], _Call]) -> AsyncGenerator[Any, None]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo.errors import ConnectionFailure as _DriverConnectionFailure
+
 
 class MongoPersistenceError(Exception):
     """Base class of every error this library raises.
@@ -19,8 +21,6 @@ class MongoPersistenceError(Exception):
     """
 
     _labels: frozenset[str] = frozenset()
-    #: set by the error classifier on failures worth retrying outside a transaction too
-    _retryable: bool = False
 
     def has_error_label(self, label: str) -> bool:
         """True when this error, or the driver error it was translated from, has ``label``."""
@@ -40,7 +40,7 @@ class MongoPersistenceError(Exception):
     @property
     def transient(self) -> bool:
         """True when the same call (or its unit of work) may succeed if retried."""
-        return self._retryable or self.has_error_label("TransientTransactionError")
+        return self.has_error_label("TransientTransactionError")
 
 
 # --- connection -------------------------------------------------------------------
@@ -50,6 +50,10 @@ class MongoConnectionError(MongoPersistenceError):
     ``transient`` is True when a call found no server or lost its connection (retrying
     once the server is reachable may succeed; a write may or may not have been applied),
     False for what a retry cannot fix (not connected, closed, invalid URL or option)."""
+
+    @property
+    def transient(self) -> bool:
+        return isinstance(self.__cause__, _DriverConnectionFailure) or super().transient
 
 
 ConnectionFailed = MongoConnectionError

@@ -153,6 +153,8 @@ async def test_a_stalled_server_fails_every_operation_within_the_bound(
             problems.append(f"{name}: {'returned' if error is None else repr(error)[:200]}")
         elif not isinstance(error, (OperationTimedOut, MongoConnectionError)):
             problems.append(f"{name}: {type(error).__name__} is neither OperationTimedOut nor ConnectionFailed")
+        elif not error.transient:  # a retry loop on .transient must retry a stalled server
+            problems.append(f"{name}: {type(error).__name__} is not .transient")
         if elapsed > _limit(name):
             problems.append(f"{name}: took {elapsed:.1f}s with a {BOUND}s bound")
     assert not problems, "\n".join(problems)
@@ -222,6 +224,11 @@ async def test_a_dead_server_gives_only_library_errors_within_the_bound(
         if not isinstance(error, MongoPersistenceError)
     ]
     problems += [f"{name}: took {elapsed:.1f}s" for name, (elapsed, _) in results.items() if elapsed > _limit(name)]
+    problems += [
+        f"{name}: {type(error).__name__} is not .transient"
+        for name, (_, error) in results.items()
+        if isinstance(error, (OperationTimedOut, MongoConnectionError)) and not error.transient
+    ]
     assert not problems, "\n".join(problems)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeAlias, cast
 from pymongo.errors import OperationFailure
 from typing_extensions import TypeVar
 
-from .._gateway import Gateway, _Call, call, guarded_steps
+from .._gateway import Gateway, _Call, call, client_timeout, guarded_steps
 from ..connection import DriverAdapter
 from ..exceptions import InvalidSpecification, MongoQueryError
 from ..query_builder import MongoQueryBuilder, find_operator
@@ -106,9 +106,10 @@ class SearchResult(Generic[T]):
 
     def _bounded(self) -> _Call:
         """The deadline and error translation around one run (or one streamed batch) of the
-        search: the gateway's; without one, ``timeout`` or the caller's and client's bound."""
+        search: the gateway's; without one, ``timeout`` or the client's ``timeoutMS`` as one
+        deadline (a caller's ``time_limit()`` wins over both)."""
         if self._gateway is None:
-            return call(None, self._what, MongoQueryError, self.timeout)
+            return call(None, self._what, MongoQueryError, self.timeout or client_timeout(self.collection))
         return self._gateway.call(self._what, self.timeout)
 
     async def to_list(self) -> list[T]:

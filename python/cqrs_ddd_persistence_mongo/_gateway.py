@@ -302,10 +302,11 @@ def translate(
     else:
         return None
     labels = error_labels(exc)
-    if isinstance(error, (ConcurrencyConflict, MongoConnectionError, OperationTimedOut)):
-        labels = labels | {TRANSIENT} if isinstance(error, ConcurrencyConflict) else labels
+    if isinstance(error, ConcurrencyConflict):
+        labels = labels | {TRANSIENT}
     if labels:
         error._add_error_labels(labels)
+    error.__cause__ = exc  # what `raise ... from exc` sets: the labels and .transient read it
     return error
 
 
@@ -399,11 +400,45 @@ def operation_timeout_of(connection: ConnectionRole | None) -> float | None:
 
 
 def call(
-    connection: ConnectionRole | None, what: str, error_cls: type[MongoPersistenceError] = MongoPersistenceError
+    connection: ConnectionRole | None,
+    what: str | Callable[[], str],
+    error_cls: type[MongoPersistenceError] = MongoPersistenceError,
+    timeout: float | None = None,
 ) -> _Call:
-    """Bound and translate one public operation of a store that has no :class:`Gateway`
-    (``connection=None``: no bound of its own, the caller's applies)."""
-    return _Call(what, error_cls, operation_timeout_of(connection), connection)
+    """Bound and translate one public operation of a store that has no :class:`Gateway`:
+    ``timeout`` if given, else the connection's bound (``connection=None``: no bound of its
+    own, the caller's and the client's apply)."""
+    return _Call(what, error_cls, timeout if timeout is not None else operation_timeout_of(connection), connection)
+
+
+def client_timeout(collection: Any) -> float | None:
+    """The client-wide ``timeoutMS`` (in seconds) of the client ``collection`` belongs to,
+    for calls made without a connection; None when it has none."""
+    options = getattr(getattr(getattr(collection, "database", None), "client", None), "options", None)
+    timeout = getattr(options, "timeout", None)
+    return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
+
+
+async def guarded_steps(source: AsyncIterator[Any], step: Callable[[], _Call]) -> AsyncGenerator[Any, None]:
+    """Iterate ``source`` (a cursor or a generator of batches) with each step, and its
+    closing, inside a fresh ``step()`` (a bound and error translation); the bound never spans
+    the consumer's code between steps."""
+    iterator = source.__aiter__()
+    try:
+        while True:
+            with step():
+                try:
+                    item = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+            yield item
+    finally:
+        close = getattr(iterator, "aclose", None) or getattr(iterator, "close", None)
+        if close is not None:
+            with step():
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
 
 
 NAMESPACE_EXISTS = 48
@@ -518,31 +553,7 @@ class Gateway:
         its errors translated; the bound never spans the consumer's code between steps."""
         trace = _TRACE
         operation = None if trace is None else trace.operation_of(sys._getframe(1))
-        return self._guarded(source, what, timeout, operation)
-
-    async def _guarded(
-        self,
-        source: AsyncIterator[Any],
-        what: str | Callable[[], str],
-        timeout: float | None,
-        operation: tuple[str, str] | None,
-    ) -> AsyncGenerator[Any, None]:
-        iterator = source.__aiter__()
-        try:
-            while True:
-                with self._step(what, timeout, operation):
-                    try:
-                        item = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        return
-                yield item
-        finally:
-            close = getattr(iterator, "aclose", None) or getattr(iterator, "close", None)
-            if close is not None:
-                with self._step(what, timeout, operation):
-                    result = close()
-                    if hasattr(result, "__await__"):
-                        await result
+        return guarded_steps(source, lambda: self._step(what, timeout, operation))
 
     def _step(self, what: str | Callable[[], str], timeout: float | None, operation: tuple[str, str] | None) -> _Call:
         call = self.call(what, timeout)

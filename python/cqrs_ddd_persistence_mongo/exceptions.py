@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo.errors import ConnectionFailure as _DriverConnectionFailure
+
 
 class MongoPersistenceError(Exception):
     """Base class of every error this library raises.
@@ -38,12 +40,20 @@ class MongoPersistenceError(Exception):
     @property
     def transient(self) -> bool:
         """True when the same call (or its unit of work) may succeed if retried."""
-        return "TransientTransactionError" in self._labels or self.has_error_label("TransientTransactionError")
+        return self.has_error_label("TransientTransactionError")
 
 
 # --- connection -------------------------------------------------------------------
 class MongoConnectionError(MongoPersistenceError):
-    """The server cannot be reached, the URL is invalid, or the manager is not connected."""
+    """The server cannot be reached, the URL is invalid, or the manager is not connected.
+
+    ``transient`` is True when a call found no server or lost its connection (retrying
+    once the server is reachable may succeed; a write may or may not have been applied),
+    False for what a retry cannot fix (not connected, closed, invalid URL or option)."""
+
+    @property
+    def transient(self) -> bool:
+        return isinstance(self.__cause__, _DriverConnectionFailure) or super().transient
 
 
 ConnectionFailed = MongoConnectionError

@@ -1,19 +1,27 @@
-"""Every public store method, callable with ordinary arguments or with one hostile value.
+"""Every public method that reaches the server, callable with ordinary arguments or with
+one hostile value.
 
-Shared by the hostile-argument, dead-server and stalled-server tests. ``store_calls`` lists
-one call per public method of every store (``COVERED`` proves the list is complete);
-``KEYED_CALLS`` are the methods that take an id, key, name, filter or pipeline.
+Shared by the hostile-argument, dead-server and stalled-server tests. ``every_call`` lists
+one call per public method of every class that talks to the server: the stores, the unit
+of work, the persistence roles, searches, event-sourced repositories and the projection
+engine (``public_methods`` and ``server_classes`` prove the list is complete);
+``keyed_calls`` are the methods that take an id, key, name, filter or pipeline.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import cqrs_ddd_persistence_mongo as package
 from cqrs_ddd_persistence_mongo import (
+    EventSourcedAggregate,
+    EventSourcedRepository,
     MongoBackgroundJobRepository,
     MongoConnectionManager,
     MongoEventStore,
@@ -24,10 +32,22 @@ from cqrs_ddd_persistence_mongo import (
     MongoSagaRepository,
     MongoSnapshotStore,
     OutboxMessage,
+    OutboxPublisher,
     StoredEvent,
+    applies,
 )
-from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork
-from cqrs_ddd_persistence_mongo.domain import AggregateRoot, BaseBackgroundJob, SagaState
+from cqrs_ddd_persistence_mongo.advanced import (
+    MongoOperationPersistence,
+    MongoProjectionDualPersistence,
+    MongoProjectionQueryPersistence,
+    MongoProjectionSpecPersistence,
+    MongoQueryPersistence,
+    MongoQuerySpecificationPersistence,
+    MongoRetrievalPersistence,
+)
+from cqrs_ddd_persistence_mongo.core import MongoUnitOfWork, SearchResult, search_collection
+from cqrs_ddd_persistence_mongo.domain import AggregateRoot, BaseBackgroundJob, DomainEvent, SagaState
+from cqrs_ddd_persistence_mongo.projections import DeadLetters, Parked, Projection, ProjectionRunner, handles
 from cqrs_ddd_persistence_mongo.specifications import SpecificationBuilder
 
 Call = Callable[[], Awaitable[Any]]
@@ -37,6 +57,29 @@ class Order(AggregateRoot):
     id: str
     customer_id: str = "c1"
     total: float = 0.0
+
+
+class Deposited(DomainEvent):
+    amount: int = 1
+
+
+class Account(EventSourcedAggregate):
+    balance: int = 0
+
+    @applies(Deposited)
+    def _deposited(self, event: Deposited) -> None:
+        self.balance += event.amount
+
+
+class Counting(Projection):
+    collections = ("counts",)
+
+    def new_document(self, collection: str, doc_id: Any, event: Any) -> dict[str, Any]:
+        return {"n": 0}
+
+    @handles("Placed", collection="counts", key=lambda event: event.aggregate_id)
+    def count(self, doc: dict[str, Any], event: Any) -> None:
+        doc["n"] += 1
 
 
 @dataclass
@@ -274,11 +317,77 @@ def every_call(s: Stores) -> dict[str, Call]:
         "MongoBackgroundJobRepository.update_progress": lambda: s.jobs.update_progress("j1", 5),
         "MongoUnitOfWork.commit": in_uow,
         "MongoUnitOfWork.run": run_uow,
+        **role_calls(s, spec),
+        **engine_calls(s),
     }
 
 
-async def _search(s: Stores, spec: Any, how: str = "list") -> Any:
-    result = await s.repo.search(spec)
+def role_calls(s: Stores, spec: Any) -> dict[str, Call]:
+    """The persistence roles and a search built without a store (``search_collection``)."""
+
+    def role(base: type[Any]) -> Any:
+        attributes = {"connection": s.connection, "collection_name": "orders", "model_cls": Order,
+                      "to_dto": lambda self, doc: doc}
+        return type(f"Orders{base.__name__}", (base,), attributes)()
+
+    def projection_role(base: type[Any]) -> Any:
+        cls = type(f"Summaries{base.__name__}", (base,), {"collection": "summaries", "to_dto": lambda self, doc: doc})
+        return cls(s.projections)
+
+    def searched(how: str) -> Call:
+        return lambda: _run_search(search_collection(s.connection.db()["orders"], spec), how)
+
+    return {
+        "MongoOperationPersistence.persist": lambda: role(MongoOperationPersistence).persist(Order(id="r1")),
+        "MongoRetrievalPersistence.retrieve": lambda: role(MongoRetrievalPersistence).retrieve(["o1", "o2"]),
+        "MongoQueryPersistence.fetch": lambda: role(MongoQueryPersistence).fetch(["o1"]),
+        "MongoQuerySpecificationPersistence.fetch": lambda: role(MongoQuerySpecificationPersistence).fetch(spec).to_list(),
+        "MongoQuerySpecificationPersistence.fetch(count)": lambda: role(MongoQuerySpecificationPersistence).fetch(spec).count(),
+        "MongoQuerySpecificationPersistence.fetch(stream)": lambda: _drain(role(MongoQuerySpecificationPersistence).fetch(spec).stream()),
+        "MongoProjectionQueryPersistence.fetch": lambda: projection_role(MongoProjectionQueryPersistence).fetch(["s1"]),
+        "MongoProjectionSpecPersistence.fetch": lambda: projection_role(MongoProjectionSpecPersistence).fetch({"n": 1}),
+        "MongoProjectionDualPersistence.fetch": lambda: projection_role(MongoProjectionDualPersistence).fetch(["s1"]),
+        "MongoProjectionDualPersistence.refresh": lambda: projection_role(MongoProjectionDualPersistence).refresh("s4", {"n": 4}),
+        "MongoProjectionDualPersistence.refresh_batch": lambda: projection_role(
+            MongoProjectionDualPersistence).refresh_batch([{"id": "s5", "n": 5}]),
+        "SearchResult.to_list": searched("list"),
+        "SearchResult.count": searched("count"),
+        "SearchResult.first": searched("first"),
+        "SearchResult.stream": searched("stream"),
+    }
+
+
+def engine_calls(s: Stores) -> dict[str, Call]:
+    """Event-sourced repositories, the outbox publisher and the projection engine."""
+
+    async def save_account() -> Any:
+        account = Account(id="acc1")
+        account.record_event(Deposited(amount=5))
+        return await EventSourcedRepository(s.connection, Account, snapshot_policy=1).save(account)
+
+    async def publish(message: Any) -> None:
+        return None
+
+    def runner() -> ProjectionRunner:
+        return ProjectionRunner(s.events, s.positions, [Counting()], connection=s.connection)
+
+    def dead_letters() -> DeadLetters:
+        return DeadLetters(s.connection.db(), connection=s.connection)
+
+    parked = Parked(StoredEvent(event_type="Placed", aggregate_id="o1", version=1), RuntimeError("boom"), 3)
+    return {
+        "EventSourcedRepository.get": lambda: EventSourcedRepository(s.connection, Account, snapshot_policy=1).get("acc1"),
+        "EventSourcedRepository.save": save_account,
+        "OutboxPublisher.run_once": lambda: OutboxPublisher(s.outbox, publish=publish).run_once(),
+        "ProjectionRunner.run_once": lambda: runner().run_once(batch_size=100),
+        "ProjectionRunner.rebuild": lambda: runner().rebuild(Counting.projection_name),
+        "DeadLetters.ensure_indexes": lambda: dead_letters().ensure_indexes(),
+        "DeadLetters.list_parked": lambda: dead_letters().list_parked(Counting.projection_name),
+        "DeadLetters.park": lambda: dead_letters().park(Counting.projection_name, [parked]),
+    }
+
+
+async def _run_search(result: SearchResult[Any], how: str) -> Any:
     if how == "count":
         return await result.count()
     if how == "first":
@@ -288,13 +397,28 @@ async def _search(s: Stores, spec: Any, how: str = "list") -> Any:
     return await result
 
 
-#: public methods that take no server round trip (or are aliases of a listed one)
+async def _search(s: Stores, spec: Any, how: str = "list") -> Any:
+    return await _run_search(await s.repo.search(spec), how)
+
+
+#: public methods that take no server round trip, are aliases of a listed one, hooks the
+#: user implements, or run the walked ones in a loop until stopped
 LOCAL_ONLY = {
     "MongoRepository.collection", "MongoSagaRepository.collection", "MongoOutboxStorage.backoff",
     "MongoProjectionStore.upsert_batch", "MongoProjectionStore.get", "MongoSnapshotStore.delete_snapshots", "MongoBackgroundJobRepository.save",
     "MongoSnapshotStore.error_cls", "MongoProjectionPositionStore.error_cls", "MongoBackgroundJobRepository.error_cls",
+    "MongoUnitOfWork.begin", "MongoUnitOfWork.close", "MongoUnitOfWork.rollback",  # inside commit / run
+    "MongoUnitOfWork.set_rollback_only", "MongoUnitOfWork.on_rollback", "MongoUnitOfWork.on_commit",
+    "MongoUnitOfWork.add_commit_hook",  # register hooks: no round trip
+    "OutboxPublisher.run", "OutboxPublisher.start", "OutboxPublisher.stop",  # run_once in a loop
+    "ProjectionRunner.run_forever", "ProjectionRunner.stop", "ProjectionRunner.projection",  # run_once in a loop
+    "ProjectionRunner.step", "ProjectionRunner.drain",  # take a Target only run_once / rebuild make
+    "MongoProjectionSpecPersistence.build_filter", "MongoProjectionDualPersistence.build_filter",
+    *(f"{role.__name__}.to_dto" for role in (
+        MongoQueryPersistence, MongoQuerySpecificationPersistence, MongoProjectionQueryPersistence,
+        MongoProjectionSpecPersistence, MongoProjectionDualPersistence)),
 }
-#: inherited from MongoRepository and walked there
+#: inherited from a walked class and walked there
 INHERITED = {
     f"MongoSagaRepository.{name}" for name in ("add_many", "delete", "exists", "get", "list_all", "search")
 }
@@ -302,12 +426,58 @@ STORE_CLASSES = (
     MongoRepository, MongoEventStore, MongoOutboxStorage, MongoProjectionStore, MongoSnapshotStore,
     MongoProjectionPositionStore, MongoSagaRepository, MongoBackgroundJobRepository,
 )
+#: every class whose public methods are walked: the stores and everything else that calls the server
+WALKED_CLASSES = (
+    *STORE_CLASSES, MongoUnitOfWork, SearchResult, EventSourcedRepository, OutboxPublisher, ProjectionRunner,
+    DeadLetters, MongoOperationPersistence, MongoRetrievalPersistence, MongoQueryPersistence,
+    MongoQuerySpecificationPersistence, MongoProjectionQueryPersistence, MongoProjectionSpecPersistence,
+    MongoProjectionDualPersistence,
+)
+#: public classes with async methods that are not walked, and why
+NOT_WALKED = {
+    "cqrs_ddd_persistence_mongo.connection.MongoConnectionManager":
+        "connect() raises ConnectionFailed itself, health_check() answers False by contract; "
+        "server_hello / supports_transactions are read once at connect",
+    "cqrs_ddd_persistence_mongo.connection.DriverAdapter": "the driver shim under every walked call",
+    "cqrs_ddd_persistence_mongo.roles.ConnectionRole": "a protocol",
+    "cqrs_ddd_persistence_mongo.advanced.checkpoint_store.MongoCheckpointStore":
+        "MongoProjectionPositionStore under the seeds' name (no method of its own)",
+    "cqrs_ddd_persistence_mongo.core.entity_stream.EntityStream": "what list_all returns (walked)",
+    "cqrs_ddd_persistence_mongo.domain.sagas.SagaState": "runs the saga's own compensations, no server call",
+    "cqrs_ddd_persistence_mongo.projections.base.Projection": "the user's handlers; the engine calls them (walked)",
+    "cqrs_ddd_persistence_mongo.projections.builder.ShadowBuilder": "a step of ProjectionRunner.rebuild (walked)",
+    "cqrs_ddd_persistence_mongo.projections.rebuild.Rebuild": "a step of ProjectionRunner.rebuild (walked)",
+    "cqrs_ddd_persistence_mongo.observability.metrics.StoreMetrics":
+        "refresh() never raises by contract: each read runs under its own timeout and a failure is logged",
+}
 
 
 def public_methods() -> set[str]:
+    """``Class.method`` for every public method of the walked classes that calls the server."""
     names = set()
-    for cls in STORE_CLASSES:
+    for cls in WALKED_CLASSES:
         for name, value in inspect.getmembers(cls):
             if not name.startswith("_") and callable(value):
                 names.add(f"{cls.__name__}.{name}")
     return names - LOCAL_ONLY - INHERITED
+
+
+def server_classes() -> set[str]:
+    """Every public class of the package that has a public ``async`` method (a coroutine or an
+    async generator): the classes that may call the server."""
+    found = set()
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]) or info.name.endswith(".cli"):
+            continue  # private modules: reached only through the public classes
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if name.startswith("_") or cls.__module__ != module.__name__:
+                continue
+            for method, value in inspect.getmembers(cls):
+                function = inspect.unwrap(value) if callable(value) else None
+                if not method.startswith("_") and (
+                    inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+                ):
+                    found.add(f"{cls.__module__}.{cls.__qualname__}")
+                    break
+    return found

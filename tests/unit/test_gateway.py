@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from pathlib import Path
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import MappingProxyType
@@ -20,6 +21,7 @@ from pymongo.errors import (
     DocumentTooLarge,
     DuplicateKeyError,
     ExecutionTimeout,
+    InvalidOperation,
     NetworkTimeout,
     OperationFailure,
     ServerSelectionTimeoutError,
@@ -27,8 +29,10 @@ from pymongo.errors import (
 )
 from pymongo.errors import _OperationCancelled  # type: ignore[attr-defined]
 
+import cqrs_ddd_persistence_mongo as package
 from cqrs_ddd_persistence_mongo._gateway import (
     check_key,
+    check_name,
     check_pipeline,
     check_query,
     duplicate_key_index,
@@ -171,6 +175,48 @@ def test_labels_travel_with_the_library_error() -> None:
     assert unknown is not None and unknown.has_error_label("UnknownTransactionCommitResult")
     assert not unknown.transient
     assert translate(NetworkTimeout("t"), "x").transient  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [ServerSelectionTimeoutError("no servers"), AutoReconnect("connection reset"), _OperationCancelled("pool cleared"),
+     NetworkTimeout("timed out"), ExecutionTimeout("exceeded", 50)],
+    ids=lambda v: type(v).__name__,
+)
+def test_lost_connections_and_timeouts_are_worth_a_retry(raw: Exception) -> None:
+    """What a retry loop on ``.transient`` expects: the server may answer next time. The
+    transaction label stays the driver's, so ``uow.run`` retries only what pymongo marks."""
+    error = translate(raw, "reading")
+    assert isinstance(error, (ConnectionFailed, OperationTimedOut))
+    assert error.transient
+    assert not error.has_error_label("TransientTransactionError")
+
+
+def test_connection_errors_a_retry_cannot_fix_are_not_transient() -> None:
+    not_connected = translate(InvalidOperation("Cannot use MongoClient after close"), "reading")
+    assert isinstance(not_connected, ConnectionFailed) and not not_connected.transient
+    assert not ConnectionFailed("invalid MongoDB URL").transient
+
+
+#: modules allowed to spell a server code: the gateway defines them; the exception that is
+#: also a pymongo DuplicateKeyError carries its code (it cannot import the gateway)
+CODE_OWNERS = {"_gateway.py", "exceptions.py"}
+
+
+def test_server_codes_and_name_checks_are_defined_once() -> None:
+    root = Path(package.__file__).parent
+    spelled = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name in CODE_OWNERS or "_pure" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if re.search(r"(?<![\w.])(11000|112)(?![\w.])", code) or re.match(r"\s*def (require|check)_name\b", code):
+                spelled.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert spelled == [], "import the codes and checks from _gateway"
+    from cqrs_ddd_persistence_mongo.advanced._store import require_name
+
+    assert require_name is check_name
 
 
 def test_cancellation_and_library_errors_pass_through() -> None:

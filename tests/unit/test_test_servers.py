@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from _servers import ServerStartError, chosen_server, rust_server
+from _servers import ServerStartError, chosen_server, rust_binary, rust_binary_or_skip, rust_server
 
 
 def _fake_binary(tmp_path: Path, body: str) -> str:
@@ -41,3 +41,28 @@ def test_an_unknown_server_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CQRS_DDD_MONGO_TEST_SERVER", "mongod")
     with pytest.raises(ServerStartError, match="expected 'embedded' or 'secantus-rs'"):
         chosen_server()
+
+
+def test_the_rust_binary_is_found_where_the_install_script_puts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bin").mkdir()
+    installed = _fake_binary(tmp_path / "bin", "exit 0")
+    monkeypatch.delenv("SECANTUSD_RS", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("CARGO_HOME", str(tmp_path))
+    assert rust_binary() == installed
+    monkeypatch.setenv("SECANTUSD_RS", installed)
+    assert rust_binary_or_skip() == installed
+
+
+def test_a_missing_rust_binary_skips_locally_and_fails_under_the_test_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("CARGO_HOME", str(tmp_path / "no-cargo"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SECANTUSD_RS", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        rust_binary_or_skip()
+    monkeypatch.setenv("SECANTUSD_RS", str(tmp_path / "missing" / "secantusd-rs"))  # scripts/test.sh exported it
+    with pytest.raises(pytest.fail.Exception, match="SECANTUSD_RS"):
+        rust_binary_or_skip()

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from bson import Code
-
-from .._gateway import INT64_MAX, Gateway, _Call
+from .._gateway import INT64_MAX, Gateway, _Call, check_name
 from ..exceptions import InvalidStoreArgument, MongoPersistenceError
 from ..roles import ConnectionRole
 
@@ -66,10 +64,8 @@ class CollectionStore:
         return self._gateway.call(f"{what} in '{self.collection_name}'")
 
 
-def require_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or isinstance(value, Code) or not value:
-        raise InvalidStoreArgument(f"{what} must be a non-empty string, got {value!r}")
-    return value
+#: a non-empty string (the gateway's one name check)
+require_name = check_name
 
 
 def require_int(value: Any, what: str, minimum: int = 0) -> int:

@@ -50,6 +50,7 @@ from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .. import _accel
+from .._gateway import DUPLICATE_KEY as DUPLICATE_KEY  # re-exported: the projection engine reads it here
 from .._gateway import duplicate_key_index, translate
 from .._pure.bulk import EVENT_ID_FIELD, POSITION_FIELD
 from ..exceptions import DuplicateEntityError, InvalidDocument, ProjectionError
@@ -59,7 +60,6 @@ Statement = tuple[dict[str, Any], dict[str, Any]]
 MAX_WRITE_BATCH_COUNT = 100_000
 MAX_BSON_BYTES = 16 * 1024 * 1024
 STATEMENT_OVERHEAD = 48  # {"q": ..., "u": ..., "upsert": true} and the array index around each statement
-DUPLICATE_KEY = 11000
 PROBE = 64  # statements sent as inserts to learn whether a batch's keys are mostly new
 
 

@@ -22,11 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
+from .._gateway import Gateway
 from ..connection import MongoConnectionManager
 from ..core._session import session_of
 from ..core.repository import MongoRepository
 from ..core.search import SearchResult, search_collection
-from ..exceptions import MongoPersistenceError
+from ..exceptions import MongoPersistenceError, MongoQueryError
 from ..roles import UnitOfWorkRole
 from .projection_store import MongoProjectionStore
 
@@ -64,14 +65,25 @@ class _CollectionRole:
     def _search(
         self, criteria: Any, uow: UnitOfWorkRole | None, decode: Callable[[dict[str, Any]], T_Result]
     ) -> SearchResult[T_Result]:
-        self._require("connection", "collection_name")
+        gateway = self._gateway()
         return search_collection(
-            self.connection.db(self.database)[self.collection_name],
+            gateway.collection,
             criteria,
             session=session_of(uow),
             decode=decode,
             adapter=self.connection.driver(),
+            gateway=gateway,
         )
+
+    def _gateway(self) -> Gateway:
+        """The role's collection, bounded and with driver errors translated (built on first use)."""
+        self._require("connection", "collection_name")
+        gateway: Gateway | None = self.__dict__.get("_role_gateway")
+        if gateway is None:
+            gateway = self.__dict__["_role_gateway"] = Gateway(
+                self.connection, self.database, self.collection_name, MongoQueryError
+            )
+        return gateway
 
 
 class MongoOperationPersistence(_CollectionRole, ABC, Generic[T_Entity, T_ID]):

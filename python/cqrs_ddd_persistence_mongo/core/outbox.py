@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError
 
-from .._gateway import Gateway, check_key, check_name
+from .._gateway import Gateway, check_key, check_name, duplicate_key_index
 
 from ..domain.events import utc_now
 from ..domain.outbox import OutboxMessage, OutboxStatus
@@ -186,7 +186,7 @@ class MongoOutboxStorage:
                 await self._collection().insert_many(docs, ordered=True, session=session)
             except BulkWriteError as exc:
                 error = (exc.details.get("writeErrors") or [{}])[0]
-                if error.get("code") == 11000:
+                if duplicate_key_index(error) is not None:
                     raise OutboxError(
                         f"outbox message {docs[error.get('index', 0)]['_id']!r} is already saved; "
                         "message ids must be unique (use the event id)"

@@ -22,8 +22,10 @@ from typing_extensions import TypeVar
 
 from .. import _accel
 from .._gateway import (
+    DUPLICATE_KEY,
     INT64_MAX,
     INT64_MIN,
+    WRITE_CONFLICT,
     Gateway,
     check_key,
     duplicate_key_index,
@@ -47,9 +49,6 @@ from .uow import raised_by_server
 T = TypeVar("T", bound=BaseModel)
 #: the id type; ``str`` unless the repository is annotated ``MongoRepository[Order, int]``
 ID = TypeVar("ID", default=str)
-
-WRITE_CONFLICT = 112
-DUPLICATE_KEY = 11000
 
 
 def _only_id_key(details: dict[str, Any] | None) -> bool:

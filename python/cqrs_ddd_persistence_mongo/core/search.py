@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from contextlib import nullcontext
 from typing import Any, Generic, TypeAlias, cast
 
 from pymongo.errors import OperationFailure
 from typing_extensions import TypeVar
 
-from .._gateway import Gateway
+from .._gateway import Gateway, _Call, call, client_timeout, guarded_steps
 from ..connection import DriverAdapter
 from ..exceptions import InvalidSpecification, MongoQueryError
 from ..query_builder import MongoQueryBuilder, find_operator
@@ -102,11 +101,16 @@ class SearchResult(Generic[T]):
             kwargs["session"] = self.session
         return self.collection.find(self.filter, self.projection, **kwargs)
 
-    def _bounded(self) -> Any:
-        """The gateway's deadline and error translation around one run of the search."""
+    def _what(self) -> str:
+        return f"searching '{getattr(self.collection, 'name', '?')}'"
+
+    def _bounded(self) -> _Call:
+        """The deadline and error translation around one run (or one streamed batch) of the
+        search: the gateway's; without one, ``timeout`` or the client's ``timeoutMS`` as one
+        deadline (a caller's ``time_limit()`` wins over both)."""
         if self._gateway is None:
-            return nullcontext()
-        return self._gateway.call(lambda: f"searching '{getattr(self.collection, 'name', '?')}'", self.timeout)
+            return call(None, self._what, MongoQueryError, self.timeout or client_timeout(self.collection))
+        return self._gateway.call(self._what, self.timeout)
 
     async def to_list(self) -> list[T]:
         with self._bounded(), _server_errors(self.collection):
@@ -122,11 +126,9 @@ class SearchResult(Generic[T]):
             raise InvalidSpecification(f"batch_size must be an integer >= 1, got {batch_size!r}")
         cursor = self._cursor(batch_size=batch_size)
         if self._gateway is None:
-            batches: Any = cursor
+            batches: Any = guarded_steps(cursor, self._bounded)
         else:
-            batches = self._gateway.guarded(
-                cursor, lambda: f"searching '{getattr(self.collection, 'name', '?')}'", self.timeout
-            )
+            batches = self._gateway.guarded(cursor, self._what, self.timeout)
         try:
             with _server_errors(self.collection):
                 async for doc in batches:

@@ -583,7 +583,7 @@ class Gateway:
             return True
         if _transaction_marker(session) in created_in:
             return False
-        from .indexes import to_index_model
+        from .indexes import equivalent_index, to_index_model
 
         collection = self.collection
         with self.call(f"checking the indexes of '{self.name}'"):
@@ -594,12 +594,13 @@ class Gateway:
                     created_in.clear()
                 created_in.add(_transaction_marker(session))  # known once the session has run a command
                 return False
-            wanted = {to_index_model(spec).document["name"] for spec in specs}
-            existing = {index["name"] async for index in await _maybe_awaitable(collection.list_indexes())}
-        if wanted <= existing:
+            existing = [index async for index in await _maybe_awaitable(collection.list_indexes())]
+        missing = [model for model in map(to_index_model, specs) if equivalent_index(model, existing) is None]
+        if not missing:
             return True
+        names = ", ".join(sorted(model.document["name"] for model in missing))
         raise self.error_cls(
-            f"the indexes of '{self.name}' ({', '.join(sorted(wanted - existing))}) do not exist yet and "
+            f"the indexes of '{self.name}' ({names}) do not exist yet and "
             "cannot be built beside an open transaction; call 'await store.ensure_indexes()' "
             "(or ensure_all_indexes(...)) at startup"
         )

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo import IndexModel
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from .exceptions import MongoQueryError
 
@@ -102,11 +102,44 @@ async def ensure_indexes(collection: Any, specs: Iterable[Any], **options: Any) 
     if not models:
         return []
     try:
-        return list(await collection.create_indexes(models))
+        try:
+            return list(await collection.create_indexes(models))
+        except OperationFailure as exc:
+            if exc.code not in _NAME_CONFLICTS:
+                raise
+            # the same index under another name (e.g. the one shardCollection built for its
+            # key) serves as well: keep it, create only what is really missing
+            from ._gateway import _maybe_awaitable
+
+            existing = [index async for index in await _maybe_awaitable(collection.list_indexes())]
+            missing = [model for model in models if equivalent_index(model, existing) is None]
+            created = list(await collection.create_indexes(missing)) if missing else []
+            return [equivalent_index(model, existing) or created.pop(0) for model in models]
     except PyMongoError as exc:
         from ._gateway import translate
 
         raise translate(exc, f"creating indexes on '{collection.name}'", MongoQueryError) or exc from exc
+
+
+#: IndexOptionsConflict / IndexKeySpecsConflict: an index exists for the key, named otherwise
+_NAME_CONFLICTS = (85, 86)
+#: what an index description holds besides its options
+_NOT_OPTIONS = frozenset({"v", "ns", "name", "key", "background"})
+
+
+def equivalent_index(model: IndexModel, existing: Iterable[Mapping[str, Any]]) -> str | None:
+    """The name of the index in ``existing`` (``listIndexes`` documents) with the same keys,
+    in order, and the same options as ``model``, whatever its name; None if there is none."""
+    wanted = model.document
+    keys = list(wanted["key"].items())
+    options = {k: v for k, v in wanted.items() if k not in _NOT_OPTIONS}
+    for index in existing:
+        if list(index["key"].items()) != keys:
+            continue
+        if {k: v for k, v in index.items() if k not in _NOT_OPTIONS} == options:
+            return str(index["name"])
+    return None
+
 
 
 # --- the original library's one-index helpers (thin wrappers over ensure_indexes) --------

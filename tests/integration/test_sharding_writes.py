@@ -164,3 +164,32 @@ def test_the_equality_rule_itself() -> None:
     assert missing_shard_key("outbox", {"_id": {"$in": [1, 2]}}) == ["_id"]
     assert missing_shard_key("orders", {"_id": "o1", "_version": 2}) == []
     assert missing_shard_key("background_jobs", {"status": "pending"}) == ["_id"]
+
+
+async def build_shard_key_indexes(connection: MongoConnectionManager) -> None:
+    """The index ``shardCollection`` builds for each recommended key (its default name;
+    unique where ``shard_collections`` asks for it), as on a freshly sharded cluster."""
+    from cqrs_ddd_persistence_mongo.sharding import _UNIQUE_KEYS
+
+    for name, key in recommended_shard_keys().items():
+        if dict(key) == {"_id": 1} or "hashed" in key.values():
+            continue  # served by the _id index itself / no store asks for a hashed index
+        unique = name in _UNIQUE_KEYS
+        await connection.db()[name].create_index(list(key.items()), unique=unique)
+
+
+async def test_the_stores_indexes_coexist_with_the_shard_key_indexes(
+    recorded: tuple[MongoConnectionManager, WriteRecorder],
+) -> None:
+    connection, _ = recorded
+    await build_shard_key_indexes(connection)
+    stores = make_stores(connection)
+    await seed(stores)  # every store's ensure_indexes() after sharding, as docs/sharding.md says
+    for store in (stores.events, stores.outbox, stores.snapshots, stores.positions, stores.sagas, stores.jobs):
+        await store.ensure_indexes()  # and again: idempotent
+    assert await stores.positions.get_position("p2") == 2
+    # a store whose first write is inside a transaction finds its index under the shard key's name
+    fresh = make_stores(connection)
+    async with MongoUnitOfWork(connection) as uow:
+        await fresh.positions.save_position("p3", 3, uow=uow)
+    assert await fresh.positions.get_position("p3") == 3

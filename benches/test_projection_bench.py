@@ -244,11 +244,11 @@ def test_bulk_upsert_of_existing_documents_vs_raw_replace_one(mongo_url: str) ->
         f"bulk_upsert of {count:,} existing documents, median of {BULK_ROUNDS} per-round ratios (gates >= 0.9x): "
         + line("replace=True vs ReplaceOne upserts", ours_replace_s, raw_replace_s, replace_ratio) + "; "
         + line("fields set vs $set upserts", ours_set_s, raw_set_s, set_ratio) + "; "
-        + line("fields set vs ReplaceOne upserts", ours_set_s, raw_replace_s, set_vs_replace)
+        + line("fields set vs ReplaceOne upserts (a merge against a replacement: shown, not gated)",
+               ours_set_s, raw_replace_s, set_vs_replace)
     )
     assert replace_ratio >= 0.9, f"bulk_upsert(replace=True) runs at {replace_ratio:.2f}x raw ReplaceOne upserts"
     assert set_ratio >= 0.9, f"bulk_upsert runs at {set_ratio:.2f}x raw $set upserts"
-    assert set_vs_replace >= 0.9, f"bulk_upsert runs at {set_vs_replace:.2f}x raw ReplaceOne upserts"
 
 
 def test_gap_safe_streaming_vs_a_raw_sorted_cursor(mongo_url: str) -> None:

@@ -27,6 +27,10 @@ MODULES = [
     f"{PACKAGE}.operators",
     f"{PACKAGE}.projections",
     f"{PACKAGE}.observability",
+    f"{PACKAGE}.roles",
+    f"{PACKAGE}.sharding",
+    f"{PACKAGE}.upgrade",
+    f"{PACKAGE}.projections.generations",
 ]
 
 

@@ -31,9 +31,10 @@ def _normalized(name: str) -> str:
 
 
 def _metadata(project: dict[str, Any], readme: str) -> str:
-    """Core metadata 2.1 for ``project`` (the ``[project]`` table)."""
+    """Core metadata 2.4 (the version that defines License-Expression and License-File) for
+    ``project`` (the ``[project]`` table)."""
     lines = [
-        "Metadata-Version: 2.1",
+        "Metadata-Version: 2.4",
         f"Name: {project['name']}",
         f"Version: {project['version']}",
         f"Summary: {project['description']}",

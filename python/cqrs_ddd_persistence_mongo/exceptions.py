@@ -1,6 +1,6 @@
 """One exception hierarchy for the whole library, rooted at ``MongoPersistenceError``.
 
-Every error says what went wrong and what to do about it. The seeds' names are kept,
+Every error says what went wrong and what to do about it. The original library's names are kept,
 as classes or aliases, so code written against them keeps working.
 """
 
@@ -129,7 +129,7 @@ class MongoUnitOfWorkError(MongoPersistenceError):
 class TransactionsNotSupported(MongoUnitOfWorkError, RuntimeError):
     """The deployment is a standalone server: transactions need a replica set or mongos.
 
-    Also a ``RuntimeError``, which is what the seeds' code catches for this case."""
+    Also a ``RuntimeError``, which is what code written for the original library catches for this case."""
 
 
 # --- stores -------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class InvalidOutboxMessage(OutboxError, ValueError):
 # --- projection engine (issue 7) ------------------------------------------------------
 class UnknownProjection(ProjectionError, ValueError):
     """No projection of that name is registered with the runner (also a ``ValueError``,
-    which is what the seeds' runner raises for it): check the name or register it."""
+    which is what the original library's runner raises for it): check the name or register it."""
 
 
 class ProjectionHandlerFailed(ProjectionError):

@@ -1,4 +1,4 @@
-"""ensure_indexes: declare the indexes a collection needs, in the seeds' compact forms.
+"""ensure_indexes: declare the indexes a collection needs, in the original library's compact forms.
 
 Accepted index specs:
 * ``("status", 1)`` and compound ``("customer_id", 1, "status", 1)``;

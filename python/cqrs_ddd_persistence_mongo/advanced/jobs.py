@@ -356,7 +356,7 @@ class MongoBackgroundJobRepository(CollectionStore, Generic[J]):
         status: Any = None,
         uow: UnitOfWorkRole | None = None,
     ) -> list[J]:
-        """Jobs in any of ``statuses`` (one status or several; ``status=`` is the seed's
+        """Jobs in any of ``statuses`` (one status or several; ``status=`` is the original library's
         spelling), newest first, paged by ``limit``/``offset``."""
         values = _status_values(statuses if statuses is not None else status)
         require_int(offset, "offset")

@@ -8,7 +8,7 @@ One document per (aggregate_type, aggregate_id, version)::
      "snapshot_data": {...}, "created_at": datetime}
 
 The compound ``_id`` makes a save of the same version an idempotent overwrite, with no
-duplicate possible even before any index exists. Reads use the seed's index
+duplicate possible even before any index exists. Reads use the original library's index
 ``(aggregate_id 1, aggregate_type 1, version -1)``.
 """
 

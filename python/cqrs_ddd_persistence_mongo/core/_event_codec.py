@@ -1,6 +1,6 @@
 """StoredEvent <-> MongoDB document, and the hole markers that fill abandoned positions.
 
-One place for the event document shape (the seed's: ``_id`` = event id, plus ``position``)
+One place for the event document shape (the original library's: ``_id`` = event id, plus ``position``)
 so the writer, the readers and the fences agree on it.
 """
 

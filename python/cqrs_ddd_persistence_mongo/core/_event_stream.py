@@ -146,7 +146,7 @@ class EventIterator:
 class EventStream:
     """Async iterable of stored events, streamed in batches.
 
-    Both ``async for e in store.get_events_from_position(0)`` and the seed's
+    Both ``async for e in store.get_events_from_position(0)`` and the original library's
     ``async for e in await store.get_events_from_position(0)`` work: awaiting the stream
     gives its :class:`EventIterator`, which is not awaitable. ``aclose()`` (or
     ``contextlib.aclosing``) ends it early; ``batches()`` gives the events a list per

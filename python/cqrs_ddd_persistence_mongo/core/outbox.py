@@ -41,7 +41,7 @@ __all__ = ["MongoOutboxStorage", "OutboxPublisher"]
 
 
 def _to_document(message: Any) -> dict[str, Any]:
-    """The seed's outbox document for ``message`` (duck typed), new messages due at once."""
+    """The original library's outbox document for ``message`` (duck typed), new messages due at once."""
     message_id = getattr(message, "message_id", None)
     if message_id is None or message_id == "":
         raise InvalidOutboxMessage("an outbox message needs a message_id (usually the event id)")
@@ -353,7 +353,7 @@ class MongoOutboxStorage:
     ) -> list[OutboxMessage]:
         """Due messages (new, retries due, expired leases), oldest due first, without leasing.
 
-        For a single publisher (the seed's loop); concurrent publishers use :meth:`claim_batch`.
+        For a single publisher (the original library's loop); concurrent publishers use :meth:`claim_batch`.
         ``uow=`` reads in its transaction (its own uncommitted messages included);
         ``specification=`` keeps only matching messages (field ``message_id`` is ``_id``).
         """

@@ -1,4 +1,4 @@
-"""OutboxPublisher: the seed's publishing loop, with leases, retries and a graceful stop."""
+"""OutboxPublisher: the original library's publishing loop, with leases, retries and a graceful stop."""
 
 from __future__ import annotations
 

@@ -396,7 +396,7 @@ class MongoRepository(Generic[T, ID]):
           instead, or ``await repo.list_all().to_list(limit=n)`` for the first ``n``).
           A list is never silently truncated.
 
-        ``entity_ids=`` is accepted as the seed's name for ``ids``; ``specification=``
+        ``entity_ids=`` is accepted as the original library's name for ``ids``; ``specification=``
         keeps only the entities that also match it (AND-ed with the ids).
         """
         if entity_ids is not None:

@@ -1,6 +1,6 @@
 """MongoUnitOfWork: one driver session and one multi-document transaction per block.
 
-Two ways to get a session (both from the seed):
+Two ways to get a session (both from the original library):
 
 * **self-managed** (recommended): ``MongoUnitOfWork(connection=connection)`` starts a
   session from the connection's client on entry and ends it on exit;

@@ -7,7 +7,7 @@ Two handler styles, chosen per projection (a projection uses one style):
   documents itself, so it can batch: one read per collection and one coalesced write per
   document per batch. Handlers must be synchronous and must not do I/O on the read model.
 * **imperative handlers** ``async def on_OrderPlaced(self, event)``: call stores
-  themselves (the seed's style). The engine calls them one event at a time and saves the
+  themselves (the original library's style). The engine calls them one event at a time and saves the
   checkpoint once per batch; they must be idempotent on their own.
 
 Handlers are found by name (``on_<EventType>``) or declared with :func:`handles`, which
@@ -81,7 +81,7 @@ def _takes_only_self(fn: Callable[..., Any]) -> bool:
 
 
 def _accept_db(reset: Callable[[Any], Any]) -> Callable[..., Awaitable[None]]:
-    """A ``reset(self)`` written as the seeds write it, callable as ``reset(db)`` too: the
+    """A ``reset(self)`` written as the original library's examples write it, callable as ``reset(db)`` too: the
     engine passes the database; a projection that keeps its data elsewhere ignores it."""
 
     @functools.wraps(reset)
@@ -225,7 +225,7 @@ class Projection:
         """Clear the read model for a rebuild: drops every owned collection of ``db``.
 
         Imperative projections that keep data elsewhere override this, either as
-        ``async def reset(self, db)`` or, as the seeds do, ``async def reset(self)`` (then
+        ``async def reset(self, db)`` or, as the original library's examples do, ``async def reset(self)`` (then
         the database the engine passes is not given to it).
         """
         if db is None:

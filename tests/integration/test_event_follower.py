@@ -109,6 +109,7 @@ async def history_with_holes(connection: MongoConnectionManager) -> MongoEventSt
     return store
 
 
+@pytest.mark.replica_set_protocol
 async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
     real_connection: MongoConnectionManager,
 ) -> None:
@@ -121,6 +122,7 @@ async def test_streaming_stops_at_an_in_flight_hole_and_passes_an_abandoned_one(
     assert [[e.position for e in b] for b in batches] == [[1, 2, 3], [4, 5, 8], [9, 10]]  # 6, 7 are fenced now
 
 
+@pytest.mark.replica_set_protocol
 async def test_pages_stop_at_an_in_flight_hole_and_pass_an_abandoned_one(
     real_connection: MongoConnectionManager,
 ) -> None:

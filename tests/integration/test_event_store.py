@@ -64,6 +64,7 @@ async def test_domain_events_are_appended_through_to_stored(real_connection: Mon
         ("Shipped", 1, {"carrier": "dhl"}, "Order"), ("Shipped", 2, {"carrier": "ups"}, "Order")]
 
 
+@pytest.mark.replica_set_protocol
 async def test_existing_version_is_a_conflict_and_positions_are_never_reused(
         real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection)
@@ -212,6 +213,7 @@ class SlowAppender(MongoEventStore):
         return _PausedCollection(super()._collection(), self.gate, self.reserved)
 
 
+@pytest.mark.replica_set_protocol
 async def test_reader_holds_back_at_a_hole_still_in_flight(real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection, gap_timeout=60)
     await store.ensure_indexes()
@@ -226,6 +228,7 @@ async def test_reader_holds_back_at_a_hole_still_in_flight(real_connection: Mong
     assert [e.position for e in await store.get_events_after(0)] == [1, 2]
 
 
+@pytest.mark.replica_set_protocol
 async def test_abandoned_hole_is_fenced_and_the_late_appender_fails(real_connection: MongoConnectionManager) -> None:
     store = MongoEventStore(real_connection, gap_timeout=0.3)
     await store.ensure_indexes()
@@ -324,6 +327,7 @@ async def test_first_use_inside_a_unit_of_work_after_other_writes(real_connectio
     assert [e.version for e in await store.get_events_after(0)] == [1, 2]
 
 
+@pytest.mark.replica_set_protocol
 async def test_crashed_appender_at_the_head_is_fenced_after_gap_timeout(
         real_connection: MongoConnectionManager) -> None:
     """A hole with nothing after it yet: the counter says the positions are reserved, so the

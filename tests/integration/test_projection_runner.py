@@ -569,6 +569,7 @@ async def test_fresh_rebuild_starts_over_after_a_crash(stores: Stores) -> None:
     assert await stores.problems() == []
 
 
+@pytest.mark.replica_set_protocol
 async def test_two_workers_stop_at_an_in_flight_hole_and_following_applies_everything_after_it(
     stores: Stores,
 ) -> None:

@@ -140,6 +140,7 @@ async def test_sharded_reader_waits_at_a_hole_and_never_fences_it(pymongo_connec
 
 
 @replica_set_only
+@pytest.mark.replica_set_protocol
 async def test_replica_set_reader_still_fences_abandoned_holes(pymongo_connection: MongoConnectionManager) -> None:
     """The single-replica-set protocol is unchanged (detected: this server is no mongos)."""
     store = MongoEventStore(pymongo_connection, gap_timeout=0)

@@ -81,7 +81,7 @@ async def test_pointer_swap_rebuilds_into_the_next_generation(pymongo_connection
     assert pointer["collections"] == {c: f"{c}__g1" for c in COLLECTIONS}
     names = set(await db.list_collection_names())
     assert {f"{c}__g1" for c in COLLECTIONS} <= names
-    assert not (set(COLLECTIONS) & names)  # the replaced generation (the logical names) is dropped
+    assert set(COLLECTIONS) <= names  # the replaced generation (the logical names) stays one rebuild longer
     assert differences(fold_orders(history), await resolved_read_model(db)) == []
 
     # the follower writes into the current generation
@@ -92,11 +92,25 @@ async def test_pointer_swap_rebuilds_into_the_next_generation(pymongo_connection
         pass
     assert differences(fold_orders(history), await resolved_read_model(db)) == []
 
-    # a second rebuild: generation 2, generation 1 dropped; every collection flips together
+    # a reader that resolved the pointer before the next switch still finds generation 1
+    handles_before = {c: await resolve_read_model(db, NAME, c) for c in COLLECTIONS}
+
+    # a second rebuild: generation 2; generation 1 stays, generation 0 is dropped; every
+    # collection flips together
     report = await runner.rebuild(NAME)
     assert await generations(db) == {"2"}
     names = set(await db.list_collection_names())
-    assert not ({f"{c}__g1" for c in COLLECTIONS} & names)
+    assert {f"{c}__g1" for c in COLLECTIONS} <= names
+    assert not (set(COLLECTIONS) & names)
+    read_late = {
+        c: {doc["_id"]: strip_engine_fields(doc) for doc in await handle.find({}).to_list(None)}
+        for c, handle in handles_before.items()
+    }
+    assert [h.name for h in handles_before.values()] == [f"{c}__g1" for c in COLLECTIONS]
+    assert differences(fold_orders(history), read_late) == []
+    # a third: generation 1 goes
+    await runner.rebuild(NAME)
+    assert not ({f"{c}__g1" for c in COLLECTIONS} & set(await db.list_collection_names()))
     assert differences(fold_orders(history), await resolved_read_model(db)) == []
 
 

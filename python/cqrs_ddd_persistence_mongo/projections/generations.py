@@ -31,6 +31,15 @@ def generation_name(collection: str, generation: int) -> str:
     return f"{collection}{GENERATION_SUFFIX}{generation}"
 
 
+def retired_name(collection: str, generation: int) -> str | None:
+    """The physical name of ``collection`` two generations before ``generation``: what a
+    switch to ``generation`` drops. The generation it replaces stays until the next switch,
+    so a reader that resolved the pointer just before the switch still finds its data."""
+    if generation < 2:
+        return None
+    return collection if generation == 2 else generation_name(collection, generation - 2)
+
+
 async def read_pointer(db: Any, projection_name: str, session: Any = None) -> dict[str, Any] | None:
     """The pointer document of ``projection_name`` (None: the read model was never swapped
     by pointer)."""
@@ -64,7 +73,7 @@ async def flip_pointer(db: Any, projection_name: str, physical: Mapping[str, str
     """Point ``projection_name`` at ``physical`` in one atomic single-document write (by
     ``_id``, the pointer collection's shard key); returns the mapping it replaced."""
     previous = await resolve_read_models(db, projection_name, physical)
-    generation = _generation_of(physical)
+    generation = generation_of(physical)
     with _translated(
         f"switching the read model of '{projection_name}' to {dict(physical)} (run the rebuild again to finish the swap)"
     ):
@@ -76,7 +85,7 @@ async def flip_pointer(db: Any, projection_name: str, physical: Mapping[str, str
     return previous
 
 
-def _generation_of(physical: Mapping[str, str]) -> int:
+def generation_of(physical: Mapping[str, str]) -> int:
     for name in physical.values():
         head, sep, tail = name.rpartition(GENERATION_SUFFIX)
         if sep and tail.isdigit():

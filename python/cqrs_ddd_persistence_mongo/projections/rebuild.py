@@ -31,7 +31,9 @@ from ..roles import ConnectionRole
 from .base import Projection
 from .builder import BuildOptions, ShadowBuilder
 from .dead_letters import DeadLetters
-from .generations import flip_pointer, next_generation, resolve_read_models, shard_like, swaps_by_pointer
+from .generations import (
+    flip_pointer, generation_of, next_generation, resolve_read_models, retired_name, shard_like, swaps_by_pointer,
+)
 from .partition import Partition
 from .progress import Progress
 from .workers import WorkerSpec, run_partitioned, shipped_upcasters, worker_checkpoints
@@ -291,14 +293,18 @@ class Rebuild:
 
     async def _flip(self, shadow: dict[str, str]) -> list[str]:
         """Point the projection at the rebuilt generation (one atomic write for all its
-        collections), then drop the generation it replaced."""
+        collections), then drop the generation before the one it replaced (the replaced one
+        stays until the next rebuild, for readers that resolved the pointer just before)."""
         previous = await flip_pointer(self.db, self.name, shadow)
-        for live, old in previous.items():
-            if old != shadow[live]:
-                what = (f"dropping '{old}', the read model '{live}' replaced by '{shadow[live]}' "
-                        "(it is no longer read: if this fails, drop it by hand)")
-                with call(self.connection, what, ProjectionError):
-                    await self.db.drop_collection(old)
+        generation = generation_of(shadow)
+        for live, new in shadow.items():
+            retired = retired_name(live, generation)
+            if retired is None or retired in (new, previous.get(live)):
+                continue
+            what = (f"dropping '{retired}', a read model '{live}' two rebuilds old "
+                    "(it is no longer read: if this fails, drop it by hand)")
+            with call(self.connection, what, ProjectionError):
+                await self.db.drop_collection(retired)
         return list(shadow)
 
     async def _finish(self, checkpoint: str, position: int) -> None:
